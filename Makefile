@@ -1,0 +1,29 @@
+# The README's two commands are `make run` and `make test`; both set up what
+# they need first. Variables:
+#   VENV              the Python environment carrying libtorch (default .venv)
+#   CARGO_TARGET_DIR  where cargo builds (default target/)
+VENV ?= .venv
+export VENV
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+BERTLAB := $(TARGET_DIR)/release/bertlab
+
+.PHONY: setup build run test clean
+
+## setup: Python environment with torch==2.11.0 (libtorch) and .cargo/config.toml
+setup:
+	@bash scripts/setup.sh
+
+## build: release build of bertlab
+build: setup
+	cargo build --release --bin bertlab
+
+## run: train the quickstart sweep on the CPU and write its report
+run: build
+	$(BERTLAB) run experiments/quickstart.toml --device cpu
+
+## test: every test of the workspace (same profile as `run`: one build)
+test: setup
+	cargo test --release --workspace
+
+clean:
+	cargo clean

@@ -1,0 +1,47 @@
+//! The contract between the runner and a model architecture.
+use crate::knob::{Knob, KnobError, KnobValues};
+use tch::{nn, Tensor};
+
+/// One batch as the encoder sees it.
+pub struct EncoderInput {
+    /// `[batch, seq]`, int64.
+    pub input_ids: Tensor,
+    /// `[batch, seq]`, int64 segment ids (all zero for single sentences).
+    pub token_type_ids: Tensor,
+    /// `[batch, seq]`, 1 for real tokens and 0 for padding; `None` when the
+    /// batch has no padding, which lets attention take its fastest kernel.
+    pub attention_mask: Option<Tensor>,
+}
+
+/// A built model with a masked-language-modelling head.
+pub trait MaskedLm: Send {
+    /// Final hidden states, `[batch, seq, hidden]`. `train` turns dropout on.
+    fn encode(&self, input: &EncoderInput, train: bool) -> Tensor;
+
+    /// Vocabulary logits for hidden states of any leading shape. Kept apart
+    /// from `encode` so training can score only the masked positions.
+    fn mlm_logits(&self, hidden: &Tensor) -> Tensor;
+}
+
+/// An architecture in the zoo.
+pub trait Plugin: Sync {
+    /// The name experiment files use (`[experiment] model = "..."`).
+    fn name(&self) -> &'static str;
+
+    /// One line for `bertlab models`: what it is and which paper it follows.
+    fn summary(&self) -> &'static str;
+
+    fn knobs(&self) -> &'static [Knob];
+
+    /// Validates user values against the schema and the architecture's own
+    /// rules (e.g. `hidden` divisible by `heads`) and fills every default.
+    /// Knobs whose default is computed by the runner (the vocabulary size,
+    /// from the tokenizer) must be present by the time `build` is called.
+    fn resolve(&self, given: &KnobValues) -> Result<KnobValues, KnobError>;
+
+    /// Exact number of trainable parameters of the model `build` makes.
+    fn param_count(&self, knobs: &KnobValues) -> Result<i64, KnobError>;
+
+    /// Creates the model's variables under `root` and returns the model.
+    fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError>;
+}

@@ -1,0 +1,418 @@
+//! `bert`: the original post-LN BERT encoder with its masked-LM head.
+//!
+//! Follows Devlin et al. 2018, "BERT: Pre-training of Deep Bidirectional
+//! Transformers for Language Understanding" (arXiv:1810.04805), and Hugging
+//! Face's `BertForMaskedLM`: one struct per Hugging Face submodule, variables
+//! named as in its state dict (`bert.encoder.layer.0.attention.self.query.weight`,
+//! ...) so checkpoints move between the two without renaming. Each block is
+//! post-LN: `LayerNorm(x + Dropout(Attention(x)))`, then
+//! `LayerNorm(x + Dropout(FFN(x)))` with an exact (erf) GELU, as in the
+//! `BertBlock` of the article this project grew from.
+use crate::knob::{check_against, Knob, KnobDefault, KnobError, KnobKind, KnobValues};
+use crate::plugin::{EncoderInput, MaskedLm, Plugin};
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// The model's configuration, field for field Hugging Face's `config.json`
+/// for `BertConfig`. bertlab's knob names are accepted as aliases, so the
+/// `[model]` section deserialises into it directly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    #[serde(alias = "vocab_size")]
+    pub vocab_size: i64,
+    #[serde(alias = "hidden")]
+    pub hidden_size: i64,
+    #[serde(alias = "layers")]
+    pub num_hidden_layers: i64,
+    #[serde(alias = "heads")]
+    pub num_attention_heads: i64,
+    #[serde(alias = "intermediate")]
+    pub intermediate_size: i64,
+    #[serde(default = "gelu")]
+    pub hidden_act: String,
+    #[serde(alias = "dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(alias = "attention_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    #[serde(alias = "max_position")]
+    pub max_position_embeddings: i64,
+    pub type_vocab_size: i64,
+    pub initializer_range: f64,
+    pub layer_norm_eps: f64,
+}
+
+fn gelu() -> String {
+    "gelu".to_string()
+}
+
+const fn int(name: &'static str, min: i64, default: KnobDefault, doc: &'static str) -> Knob {
+    Knob { name, kind: KnobKind::Int { min, max: i64::MAX }, default, doc }
+}
+
+const fn probability(name: &'static str, default: KnobDefault, doc: &'static str) -> Knob {
+    Knob { name, kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false }, default, doc }
+}
+
+/// Defaults are BERT-Base's, as in Hugging Face's `BertConfig`.
+const KNOBS: &[Knob] = &[
+    int("layers", 1, KnobDefault::Int(12), "number of transformer blocks"),
+    int("hidden", 1, KnobDefault::Int(768), "hidden size (embedding and block width)"),
+    int("heads", 1, KnobDefault::Int(12), "attention heads; must divide hidden"),
+    int("intermediate", 1, KnobDefault::Computed("4 * hidden"), "feed-forward inner size"),
+    probability("dropout", KnobDefault::Float(0.1), "dropout on embeddings and block outputs"),
+    probability("attention_dropout", KnobDefault::Computed("dropout"), "dropout on attention probabilities"),
+    int("vocab_size", 1, KnobDefault::Computed("the tokenizer's vocabulary"), "word embedding rows; at least the tokenizer's vocabulary"),
+    int("max_position", 1, KnobDefault::Int(512), "position embedding rows; at least data.seq_len"),
+    int("type_vocab_size", 1, KnobDefault::Int(2), "token type (segment) embedding rows"),
+    Knob {
+        name: "layer_norm_eps",
+        kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false },
+        default: KnobDefault::Float(1e-12),
+        doc: "LayerNorm epsilon",
+    },
+    Knob {
+        name: "initializer_range",
+        kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false },
+        default: KnobDefault::Float(0.02),
+        doc: "std of the normal initialisation of weights",
+    },
+];
+
+pub struct Bert;
+
+impl Plugin for Bert {
+    fn name(&self) -> &'static str {
+        "bert"
+    }
+
+    fn summary(&self) -> &'static str {
+        "original post-LN BERT (Devlin et al. 2018), Hugging Face BertForMaskedLM names"
+    }
+
+    fn knobs(&self) -> &'static [Knob] {
+        KNOBS
+    }
+
+    fn resolve(&self, given: &KnobValues) -> Result<KnobValues, KnobError> {
+        let mut knobs = check_against(KNOBS, given)?;
+        let hidden = knobs["hidden"].as_i64().unwrap_or_default();
+        let heads = knobs["heads"].as_i64().unwrap_or(1);
+        if hidden % heads != 0 {
+            return Err(KnobError::new(
+                "heads",
+                format!("hidden ({hidden}) must be divisible by heads ({heads})"),
+            ));
+        }
+        if !knobs.contains_key("intermediate") {
+            knobs.insert("intermediate".into(), (4 * hidden).into());
+        }
+        if !knobs.contains_key("attention_dropout") {
+            let dropout = knobs["dropout"].clone();
+            knobs.insert("attention_dropout".into(), dropout);
+        }
+        Ok(knobs)
+    }
+
+    fn param_count(&self, knobs: &KnobValues) -> Result<i64, KnobError> {
+        let c = config(knobs)?;
+        let (v, h, i, l) = (c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers);
+        let layer_norm = 2 * h;
+        let linear = |n_in: i64, n_out: i64| n_in * n_out + n_out;
+        let embeddings = (v + c.max_position_embeddings + c.type_vocab_size) * h + layer_norm;
+        let block = 4 * linear(h, h) + linear(h, i) + linear(i, h) + 2 * layer_norm;
+        // Transform dense + LayerNorm + output bias; the decoder weight is tied.
+        let head = linear(h, h) + layer_norm + v;
+        Ok(embeddings + l * block + head)
+    }
+
+    fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError> {
+        Ok(Box::new(BertForMaskedLM::new(root, &config(knobs)?)))
+    }
+}
+
+fn config(knobs: &KnobValues) -> Result<BertConfig, KnobError> {
+    serde_json::from_value(serde_json::Value::Object(knobs.clone()))
+        .map_err(|e| KnobError::new("model", format!("incomplete bert configuration: {e}")))
+}
+
+fn linear(path: nn::Path, n_in: i64, n_out: i64, c: &BertConfig) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
+        bs_init: Some(nn::Init::Const(0.0)),
+        bias: true,
+    };
+    nn::linear(path, n_in, n_out, config)
+}
+
+fn layer_norm(path: nn::Path, c: &BertConfig) -> nn::LayerNorm {
+    let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
+    nn::layer_norm(path, vec![c.hidden_size], config)
+}
+
+fn embedding(path: nn::Path, rows: i64, c: &BertConfig) -> nn::Embedding {
+    let config = nn::EmbeddingConfig {
+        ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
+        ..Default::default()
+    };
+    nn::embedding(path, rows, c.hidden_size, config)
+}
+
+struct BertEmbeddings {
+    word_embeddings: nn::Embedding,
+    position_embeddings: nn::Embedding,
+    token_type_embeddings: nn::Embedding,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+}
+
+impl BertEmbeddings {
+    fn new(p: nn::Path, c: &BertConfig) -> Self {
+        BertEmbeddings {
+            word_embeddings: embedding(&p / "word_embeddings", c.vocab_size, c),
+            position_embeddings: embedding(&p / "position_embeddings", c.max_position_embeddings, c),
+            token_type_embeddings: embedding(&p / "token_type_embeddings", c.type_vocab_size, c),
+            layer_norm: layer_norm(&p / "LayerNorm", c),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, input: &EncoderInput, train: bool) -> Tensor {
+        let seq_len = input.input_ids.size()[1];
+        let positions = Tensor::arange(seq_len, (Kind::Int64, input.input_ids.device())).unsqueeze(0);
+        let xs = self.word_embeddings.forward(&input.input_ids)
+            + self.position_embeddings.forward(&positions)
+            + self.token_type_embeddings.forward(&input.token_type_ids);
+        self.layer_norm.forward(&xs).dropout(self.dropout, train)
+    }
+}
+
+struct BertSelfAttention {
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    heads: i64,
+    dropout: f64,
+}
+
+impl BertSelfAttention {
+    fn new(p: nn::Path, c: &BertConfig) -> Self {
+        let h = c.hidden_size;
+        BertSelfAttention {
+            query: linear(&p / "query", h, h, c),
+            key: linear(&p / "key", h, h, c),
+            value: linear(&p / "value", h, h, c),
+            heads: c.num_attention_heads,
+            dropout: c.attention_probs_dropout_prob,
+        }
+    }
+
+    /// `mask`: `[batch, 1, 1, seq]` booleans, true where attention may look.
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        let (batch, seq, hidden) = xs.size3().expect("hidden states are [batch, seq, hidden]");
+        let split = |t: Tensor| t.view([batch, seq, self.heads, hidden / self.heads]).transpose(1, 2);
+        let q = split(self.query.forward(xs));
+        let k = split(self.key.forward(xs));
+        let v = split(self.value.forward(xs));
+        let dropout = if train { self.dropout } else { 0.0 };
+        // libtorch's fused kernel (flash / memory-efficient / math, chosen per
+        // device); scale defaults to 1/sqrt(head size) as in BERT.
+        let context = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout, false, None, false);
+        context.transpose(1, 2).contiguous().view([batch, seq, hidden])
+    }
+}
+
+/// Projection, dropout, residual and LayerNorm after a sublayer: Hugging
+/// Face's `BertSelfOutput` and `BertOutput` have exactly this shape.
+struct ResidualNorm {
+    dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    dropout: f64,
+}
+
+impl ResidualNorm {
+    fn new(p: nn::Path, n_in: i64, c: &BertConfig) -> Self {
+        ResidualNorm {
+            dense: linear(&p / "dense", n_in, c.hidden_size, c),
+            layer_norm: layer_norm(&p / "LayerNorm", c),
+            dropout: c.hidden_dropout_prob,
+        }
+    }
+
+    fn forward(&self, xs: &Tensor, residual: &Tensor, train: bool) -> Tensor {
+        let projected = self.dense.forward(xs).dropout(self.dropout, train);
+        self.layer_norm.forward(&(projected + residual))
+    }
+}
+
+struct BertLayer {
+    self_attention: BertSelfAttention,
+    attention_output: ResidualNorm,
+    intermediate: nn::Linear,
+    output: ResidualNorm,
+}
+
+impl BertLayer {
+    fn new(p: nn::Path, c: &BertConfig) -> Self {
+        let attention = &p / "attention";
+        BertLayer {
+            self_attention: BertSelfAttention::new(&attention / "self", c),
+            attention_output: ResidualNorm::new(&attention / "output", c.hidden_size, c),
+            intermediate: linear(&p / "intermediate" / "dense", c.hidden_size, c.intermediate_size, c),
+            output: ResidualNorm::new(&p / "output", c.intermediate_size, c),
+        }
+    }
+
+    fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
+        let attended = self.self_attention.forward(xs, mask, train);
+        let xs = self.attention_output.forward(&attended, xs, train);
+        let inner = self.intermediate.forward(&xs).gelu("none");
+        self.output.forward(&inner, &xs, train)
+    }
+}
+
+struct BertModel {
+    embeddings: BertEmbeddings,
+    layers: Vec<BertLayer>,
+}
+
+impl BertModel {
+    fn new(p: nn::Path, c: &BertConfig) -> Self {
+        let layer = &p / "encoder" / "layer";
+        BertModel {
+            embeddings: BertEmbeddings::new(&p / "embeddings", c),
+            layers: (0..c.num_hidden_layers).map(|i| BertLayer::new(&layer / i, c)).collect(),
+        }
+    }
+
+    fn forward(&self, input: &EncoderInput, train: bool) -> Tensor {
+        let mask = input
+            .attention_mask
+            .as_ref()
+            .map(|m| m.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1));
+        let mut xs = self.embeddings.forward(input, train);
+        for layer in &self.layers {
+            xs = layer.forward(&xs, mask.as_ref(), train);
+        }
+        xs
+    }
+}
+
+/// `cls.predictions`: transform (dense, GELU, LayerNorm), then a decoder
+/// tied to the word embeddings plus its own output bias.
+struct BertLMPredictionHead {
+    dense: nn::Linear,
+    layer_norm: nn::LayerNorm,
+    bias: Tensor,
+}
+
+impl BertLMPredictionHead {
+    fn new(p: nn::Path, c: &BertConfig) -> Self {
+        let transform = &p / "transform";
+        BertLMPredictionHead {
+            dense: linear(&transform / "dense", c.hidden_size, c.hidden_size, c),
+            layer_norm: layer_norm(&transform / "LayerNorm", c),
+            bias: p.zeros("bias", &[c.vocab_size]),
+        }
+    }
+}
+
+pub struct BertForMaskedLM {
+    bert: BertModel,
+    head: BertLMPredictionHead,
+}
+
+impl BertForMaskedLM {
+    pub fn new(root: &nn::Path, c: &BertConfig) -> Self {
+        BertForMaskedLM {
+            bert: BertModel::new(root / "bert", c),
+            head: BertLMPredictionHead::new(root / "cls" / "predictions", c),
+        }
+    }
+}
+
+impl MaskedLm for BertForMaskedLM {
+    fn encode(&self, input: &EncoderInput, train: bool) -> Tensor {
+        self.bert.forward(input, train)
+    }
+
+    fn mlm_logits(&self, hidden: &Tensor) -> Tensor {
+        let transformed = self.head.layer_norm.forward(&self.head.dense.forward(hidden).gelu("none"));
+        transformed.linear(&self.bert.embeddings.word_embeddings.ws, Some(&self.head.bias))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn knobs(json: &str) -> KnobValues {
+        Bert.resolve(&serde_json::from_str(json).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn analytic_parameter_count_matches_the_built_model() {
+        for json in [
+            r#"{"layers": 2, "hidden": 64, "heads": 2, "vocab_size": 500, "max_position": 128}"#,
+            r#"{"layers": 1, "hidden": 48, "heads": 3, "intermediate": 100, "vocab_size": 97}"#,
+        ] {
+            let knobs = knobs(json);
+            let vs = nn::VarStore::new(Device::Cpu);
+            Bert.build(&vs.root(), &knobs).unwrap();
+            let built: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
+            assert_eq!(Bert.param_count(&knobs).unwrap(), built, "{json}");
+        }
+    }
+
+    #[test]
+    fn variable_names_follow_hugging_face_bert_for_masked_lm() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        Bert.build(&vs.root(), &knobs(r#"{"layers": 1, "hidden": 32, "heads": 2, "vocab_size": 50}"#)).unwrap();
+        let names = vs.variables();
+        for name in [
+            "bert.embeddings.word_embeddings.weight",
+            "bert.embeddings.position_embeddings.weight",
+            "bert.embeddings.token_type_embeddings.weight",
+            "bert.embeddings.LayerNorm.weight",
+            "bert.encoder.layer.0.attention.self.query.weight",
+            "bert.encoder.layer.0.attention.self.key.bias",
+            "bert.encoder.layer.0.attention.output.dense.weight",
+            "bert.encoder.layer.0.attention.output.LayerNorm.bias",
+            "bert.encoder.layer.0.intermediate.dense.weight",
+            "bert.encoder.layer.0.output.dense.weight",
+            "bert.encoder.layer.0.output.LayerNorm.weight",
+            "cls.predictions.transform.dense.weight",
+            "cls.predictions.transform.LayerNorm.weight",
+            "cls.predictions.bias",
+        ] {
+            assert!(names.contains_key(name), "missing {name}; have {:?}", names.keys());
+        }
+        // Tied decoder: no separate decoder weight.
+        assert_eq!(names.len(), 5 + 16 + 5);
+    }
+
+    #[test]
+    fn heads_must_divide_hidden() {
+        let err = Bert.resolve(&serde_json::from_str(r#"{"hidden": 100, "heads": 3}"#).unwrap()).unwrap_err();
+        assert_eq!(err.knob, "heads");
+    }
+
+    #[test]
+    fn padding_does_not_change_the_real_tokens_outputs() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Bert.build(&vs.root(), &knobs(r#"{"layers": 2, "hidden": 32, "heads": 4, "vocab_size": 50}"#)).unwrap();
+        let ids = Tensor::from_slice(&[5i64, 6, 7, 8]).view([1, 4]);
+        let short = EncoderInput { input_ids: ids.copy(), token_type_ids: ids.zeros_like(), attention_mask: None };
+        let padded_ids = Tensor::from_slice(&[5i64, 6, 7, 8, 0, 0]).view([1, 6]);
+        let padded = EncoderInput {
+            token_type_ids: padded_ids.zeros_like(),
+            attention_mask: Some(Tensor::from_slice(&[1i64, 1, 1, 1, 0, 0]).view([1, 6])),
+            input_ids: padded_ids,
+        };
+        let a = model.encode(&short, false);
+        let b = model.encode(&padded, false).narrow(1, 0, 4);
+        assert!(a.allclose(&b, 1e-5, 1e-5, false));
+    }
+}

@@ -1,0 +1,61 @@
+//! The command line: argument parsing and one module per subcommand.
+//! Exit codes: 0 everything ran, 1 a trial (or the tool) failed, 2 the
+//! input was rejected and nothing ran.
+mod doctor;
+mod models;
+mod progress;
+mod run;
+
+use crate::error::InputError;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "bertlab", version, about = "Declarative sweeps of BERT training runs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Expand experiment files into trials and train them; completed trials
+    /// are skipped on a re-run.
+    Run(run::RunArgs),
+    /// The model plugins and their knobs.
+    Models,
+    /// libtorch version, CUDA devices, threads.
+    Doctor,
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("BERTLAB_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Models => models::print().map(|_| 0),
+        Command::Doctor => doctor::print().map(|_| 0),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => match error.downcast_ref::<InputError>() {
+            Some(input) => {
+                eprintln!("error: {input}");
+                2
+            }
+            None => {
+                eprintln!("error: {error:#}");
+                1
+            }
+        },
+    }
+}

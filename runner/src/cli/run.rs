@@ -1,0 +1,165 @@
+//! `bertlab run`: load and check every experiment first (nothing trains if
+//! any is invalid), prepare each distinct corpus once, run the trials, then
+//! write the report and print the summary.
+use super::progress::Progress;
+use crate::config::{self, Loaded};
+use crate::data::{self, cache::Cache, Dataset};
+use crate::error::InputError;
+use crate::launch::local::{self, Job, Tally};
+use crate::store::Store;
+use crate::sweep::{self, Trial};
+use crate::train::device;
+use anyhow::Result;
+use clap::Args;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Experiment files or glob patterns.
+    #[arg(required = true, value_name = "FILE_OR_GLOB")]
+    files: Vec<String>,
+    /// Override a value, e.g. --set train.steps=50 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Run folder (default runs/<experiment name>); one experiment only.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Device for every trial, overriding train.device: auto, cpu, cuda, cuda:N.
+    #[arg(long)]
+    device: Option<String>,
+    /// Trials run one at a time on this machine; only 1 is supported yet.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Run every trial again, even those completed in an earlier run.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// An experiment checked and expanded, ready to run.
+struct Planned {
+    loaded: Loaded,
+    trials: Vec<Trial>,
+    out: PathBuf,
+}
+
+pub fn run(args: RunArgs) -> Result<i32> {
+    if args.jobs != 1 {
+        return Err(InputError::new("only --jobs 1 is supported yet").key("--jobs").into());
+    }
+    let files = expand_files(&args.files)?;
+    if args.out.is_some() && files.len() > 1 {
+        return Err(InputError::new(format!("--out names one run folder but {} experiments were given", files.len())).into());
+    }
+    let mut planned = Vec::new();
+    for file in &files {
+        let loaded = config::load(file, &args.sets)?;
+        let mut trials = sweep::expand(&loaded)?;
+        if let Some(device) = &args.device {
+            device::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
+            trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
+        }
+        let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
+        planned.push(Planned { loaded, trials, out });
+    }
+
+    let cache = Cache::from_env();
+    let mut worst = 0;
+    for plan in &mut planned {
+        let datasets = prepare_data(plan, &cache)?;
+        let jobs = bind(plan, &datasets)?;
+        let tally = run_one(plan, &jobs, args.fresh)?;
+        worst = worst.max(i32::from(tally.failed > 0));
+    }
+    Ok(worst)
+}
+
+/// Files named directly, or matched by glob patterns (a pattern that
+/// matches nothing is an error, like a missing file).
+fn expand_files(patterns: &[String]) -> Result<Vec<PathBuf>, InputError> {
+    let mut files = Vec::new();
+    for pattern in patterns {
+        let matched: Vec<PathBuf> = glob::glob(pattern).map(|paths| paths.filter_map(Result::ok).collect()).unwrap_or_default();
+        if matched.is_empty() {
+            return Err(InputError::new("no such experiment file").from_source(pattern.clone()));
+        }
+        files.extend(matched);
+    }
+    Ok(files)
+}
+
+/// Reads and packs each distinct `[data]` configuration of the sweep once,
+/// before any training, so a bad corpus rejects the run up front.
+fn prepare_data(plan: &Planned, cache: &Cache) -> Result<HashMap<String, Dataset>> {
+    let mut datasets = HashMap::new();
+    for trial in &plan.trials {
+        let key = data_key(trial);
+        if datasets.contains_key(&key) {
+            continue;
+        }
+        let dataset = data::prepare(&trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
+        eprintln!("data  {}", dataset.summary);
+        datasets.insert(key, dataset);
+    }
+    Ok(datasets)
+}
+
+fn data_key(trial: &Trial) -> String {
+    serde_json::to_string(&trial.config.data).expect("data section serialises")
+}
+
+/// Errors from the data layer know their key but not where it was written.
+fn locate(loaded: &Loaded, error: InputError) -> InputError {
+    match (&error.source, &error.key) {
+        (None, Some(key)) => loaded.error_at(key, error.message),
+        _ => error,
+    }
+}
+
+/// Completes each trial with what only the data knows (the vocabulary size)
+/// and resolves its device.
+fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Vec<Job<'a>>> {
+    let mut jobs = Vec::new();
+    for trial in &plan.trials {
+        let data = &datasets[&data_key(trial)];
+        let mut trial = trial.clone();
+        let vocab = data.vocab.size() as i64;
+        match trial.config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+            None => {
+                trial.config.model.insert("vocab_size".into(), vocab.into());
+            }
+            Some(given) if given < vocab => {
+                return Err(plan
+                    .loaded
+                    .error_at("model.vocab_size", format!("{given} is smaller than the tokenizer's vocabulary ({vocab})"))
+                    .into())
+            }
+            Some(_) => {}
+        }
+        let spec = device::parse(&trial.config.train.device).map_err(|m| plan.loaded.error_at("train.device", m))?;
+        let device = device::resolve(spec).map_err(|m| plan.loaded.error_at("train.device", m))?;
+        jobs.push(Job { trial, data, device });
+    }
+    Ok(jobs)
+}
+
+fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
+    let experiment = &plan.loaded.experiment.experiment;
+    let mut store = Store::open(&plan.out)?;
+    eprintln!("run   {} ({}): {} trials -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
+    let progress = Progress::new(jobs.len() as u64);
+    let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress)?;
+    progress.finish();
+
+    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize)?;
+    println!("{}", report.summary);
+    println!(
+        "{} completed, {} failed, {} skipped (already completed). Results: {}/trials.parquet, metrics.parquet; report: {}",
+        tally.completed,
+        tally.failed,
+        tally.skipped,
+        plan.out.display(),
+        report.html.display()
+    );
+    Ok(tally)
+}

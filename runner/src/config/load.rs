@@ -1,0 +1,151 @@
+//! Reads an experiment with its layers, later wins: built-in defaults, the
+//! experiment file, `BERTLAB_<SECTION>__<KEY>` environment variables, then
+//! `--set key=value` flags. Remembers where each value came from so that
+//! errors found later can name the file and line, or the variable or flag.
+use super::locate::line_of;
+use super::schema::{ExperimentFile, Violation};
+use crate::error::InputError;
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Map as FigmentMap, Value as FigmentValue};
+use figment::{Figment, Metadata, Profile, Provider, Source};
+use std::path::{Path, PathBuf};
+
+/// An experiment read and type-checked, with its provenance.
+pub struct Loaded {
+    pub path: PathBuf,
+    pub experiment: ExperimentFile,
+    figment: Figment,
+    text: String,
+}
+
+pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| InputError::new(format!("cannot read experiment file: {e}")).in_file(path))?;
+    let figment = Figment::new()
+        .merge(Toml::file_exact(path))
+        // Only double-underscore names are keys (BERTLAB_TRAIN__STEPS): other
+        // BERTLAB_ variables (BERTLAB_CACHE_DIR) configure the tool itself.
+        .merge(Env::prefixed("BERTLAB_").filter(|k| k.as_str().contains("__")).split("__"))
+        .merge(SetFlags::parse(sets)?);
+    let experiment = figment.extract().map_err(|e| figment_error(e, path, &text))?;
+    let mut loaded = Loaded { path: path.to_owned(), experiment, figment, text };
+    if loaded.experiment.experiment.name.is_empty() {
+        loaded.experiment.experiment.name =
+            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
+    }
+    let checks = [loaded.experiment.data.check(), loaded.experiment.train.check()];
+    if let Some(Err((key, message))) = checks.into_iter().find(Result::is_err) {
+        return Err(loaded.error_at(key, message));
+    }
+    if loaded.experiment.experiment.seeds.is_empty() {
+        return Err(loaded.error_at("experiment.seeds", "needs at least one seed"));
+    }
+    Ok(loaded)
+}
+
+impl Loaded {
+    /// An error about the value at dotted `key`, located where that value
+    /// was given: file and line, or the environment variable or flag.
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> InputError {
+        let err = InputError::new(message).key(key);
+        let segments: Vec<&str> = key.split('.').collect();
+        self.located(err, &segments)
+    }
+
+    /// Like [`Loaded::error_at`] for a key inside `[sweep.grid]`, whose own
+    /// name is dotted (`"model.hidden"`).
+    pub fn grid_error(&self, grid_key: &str, message: impl Into<String>) -> InputError {
+        let err = InputError::new(message).key(format!("sweep.grid.\"{grid_key}\""));
+        self.located(err, &["sweep", "grid", grid_key])
+    }
+
+    pub fn violation(&self, (key, message): Violation) -> InputError {
+        self.error_at(key, message)
+    }
+
+    fn located(&self, err: InputError, segments: &[&str]) -> InputError {
+        // The deepest prefix of the path that some provider supplied.
+        let metadata = (1..=segments.len())
+            .rev()
+            .find_map(|n| self.figment.find_metadata(&segments[..n].join(".")));
+        match metadata {
+            Some(m) if !matches!(m.source, Some(Source::File(_))) => {
+                err.from_source(m.interpolate(&Profile::Default, segments))
+            }
+            _ => err.in_file(&self.path).at_line(line_of(&self.text, segments)),
+        }
+    }
+}
+
+/// A figment error (TOML syntax, wrong type, unknown key) as one located line.
+fn figment_error(error: figment::Error, path: &Path, text: &str) -> InputError {
+    let segments: Vec<&str> = error.path.iter().map(String::as_str).collect();
+    let mut err = InputError::new(error.kind.to_string());
+    if !segments.is_empty() {
+        err = err.key(segments.join("."));
+    }
+    match error.metadata.as_ref().filter(|m| !matches!(m.source, Some(Source::File(_)) | None)) {
+        Some(m) => err.from_source(m.interpolate(&Profile::Default, &segments)),
+        // A TOML syntax error has no key path and carries its line in the message.
+        None => err.in_file(path).at_line(if segments.is_empty() { None } else { line_of(text, &segments) }),
+    }
+}
+
+/// `--set key=value` flags as a figment provider. Values are TOML
+/// (`--set train.lr=3e-4`, `--set data.tokenizer=vocab.txt` as a bare
+/// string); a list is refused because a list of values is a sweep.
+struct SetFlags(Dict);
+
+impl SetFlags {
+    fn parse(sets: &[String]) -> Result<Self, InputError> {
+        let mut dict = Dict::new();
+        for set in sets {
+            let flag = || InputError::new("").from_source(format!("--set {set}"));
+            let (key, raw) = set.split_once('=').ok_or_else(|| InputError {
+                message: "expected key=value, e.g. --set train.lr=3e-4".into(),
+                ..flag()
+            })?;
+            let key = key.trim();
+            let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+                Ok(mut table) => table.remove("v").expect("parsed table has v"),
+                Err(_) => toml::Value::String(raw.to_string()),
+            };
+            if value.is_array() {
+                return Err(InputError {
+                    key: Some(key.to_string()),
+                    message: format!("a list is a sweep: put it under [sweep.grid] as \"{key}\" = {raw}"),
+                    ..flag()
+                });
+            }
+            let value = FigmentValue::serialize(&value).map_err(|e| InputError { message: e.to_string(), ..flag() })?;
+            merge_into(&mut dict, figment::util::nest(key, value));
+        }
+        Ok(SetFlags(dict))
+    }
+}
+
+fn merge_into(dict: &mut Dict, nested: FigmentValue) {
+    let FigmentValue::Dict(_, incoming) = nested else { return };
+    for (k, v) in incoming {
+        match (dict.get_mut(&k), v) {
+            (Some(FigmentValue::Dict(_, existing)), FigmentValue::Dict(tag, inner)) => {
+                let mut sub = std::mem::take(existing);
+                merge_into(&mut sub, FigmentValue::Dict(tag, inner));
+                *existing = sub;
+            }
+            (_, v) => {
+                dict.insert(k, v);
+            }
+        }
+    }
+}
+
+impl Provider for SetFlags {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("--set").interpolater(|_, keys| format!("--set {}", keys.join(".")))
+    }
+
+    fn data(&self) -> Result<FigmentMap<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}

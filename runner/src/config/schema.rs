@@ -1,0 +1,220 @@
+//! The sections of an experiment file as typed structs, their defaults, and
+//! the range checks that do not depend on the model plugin.
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// The whole file. Unknown sections and keys are rejected, not ignored: a
+/// typo must not silently train the default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentFile {
+    #[serde(default)]
+    pub experiment: ExperimentSection,
+    /// The plugin's knobs, checked against its schema by the plugin.
+    #[serde(default)]
+    pub model: Map<String, Value>,
+    #[serde(default)]
+    pub data: DataSection,
+    #[serde(default)]
+    pub train: TrainSection,
+    #[serde(default, skip_serializing)]
+    pub sweep: SweepSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentSection {
+    /// Output goes to `runs/<name>/`; defaults to the file's stem.
+    pub name: String,
+    /// A plugin from `bertlab models`.
+    pub model: String,
+    /// Every trial runs once per seed.
+    pub seeds: Vec<u64>,
+    /// What reports rank by.
+    pub metric: String,
+    pub goal: Goal,
+}
+
+impl Default for ExperimentSection {
+    fn default() -> Self {
+        ExperimentSection {
+            name: String::new(),
+            model: "bert".into(),
+            seeds: vec![0],
+            metric: "eval/loss".into(),
+            goal: Goal::Minimize,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    #[default]
+    Minimize,
+    Maximize,
+}
+
+impl Goal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Goal::Minimize => "minimize",
+            Goal::Maximize => "maximize",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataSection {
+    /// Glob patterns, relative to the working directory; `.txt` (documents
+    /// separated by blank lines), `.jsonl` (a `text` field), `.parquet` (a
+    /// `text` column). One string is accepted for one pattern.
+    #[serde(deserialize_with = "one_or_many")]
+    pub corpus: Vec<String>,
+    /// `"train"` (WordPiece trained on the corpus) or a path to `vocab.txt`
+    /// or `tokenizer.json`.
+    pub tokenizer: String,
+    /// Target vocabulary size when the tokenizer is trained.
+    pub vocab_size: i64,
+    /// Tokens per sequence, `[CLS]` and `[SEP]` included.
+    pub seq_len: i64,
+    /// Share of packed sequences held out for evaluation.
+    pub eval_fraction: f64,
+    /// Cap on held-out sequences, so evaluation stays cheap on big corpora.
+    pub eval_max_sequences: i64,
+    /// Share of tokens selected for masked-LM prediction.
+    pub mask_prob: f64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            corpus: Vec::new(),
+            tokenizer: "train".into(),
+            vocab_size: 8192,
+            seq_len: 128,
+            eval_fraction: 0.05,
+            eval_max_sequences: 256,
+            mask_prob: 0.15,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainSection {
+    pub steps: i64,
+    pub batch_size: i64,
+    /// Peak learning rate, reached after `warmup_steps`, then decayed
+    /// linearly to zero at `steps`.
+    pub lr: f64,
+    pub warmup_steps: i64,
+    /// Decoupled (AdamW) weight decay; never applied to biases or LayerNorm.
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    /// Clip the global gradient norm to this; 0 turns clipping off.
+    pub grad_clip: f64,
+    /// Evaluate every this many steps (and always at step 0 and at the end);
+    /// 0 evaluates only at the start and the end.
+    pub eval_every: i64,
+    /// Record `train/loss` every this many steps.
+    pub log_every: i64,
+    /// fp32 | bf16 | fp16 | auto; today auto means fp32.
+    pub precision: String,
+    /// auto | cpu | cuda | cuda:N
+    pub device: String,
+}
+
+impl Default for TrainSection {
+    fn default() -> Self {
+        // BERT's optimiser settings (Devlin et al. 2018, appendix A.2).
+        TrainSection {
+            steps: 200,
+            batch_size: 32,
+            lr: 5e-4,
+            warmup_steps: 0,
+            weight_decay: 0.01,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-6,
+            grad_clip: 1.0,
+            eval_every: 50,
+            log_every: 1,
+            precision: "auto".into(),
+            device: "auto".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepSection {
+    /// Dotted keys to lists of values; trials are the cartesian product.
+    pub grid: Map<String, Value>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// A failed range check: the dotted key and what is wrong with its value.
+pub type Violation = (&'static str, String);
+
+fn require(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Result<(), Violation> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key, message()))
+    }
+}
+
+impl DataSection {
+    pub fn check(&self) -> Result<(), Violation> {
+        require(!self.corpus.is_empty(), "data.corpus", || "no corpus given: add glob patterns, e.g. [\"data/*.txt\"]".into())?;
+        require(self.vocab_size >= 16, "data.vocab_size", || format!("{} is too small (at least 16)", self.vocab_size))?;
+        require(self.seq_len >= 4, "data.seq_len", || format!("{} is too short (at least 4: [CLS], two tokens, [SEP])", self.seq_len))?;
+        require(self.eval_fraction > 0.0 && self.eval_fraction <= 0.5, "data.eval_fraction", || {
+            format!("{} is outside (0, 0.5]", self.eval_fraction)
+        })?;
+        require(self.eval_max_sequences >= 1, "data.eval_max_sequences", || "must be at least 1".into())?;
+        require(self.mask_prob > 0.0 && self.mask_prob < 1.0, "data.mask_prob", || format!("{} is outside (0, 1)", self.mask_prob))
+    }
+}
+
+impl TrainSection {
+    pub fn check(&self) -> Result<(), Violation> {
+        require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
+        require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
+        require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
+        require((0..=self.steps).contains(&self.warmup_steps), "train.warmup_steps", || {
+            format!("must be in [0, train.steps = {}], got {}", self.steps, self.warmup_steps)
+        })?;
+        require(self.weight_decay >= 0.0, "train.weight_decay", || "must be >= 0".into())?;
+        for (key, beta) in [("train.adam_beta1", self.adam_beta1), ("train.adam_beta2", self.adam_beta2)] {
+            require((0.0..1.0).contains(&beta), key, || format!("must be in [0, 1), got {beta}"))?;
+        }
+        require(self.adam_eps > 0.0, "train.adam_eps", || "must be > 0".into())?;
+        require(self.grad_clip >= 0.0, "train.grad_clip", || "must be >= 0 (0 turns clipping off)".into())?;
+        require(self.eval_every >= 0, "train.eval_every", || "must be >= 0".into())?;
+        require(self.log_every >= 1, "train.log_every", || "must be >= 1".into())?;
+        // bf16 and fp16 are part of the file format but need the mixed
+        // precision path of the GPU work; refusing them beats ignoring them.
+        require(["auto", "fp32"].contains(&self.precision.as_str()), "train.precision", || match self.precision.as_str() {
+            "bf16" | "fp16" => format!("`{}` is not available yet: use fp32 or auto", self.precision),
+            other => format!("`{other}` is not one of fp32, bf16, fp16, auto"),
+        })?;
+        crate::train::device::parse(&self.device).map(|_| ()).map_err(|m| ("train.device", m))
+    }
+}

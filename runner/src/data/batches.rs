@@ -1,0 +1,86 @@
+//! Batches as tensors: training batches drawn in a fresh shuffled order each
+//! epoch and masked anew each time (dynamic masking), and evaluation batches
+//! in a fixed order with fixed masks so every evaluation of every trial
+//! scores the same predictions.
+use super::masking::Masker;
+use super::packing::Packed;
+use models::EncoderInput;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tch::{Device, Tensor};
+
+/// Masks of evaluation batches come from this seed, whatever the trial's.
+const EVAL_MASK_SEED: u64 = 0x5eed_e7a1;
+
+pub struct Batch {
+    pub input: EncoderInput,
+    /// `[batch, seq]`, the original token at masked positions, else `IGNORE`.
+    pub labels: Tensor,
+    /// Real (non-padding) tokens in the batch: what tokens/s counts.
+    pub tokens: usize,
+}
+
+fn to_batch(packed: &Packed, rows: &[usize], masker: &Masker, rng: &mut ChaCha8Rng, device: Device) -> Batch {
+    let seq_len = packed.seq_len;
+    let ids: Vec<u32> = rows.iter().flat_map(|&r| packed.row(r).iter().copied()).collect();
+    let masked = masker.mask(&ids, seq_len, rng);
+    let shape = [rows.len() as i64, seq_len as i64];
+    let lengths: Vec<usize> = rows.iter().map(|&r| packed.lengths[r] as usize).collect();
+    let attention_mask = lengths.iter().any(|&l| l < seq_len).then(|| {
+        let mask: Vec<i64> = lengths.iter().flat_map(|&l| (0..seq_len).map(move |i| i64::from(i < l))).collect();
+        Tensor::from_slice(&mask).view(shape).to(device)
+    });
+    let input_ids = Tensor::from_slice(&masked.input_ids).view(shape).to(device);
+    Batch {
+        input: EncoderInput { token_type_ids: input_ids.zeros_like(), input_ids, attention_mask },
+        labels: Tensor::from_slice(&masked.labels).view(shape).to(device),
+        tokens: lengths.iter().sum(),
+    }
+}
+
+/// An endless stream of training batches for one trial.
+pub struct TrainBatches<'a> {
+    packed: &'a Packed,
+    masker: &'a Masker,
+    batch_size: usize,
+    device: Device,
+    rng: ChaCha8Rng,
+    order: Vec<usize>,
+    next: usize,
+}
+
+impl<'a> TrainBatches<'a> {
+    pub fn new(packed: &'a Packed, masker: &'a Masker, batch_size: usize, seed: u64, device: Device) -> Self {
+        TrainBatches {
+            packed,
+            masker,
+            batch_size,
+            device,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            order: Vec::new(),
+            next: 0,
+        }
+    }
+
+    pub fn next_batch(&mut self) -> Batch {
+        let mut rows = Vec::with_capacity(self.batch_size);
+        while rows.len() < self.batch_size {
+            if self.next == self.order.len() {
+                self.order = (0..self.packed.len()).collect();
+                self.order.shuffle(&mut self.rng);
+                self.next = 0;
+            }
+            rows.push(self.order[self.next]);
+            self.next += 1;
+        }
+        to_batch(self.packed, &rows, self.masker, &mut self.rng, self.device)
+    }
+}
+
+/// The held-out set as batches, identical on every call.
+pub fn eval_batches(packed: &Packed, masker: &Masker, batch_size: usize, device: Device) -> Vec<Batch> {
+    let mut rng = ChaCha8Rng::seed_from_u64(EVAL_MASK_SEED);
+    let rows: Vec<usize> = (0..packed.len()).collect();
+    rows.chunks(batch_size).map(|chunk| to_batch(packed, chunk, masker, &mut rng, device)).collect()
+}

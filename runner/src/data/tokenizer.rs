@@ -1,0 +1,125 @@
+//! The WordPiece tokenizer (Hugging Face `tokenizers`): trained on the corpus
+//! and cached by the corpus' content hash, or loaded from a `vocab.txt` /
+//! `tokenizer.json`. Normalisation and pre-tokenisation are BERT's (uncased).
+use super::cache::{key, Cache};
+use super::corpus::Corpus;
+use crate::config::DataSection;
+use crate::error::InputError;
+use std::path::Path;
+use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+use tokenizers::models::TrainerWrapper;
+use tokenizers::normalizers::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::{AddedToken, Tokenizer};
+
+const KEY: &str = "data.tokenizer";
+pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+
+pub struct Vocab {
+    tokenizer: Tokenizer,
+    pub pad: u32,
+    pub cls: u32,
+    pub sep: u32,
+    pub mask: u32,
+    /// Ids never masked nor drawn as random replacements.
+    pub special: Vec<u32>,
+    /// Hash identifying this exact vocabulary, for caches built on it.
+    pub fingerprint: String,
+}
+
+impl Vocab {
+    pub fn size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    /// Token ids of each document, without special tokens.
+    pub fn encode_all(&self, documents: &[String]) -> Result<Vec<Vec<u32>>, InputError> {
+        let inputs: Vec<&str> = documents.iter().map(String::as_str).collect();
+        let encodings = self
+            .tokenizer
+            .encode_batch(inputs, false)
+            .map_err(|e| InputError::new(format!("tokenization failed: {e}")).key(KEY))?;
+        Ok(encodings.into_iter().map(|e| e.get_ids().to_vec()).collect())
+    }
+
+    fn from_tokenizer(tokenizer: Tokenizer, source: &str) -> Result<Vocab, InputError> {
+        let id = |token: &str| {
+            tokenizer
+                .token_to_id(token)
+                .ok_or_else(|| InputError::new(format!("{source} has no `{token}` token")).key(KEY))
+        };
+        let special = SPECIAL_TOKENS.iter().map(|t| id(t)).collect::<Result<Vec<_>, _>>()?;
+        let serialized = tokenizer.to_string(false).map_err(|e| InputError::new(e.to_string()).key(KEY))?;
+        Ok(Vocab {
+            pad: id("[PAD]")?,
+            cls: id("[CLS]")?,
+            sep: id("[SEP]")?,
+            mask: id("[MASK]")?,
+            special,
+            fingerprint: key(&[serialized.as_bytes()]),
+            tokenizer,
+        })
+    }
+}
+
+pub fn prepare(data: &DataSection, corpus: &Corpus, cache: &Cache) -> Result<Vocab, InputError> {
+    if data.tokenizer == "train" {
+        return trained(corpus, data.vocab_size as usize, cache);
+    }
+    let path = Path::new(&data.tokenizer);
+    let fail = |m: String| InputError::new(m).key(KEY).in_file(path);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let tokenizer = if name.ends_with(".json") {
+        Tokenizer::from_file(path).map_err(|e| fail(format!("cannot load tokenizer: {e}")))?
+    } else if name.ends_with(".txt") {
+        let model = WordPiece::from_file(&data.tokenizer)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(|e| fail(format!("cannot load vocabulary: {e}")))?;
+        bert_pipeline(model)
+    } else {
+        return Err(InputError::new(format!(
+            "`{}` is neither \"train\" nor a path to vocab.txt / tokenizer.json",
+            data.tokenizer
+        ))
+        .key(KEY));
+    };
+    Vocab::from_tokenizer(tokenizer, &data.tokenizer)
+}
+
+fn bert_pipeline(model: WordPiece) -> Tokenizer {
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer
+        .with_normalizer(Some(BertNormalizer::default()))
+        .with_pre_tokenizer(Some(BertPreTokenizer))
+        .with_decoder(Some(WordPieceDecoder::default()));
+    tokenizer
+}
+
+fn trained(corpus: &Corpus, vocab_size: usize, cache: &Cache) -> Result<Vocab, InputError> {
+    let entry = cache.entry(
+        "tokenizers",
+        &key(&[b"wordpiece-v1", corpus.fingerprint.as_bytes(), &vocab_size.to_le_bytes()]),
+        "json",
+    );
+    if let Ok(tokenizer) = Tokenizer::from_file(&entry) {
+        return Vocab::from_tokenizer(tokenizer, "the trained tokenizer");
+    }
+    let mut tokenizer = bert_pipeline(WordPiece::default());
+    let mut trainer: TrainerWrapper = WordPieceTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)).collect())
+        .build()
+        .into();
+    tokenizer
+        .train(&mut trainer, corpus.documents.iter())
+        .map_err(|e| InputError::new(format!("training the tokenizer failed: {e}")).key(KEY))?;
+    // A cache that cannot be written costs time, not correctness.
+    if let Err(e) = cache.store(&entry, |p| tokenizer.save(p, false).map_err(|e| anyhow::anyhow!("{e}"))) {
+        tracing::warn!("could not cache the tokenizer at {}: {e}", entry.display());
+    }
+    Vocab::from_tokenizer(tokenizer, "the trained tokenizer")
+}

@@ -1,0 +1,49 @@
+//! The layout of a run folder and the per-trial files in it.
+use crate::sweep::Trial;
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct RunDir {
+    pub root: PathBuf,
+}
+
+impl RunDir {
+    pub fn create(root: &Path) -> Result<RunDir> {
+        std::fs::create_dir_all(root.join("trials")).with_context(|| format!("creating {}", root.display()))?;
+        Ok(RunDir { root: root.to_owned() })
+    }
+
+    pub fn trials_path(&self) -> PathBuf {
+        self.root.join("trials.parquet")
+    }
+
+    pub fn metrics_path(&self) -> PathBuf {
+        self.root.join("metrics.parquet")
+    }
+
+    pub fn trial_dir(&self, trial_id: &str) -> PathBuf {
+        self.root.join("trials").join(trial_id)
+    }
+
+    /// `trials/<id>/config.toml`: the fully resolved configuration, enough
+    /// to rerun the trial on its own.
+    pub fn write_trial_config(&self, trial: &Trial) -> Result<()> {
+        let dir = self.trial_dir(&trial.id);
+        std::fs::create_dir_all(&dir)?;
+        let header = format!("# bertlab trial {} ({})\n", trial.id, trial.label());
+        let body = toml::to_string(&trial.config).context("serialising the trial config")?;
+        std::fs::write(dir.join("config.toml"), header + &body)?;
+        std::fs::File::create(dir.join("log.txt"))?;
+        Ok(())
+    }
+
+    /// Appends a line to `trials/<id>/log.txt`. Logging must never fail a
+    /// trial, so errors are ignored.
+    pub fn log(&self, trial_id: &str, line: &str) {
+        let path = self.trial_dir(trial_id).join("log.txt");
+        if let Ok(mut file) = std::fs::OpenOptions::new().append(true).create(true).open(path) {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}

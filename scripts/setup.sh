@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One job: make this checkout buildable. Creates the Python virtual environment
+# that carries libtorch (the PyPI wheel torch==2.11.0) and points cargo at it by
+# writing .cargo/config.toml. Idempotent: a second run only checks.
+#
+#   VENV   where the environment lives (default .venv); CI keeps it outside the
+#          clone so a re-run neither re-downloads nor rebuilds torch-sys.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${VENV:-.venv}"
+requirements=python/requirements.txt
+stamp="$venv/.bertlab-requirements"
+
+if ! command -v python3 >/dev/null; then
+  echo "setup: python3 is required (Debian: apt-get install python3 python3-venv)" >&2
+  exit 1
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating virtual environment $venv"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv" || {
+    echo "setup: python3 -m venv failed (Debian: apt-get install python3-venv)" >&2
+    exit 1
+  }
+fi
+
+if ! cmp -s "$requirements" "$stamp"; then
+  echo "setup: installing $(grep -v '^#' "$requirements" | xargs) into $venv (first time: a few GB, about a minute)"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
+fi
+
+# Found without importing torch: importing it is slow and warns about numpy.
+torch_dir=$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))')
+mkdir -p .cargo
+config=$(cat <<TOML
+# Written by scripts/setup.sh (make setup); not tracked, paths are this machine's.
+[env]
+LIBTORCH = "$torch_dir"
+TOML
+)
+if [ "$(cat .cargo/config.toml 2>/dev/null)" != "$config" ]; then
+  printf '%s\n' "$config" > .cargo/config.toml
+  echo "setup: wrote .cargo/config.toml (LIBTORCH=$torch_dir)"
+fi
