@@ -55,11 +55,11 @@ fn ranked_table(frame: &DataFrame, metric: &str, maximize: bool) -> Result<TextT
     }
 
     let cell = |column: &str, i: usize| -> Result<String> {
-        Ok(match frame.column(column)?.get(i)? {
+        let value = frame.column(column)?.get(i)?;
+        Ok(match value {
             AnyValue::Null => String::new(),
             AnyValue::Float64(v) => format_number(column, v),
-            AnyValue::String(s) => s.to_string(),
-            other => other.to_string(),
+            other => other.get_str().map(str::to_owned).unwrap_or_else(|| other.to_string()),
         })
     };
     let score = |i: usize| -> Option<f64> {

@@ -69,11 +69,19 @@ impl Loaded {
             .rev()
             .find_map(|n| self.figment.find_metadata(&segments[..n].join(".")));
         match metadata {
-            Some(m) if !matches!(m.source, Some(Source::File(_))) => {
-                err.from_source(m.interpolate(&Profile::Default, segments))
-            }
+            Some(m) if !matches!(m.source, Some(Source::File(_))) => err.from_source(describe(m, segments)),
             _ => err.in_file(&self.path).at_line(line_of(&self.text, segments)),
         }
+    }
+}
+
+/// Where a value that did not come from the file came from, as the user
+/// would write it: `BERTLAB_TRAIN__LR` or `--set train.lr`.
+fn describe(metadata: &Metadata, segments: &[&str]) -> String {
+    if metadata.name.contains("environment") {
+        format!("BERTLAB_{}", segments.join("__").to_uppercase())
+    } else {
+        metadata.interpolate(&Profile::Default, segments)
     }
 }
 
@@ -85,7 +93,7 @@ fn figment_error(error: figment::Error, path: &Path, text: &str) -> InputError {
         err = err.key(segments.join("."));
     }
     match error.metadata.as_ref().filter(|m| !matches!(m.source, Some(Source::File(_)) | None)) {
-        Some(m) => err.from_source(m.interpolate(&Profile::Default, &segments)),
+        Some(m) => err.from_source(describe(m, &segments)),
         // A TOML syntax error has no key path and carries its line in the message.
         None => err.in_file(path).at_line(if segments.is_empty() { None } else { line_of(text, &segments) }),
     }
@@ -110,7 +118,7 @@ impl SetFlags {
                 Ok(mut table) => table.remove("v").expect("parsed table has v"),
                 Err(_) => toml::Value::String(raw.to_string()),
             };
-            if value.is_array() {
+            if value.is_array() && !is_list_key(key) {
                 return Err(InputError {
                     key: Some(key.to_string()),
                     message: format!("a list is a sweep: put it under [sweep.grid] as \"{key}\" = {raw}"),
@@ -122,6 +130,13 @@ impl SetFlags {
         }
         Ok(SetFlags(dict))
     }
+}
+
+/// Whether `key` holds a list in the schema (`data.corpus`,
+/// `experiment.seeds`), judged from the built-in defaults.
+fn is_list_key(key: &str) -> bool {
+    let defaults = serde_json::to_value(ExperimentFile::default()).expect("defaults serialise");
+    key.split('.').try_fold(&defaults, |v, k| v.get(k)).is_some_and(|v| v.is_array())
 }
 
 fn merge_into(dict: &mut Dict, nested: FigmentValue) {

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 /// The whole file. Unknown sections and keys are rejected, not ignored: a
 /// typo must not silently train the default.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentFile {
     #[serde(default)]

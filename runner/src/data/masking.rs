@@ -131,12 +131,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_masks_and_every_row_has_a_target() {
-        let ids = corpus(50, 8);
+        let ids = corpus(50, 16);
         let masker = Masker::new(0.01, MASK, VOCAB, &SPECIAL);
-        let a = masker.mask(&ids, 8, &mut ChaCha8Rng::seed_from_u64(1));
-        let b = masker.mask(&ids, 8, &mut ChaCha8Rng::seed_from_u64(1));
+        let a = masker.mask(&ids, 16, &mut ChaCha8Rng::seed_from_u64(1));
+        let b = masker.mask(&ids, 16, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!(a, b);
-        for row in a.labels.chunks(8) {
+        for row in a.labels.chunks(16) {
             assert!(row.iter().any(|&l| l != IGNORE));
         }
     }

@@ -64,7 +64,7 @@ impl Store {
     /// Records that `trial` started: its row (status `running`), its
     /// `config.toml`, and a fresh log.
     pub fn begin(&mut self, experiment: &str, trial: &Trial) -> Result<()> {
-        self.dir.write_trial_config(trial)?;
+        self.dir.write_trial_config(experiment, trial)?;
         let row = base_row(experiment, trial, RUNNING);
         self.trials.upsert("trial_id", row);
         self.trials.write(&self.dir.trials_path())

@@ -26,13 +26,20 @@ impl RunDir {
         self.root.join("trials").join(trial_id)
     }
 
-    /// `trials/<id>/config.toml`: the fully resolved configuration, enough
-    /// to rerun the trial on its own.
-    pub fn write_trial_config(&self, trial: &Trial) -> Result<()> {
+    /// `trials/<id>/config.toml`: the fully resolved configuration as an
+    /// experiment file of one trial, so `bertlab run` can rerun it alone.
+    pub fn write_trial_config(&self, experiment: &str, trial: &Trial) -> Result<()> {
         let dir = self.trial_dir(&trial.id);
         std::fs::create_dir_all(&dir)?;
-        let header = format!("# bertlab trial {} ({})\n", trial.id, trial.label());
-        let body = toml::to_string(&trial.config).context("serialising the trial config")?;
+        let header = format!("# bertlab trial {} of {experiment}: {}\n", trial.id, trial.label());
+        let config = &trial.config;
+        let file = serde_json::json!({
+            "experiment": { "name": format!("{experiment}-{}", trial.id), "model": config.plugin, "seeds": [config.seed] },
+            "model": config.model,
+            "data": config.data,
+            "train": config.train,
+        });
+        let body = toml::to_string(&file).context("serialising the trial config")?;
         std::fs::write(dir.join("config.toml"), header + &body)?;
         std::fs::File::create(dir.join("log.txt"))?;
         Ok(())

@@ -111,10 +111,16 @@ fn resolve(loaded: &Loaded, plugin: &dyn Plugin, base: &Value, point: &Point, se
         let (section, name) = key.split_once('.').expect("checked by grid_axes");
         config[section][name] = value.clone();
     }
-    // Blame the sweep axis when a swept value is what broke the trial.
+    // Blame the sweep axis when a swept value is what broke the trial; a
+    // key set in the file names the trial, since a swept value may be the
+    // other half of the problem (hidden swept, heads fixed).
     let blame = |key: &str, message: String| match point.iter().find(|(k, _)| k == key) {
         Some((k, v)) => loaded.grid_error(k, format!("value {v}: {message}")),
-        None => loaded.error_at(key, message),
+        None if point.is_empty() => loaded.error_at(key, message),
+        None => {
+            let swept: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            loaded.error_at(key, format!("{message} (in the trial with {})", swept.join(", ")))
+        }
     };
     let section = |name: &str| config[name].clone();
     let data: DataSection =

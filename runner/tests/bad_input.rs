@@ -1,0 +1,116 @@
+//! Rejected input: a one-line error naming the file, the key and where
+//! possible the line; exit code 2; nothing trained, no run folder written.
+mod common;
+use common::*;
+use std::path::Path;
+
+/// Runs `text` as an experiment and checks the rejection; returns stderr.
+fn rejected(dir: &Path, text: &str, extra_args: &[&str]) -> String {
+    let file = write(dir, "bad.toml", text);
+    let out = dir.join("out");
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(extra_args));
+    assert_eq!(r.code, 2, "expected exit 2, got {}: {}", r.code, r.stderr);
+    assert!(!out.join("trials.parquet").exists(), "a rejected experiment must not train");
+    let error = r.stderr.lines().find(|l| l.starts_with("error: ")).unwrap_or_else(|| panic!("no error line: {}", r.stderr));
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+    error.to_string()
+}
+
+fn tiny(data: &str, model: &str) -> String {
+    format!("[experiment]\nname = \"bad\"\n\n[model]\nlayers = 1\n{model}\n\n[data]\n{data}\nseq_len = 32\n\n[train]\nsteps = 2\ndevice = \"cpu\"\n")
+}
+
+#[test]
+fn a_glob_matching_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = rejected(dir.path(), &tiny("corpus = [\"no/such/*.txt\"]", "hidden = 32\nheads = 2"), &[]);
+    assert!(error.contains("bad.toml:") && error.contains("data.corpus") && error.contains("no/such/*.txt"), "{error}");
+}
+
+#[test]
+fn a_missing_corpus_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = rejected(dir.path(), "[experiment]\nname = \"bad\"\n", &[]);
+    assert!(error.contains("bad.toml") && error.contains("data.corpus"), "{error}");
+}
+
+#[test]
+fn an_empty_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = write(dir.path(), "empty.txt", "\n \n\n");
+    let error = rejected(dir.path(), &tiny(&format!("corpus = [{:?}]", corpus.display().to_string()), "hidden = 32\nheads = 2"), &[]);
+    assert!(error.contains("data.corpus") && error.contains("empty") && error.contains("empty.txt"), "{error}");
+}
+
+#[test]
+fn an_unreadable_corpus_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("gone.txt");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), &corpus).unwrap();
+    let error = rejected(dir.path(), &tiny(&format!("corpus = [{:?}]", corpus.display().to_string()), "hidden = 32\nheads = 2"), &[]);
+    assert!(error.contains("gone.txt") && error.contains("data.corpus") && error.contains("cannot read"), "{error}");
+}
+
+#[test]
+fn a_corpus_that_is_not_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("binary.txt");
+    std::fs::write(&corpus, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let error = rejected(dir.path(), &tiny(&format!("corpus = [{:?}]", corpus.display().to_string()), "hidden = 32\nheads = 2"), &[]);
+    assert!(error.contains("binary.txt") && error.contains("UTF-8"), "{error}");
+}
+
+#[test]
+fn hidden_not_divisible_by_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = rejected(dir.path(), &tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 30\nheads = 4"), &[]);
+    // [model] starts on line 4; heads is on line 7.
+    assert!(error.contains("bad.toml:7:") && error.contains("model.heads") && error.contains("divisible"), "{error}");
+}
+
+#[test]
+fn a_swept_value_that_breaks_a_trial_names_the_sweep_axis() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny("corpus = [\"experiments/data/*.txt\"]", "heads = 4") + "\n[sweep.grid]\n\"model.hidden\" = [32, 30]\n";
+    let error = rejected(dir.path(), &text, &[]);
+    assert!(error.contains("bad.toml:6:") && error.contains("model.heads") && error.contains("model.hidden=30"), "{error}");
+
+    let text = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2") + "\n[sweep.grid]\n\"train.steps\" = [1, 0]\n";
+    let error = rejected(dir.path(), &text, &[]);
+    assert!(error.contains("bad.toml:18:") && error.contains("sweep.grid.\"train.steps\"") && error.contains("value 0"), "{error}");
+}
+
+#[test]
+fn malformed_toml_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = rejected(dir.path(), "[experiment]\nname = \"bad\n", &[]);
+    assert!(error.contains("bad.toml") && error.contains("line 2"), "{error}");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2").replace("steps = 2", "stepz = 2");
+    let error = rejected(dir.path(), &text, &[]);
+    assert!(error.contains("bad.toml") && error.contains("train") && error.contains("stepz"), "{error}");
+
+    let text = tiny("corpus = [\"experiments/data/*.txt\"]", "hiden = 32\nheads = 2");
+    let error = rejected(dir.path(), &text, &[]);
+    assert!(error.contains("model.hiden") && error.contains("did you mean `hidden`"), "{error}");
+}
+
+#[test]
+fn out_of_range_values_from_flags_and_environment_name_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2");
+    let error = rejected(dir.path(), &text, &["--set", "train.steps=0"]);
+    assert!(error.contains("--set train.steps") && error.contains("> 0"), "{error}");
+
+    let error = rejected(dir.path(), &text, &["--set", "model.layers=[2,4]"]);
+    assert!(error.contains("sweep"), "{error}");
+
+    let file = write(dir.path(), "env.toml", &text);
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(dir.path().join("env-out")).env("BERTLAB_TRAIN__LR", "-1"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("BERTLAB_TRAIN__LR") && r.stderr.contains("train.lr"), "{}", r.stderr);
+}

@@ -1,0 +1,106 @@
+//! Shared helpers for the CLI tests: run the real `bertlab` binary from the
+//! workspace root on experiment files written to a temporary folder, and
+//! read the Parquet tables it writes.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use polars::prelude::{DataFrame, ParquetReader, SerReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// `bertlab` with its cache shared by all tests of this build.
+pub fn bertlab() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertlab"));
+    cmd.current_dir(workspace_root())
+        .env("BERTLAB_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("bertlab-cache"))
+        .env_remove("BERTLAB_LOG");
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output { status, stdout, stderr } = cmd.output().expect("bertlab runs");
+    Run {
+        code: status.code().expect("exited normally, not by a signal"),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// A tiny but real pretraining setup on the bundled corpus; `extra` is
+/// appended (more sections, or a [sweep.grid]).
+pub fn experiment(name: &str, train: &str, extra: &str) -> String {
+    format!(
+        r#"[experiment]
+name = "{name}"
+
+[model]
+layers = 1
+hidden = 32
+heads = 2
+
+[data]
+corpus = ["experiments/data/*.txt"]
+vocab_size = 2000
+seq_len = 32
+
+[train]
+batch_size = 16
+lr = 2e-3
+warmup_steps = 5
+device = "cpu"
+{train}
+
+{extra}
+"#
+    )
+}
+
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn read_table(path: &Path) -> DataFrame {
+    ParquetReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .finish()
+        .unwrap()
+}
+
+pub fn strings(frame: &DataFrame, column: &str) -> Vec<String> {
+    let column = frame.column(column).unwrap();
+    (0..frame.height())
+        .map(|i| {
+            let value = column.get(i).unwrap();
+            value.get_str().map(str::to_owned).unwrap_or_else(|| value.to_string())
+        })
+        .collect()
+}
+
+pub fn floats(frame: &DataFrame, column: &str) -> Vec<f64> {
+    let column = frame.column(column).unwrap();
+    (0..frame.height()).map(|i| column.get(i).unwrap().extract::<f64>().unwrap_or(f64::NAN)).collect()
+}
+
+/// `(step, value)` of one metric of one trial, by step.
+pub fn series(metrics: &DataFrame, trial_id: &str, key: &str) -> Vec<(i64, f64)> {
+    let ids = strings(metrics, "trial_id");
+    let keys = strings(metrics, "key");
+    let steps = floats(metrics, "step");
+    let values = floats(metrics, "value");
+    let mut out: Vec<(i64, f64)> = (0..metrics.height())
+        .filter(|&i| ids[i] == trial_id && keys[i] == key)
+        .map(|i| (steps[i] as i64, values[i]))
+        .collect();
+    out.sort_by_key(|p| p.0);
+    out
+}

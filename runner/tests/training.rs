@@ -1,0 +1,111 @@
+//! End-to-end training through the CLI: real tiny BERTs trained by libtorch
+//! on the bundled corpus, results read back from the Parquet tables.
+mod common;
+use common::*;
+
+#[test]
+fn training_lowers_eval_loss_and_fills_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "learn.toml", &experiment("learn", "steps = 80\neval_every = 40", ""));
+    let out = dir.path().join("out");
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let trials = read_table(&out.join("trials.parquet"));
+    for column in ["trial_id", "experiment", "status", "seed", "params", "train/loss", "eval/loss", "eval/accuracy", "perf/tokens_per_s", "wall_s", "error"] {
+        assert!(trials.column(column).is_ok(), "trials.parquet lacks {column}: {:?}", trials.get_column_names());
+    }
+    assert_eq!(strings(&trials, "status"), ["completed"]);
+    let id = &strings(&trials, "trial_id")[0];
+
+    let metrics = read_table(&out.join("metrics.parquet"));
+    assert_eq!(
+        metrics.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        ["trial_id", "step", "key", "value", "wall_s"]
+    );
+    let eval = series(&metrics, id, "eval/loss");
+    assert_eq!(eval.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 40, 80]);
+    let (first, last) = (eval[0].1, eval[2].1);
+    // Untrained, the loss is about ln(vocab) ≈ 7.6; 80 steps take it well down.
+    assert!(last < first - 1.0, "eval/loss went from {first} to {last}");
+    assert_eq!(floats(&trials, "eval/loss")[0], last);
+    assert_eq!(series(&metrics, id, "train/loss").len(), 80);
+
+    let trial_dir = out.join("trials").join(id);
+    for file in ["config.toml", "log.txt", "model.safetensors"] {
+        assert!(trial_dir.join(file).is_file(), "missing trials/{id}/{file}");
+    }
+    assert!(out.join("report.md").is_file() && out.join("report.html").is_file());
+}
+
+#[test]
+fn same_seed_gives_identical_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let grid = "[sweep.grid]\n\"train.lr\" = [2e-3]";
+    let file = write(dir.path(), "det.toml", &experiment("det", "steps = 20\neval_every = 0", grid));
+    let losses = |out: &str, seed: u64| {
+        let out = dir.path().join(out);
+        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).arg("--set").arg(format!("experiment.seeds=[{seed}]")));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let trials = read_table(&out.join("trials.parquet"));
+        let id = strings(&trials, "trial_id")[0].clone();
+        series(&read_table(&out.join("metrics.parquet")), &id, "train/loss")
+    };
+    let a = losses("a", 0);
+    let b = losses("b", 0);
+    assert_eq!(a.len(), 20);
+    assert_eq!(a, b, "same seed, different train/loss");
+    assert_ne!(a, losses("c", 1), "a different seed should change the losses");
+}
+
+#[test]
+fn rerun_skips_completed_trials_and_a_changed_value_runs_only_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let sweep = |hidden: &str| experiment("rerun", "steps = 5\neval_every = 0", &format!("[sweep.grid]\n\"model.hidden\" = {hidden}"));
+    let file = write(dir.path(), "rerun.toml", &sweep("[32, 48]"));
+    let first = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.stderr.matches("done ").count(), 2, "{}", first.stderr);
+    let ids = strings(&read_table(&out.join("trials.parquet")), "trial_id");
+
+    let again = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.stderr.matches("done ").count(), 0, "{}", again.stderr);
+    assert_eq!(again.stderr.matches("skip ").count(), 2, "{}", again.stderr);
+    assert!(again.stdout.contains("2 skipped"), "{}", again.stdout);
+    assert_eq!(strings(&read_table(&out.join("trials.parquet")), "trial_id"), ids);
+
+    write(dir.path(), "rerun.toml", &sweep("[32, 64]"));
+    let changed = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(changed.code, 0, "{}", changed.stderr);
+    assert_eq!(changed.stderr.matches("skip ").count(), 1, "{}", changed.stderr);
+    assert_eq!(changed.stderr.matches("done ").count(), 1, "{}", changed.stderr);
+    assert!(changed.stderr.contains("model.hidden=64"), "{}", changed.stderr);
+    let trials = read_table(&out.join("trials.parquet"));
+    assert_eq!(trials.height(), 3);
+    assert_eq!(floats(&trials, "model.hidden"), [32.0, 48.0, 64.0]);
+
+    let fresh = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).arg("--fresh"));
+    assert_eq!(fresh.stderr.matches("done ").count(), 2, "{}", fresh.stderr);
+}
+
+#[test]
+fn a_diverging_trial_is_recorded_as_failed_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let text = experiment("diverge", "steps = 10\neval_every = 0\ngrad_clip = 0.0", "[sweep.grid]\n\"train.lr\" = [1e30, 1e-3]");
+    let file = write(dir.path(), "diverge.toml", &text);
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(r.code, 1, "one failed trial means exit 1: {}", r.stderr);
+
+    let trials = read_table(&out.join("trials.parquet"));
+    let lrs = floats(&trials, "train.lr");
+    let status = strings(&trials, "status");
+    let errors = strings(&trials, "error");
+    let failed = lrs.iter().position(|&lr| lr > 1.0).unwrap();
+    assert_eq!(status[failed], "failed");
+    assert!(errors[failed].contains("diverged"), "{}", errors[failed]);
+    assert_eq!(status[1 - failed], "completed");
+    assert!(out.join("report.html").is_file(), "the report is written even when a trial fails");
+}
