@@ -1,7 +1,7 @@
 //! The error for rejected input: one line naming where the problem is (file,
 //! line, key) and what it is. `main` turns it into exit code 2.
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct InputError {
@@ -39,9 +39,6 @@ impl InputError {
         self
     }
 
-    pub fn file(&self) -> Option<PathBuf> {
-        self.source.as_ref().map(PathBuf::from)
-    }
 }
 
 impl fmt::Display for InputError {

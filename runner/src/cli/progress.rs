@@ -1,6 +1,6 @@
 //! The sweep's display: a bar for the sweep and one for the running trial on
 //! a terminal; plain lines (one per trial) when output goes to a file or CI.
-use crate::launch::local::Display;
+use crate::launch::local::SweepDisplay;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
@@ -28,7 +28,7 @@ impl Progress {
     }
 }
 
-impl Display for Progress {
+impl SweepDisplay for Progress {
     fn line(&self, message: &str) {
         if self.interactive {
             let _ = self.multi.println(message);

@@ -3,7 +3,7 @@
 //! `--set key=value` flags. Remembers where each value came from so that
 //! errors found later can name the file and line, or the variable or flag.
 use super::locate::line_of;
-use super::schema::{ExperimentFile, Violation};
+use super::schema::ExperimentFile;
 use crate::error::InputError;
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map as FigmentMap, Value as FigmentValue};
@@ -57,10 +57,6 @@ impl Loaded {
     pub fn grid_error(&self, grid_key: &str, message: impl Into<String>) -> InputError {
         let err = InputError::new(message).key(format!("sweep.grid.\"{grid_key}\""));
         self.located(err, &["sweep", "grid", grid_key])
-    }
-
-    pub fn violation(&self, (key, message): Violation) -> InputError {
-        self.error_at(key, message)
     }
 
     fn located(&self, err: InputError, segments: &[&str]) -> InputError {

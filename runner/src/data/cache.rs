@@ -21,10 +21,6 @@ impl Cache {
         Cache { root }
     }
 
-    pub fn at(root: impl Into<PathBuf>) -> Cache {
-        Cache { root: root.into() }
-    }
-
     /// The path of entry `key` of `kind`, e.g. `tokenizers/3fa2....json`.
     pub fn entry(&self, kind: &str, key: &str, extension: &str) -> PathBuf {
         self.root.join(kind).join(format!("{key}.{extension}"))

@@ -20,7 +20,7 @@ pub struct Job<'a> {
 }
 
 /// What the sweep display needs from its caller.
-pub trait Display {
+pub trait SweepDisplay {
     /// A message for the user (above the bars on a terminal).
     fn line(&self, message: &str);
     /// A progress bar for one trial of `steps` steps.
@@ -36,7 +36,7 @@ pub struct Tally {
     pub skipped: usize,
 }
 
-pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, display: &dyn Display) -> Result<Tally> {
+pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, display: &dyn SweepDisplay) -> Result<Tally> {
     let mut tally = Tally::default();
     for job in jobs {
         let trial = &job.trial;

@@ -57,10 +57,6 @@ impl Store {
             })
     }
 
-    pub fn trial_count(&self) -> usize {
-        self.trials.len()
-    }
-
     /// Records that `trial` started: its row (status `running`), its
     /// `config.toml`, and a fresh log.
     pub fn begin(&mut self, experiment: &str, trial: &Trial) -> Result<()> {
