@@ -6,10 +6,12 @@
 //! seed aggregation and baselines build on the same reading of the tables.
 use anyhow::{Context, Result};
 use polars::prelude::{AnyValue, DataFrame, ParquetReader, SerReader};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub struct Report {
-    /// The ranked trial table as Markdown, for the terminal.
+    /// The ranked table of the sweep just run, as Markdown, for the
+    /// terminal; the files hold every trial in the run folder.
     pub summary: String,
     pub markdown: PathBuf,
     pub html: PathBuf,
@@ -18,19 +20,28 @@ pub struct Report {
 /// Columns shown after the swept keys, when present.
 const RESULT_COLUMNS: [&str; 6] = ["eval/loss", "eval/accuracy", "train/loss", "perf/tokens_per_s", "params", "wall_s"];
 
-pub fn write(run_dir: &Path, title: &str, metric: &str, maximize: bool) -> Result<Report> {
+/// Writes the report of every trial in `run_dir`; the terminal summary
+/// keeps only the trials in `sweep` (the ones the current file asked for),
+/// so trials left by an earlier version of the file do not crowd it.
+pub fn write(run_dir: &Path, title: &str, metric: &str, maximize: bool, sweep: &HashSet<String>) -> Result<Report> {
     let path = run_dir.join("trials.parquet");
     let file = std::fs::File::open(&path).with_context(|| format!("opening {}", path.display()))?;
     let frame = ParquetReader::new(file).finish().with_context(|| format!("reading {}", path.display()))?;
     let table = ranked_table(&frame, metric, maximize)?;
 
     let best = best_line(&table, metric, maximize);
-    let markdown_table = markdown(&table);
     let markdown_path = run_dir.join("report.md");
-    std::fs::write(&markdown_path, format!("# {title}\n\n{best}\n\n{markdown_table}\n"))?;
+    std::fs::write(&markdown_path, format!("# {title}\n\n{best}\n\n{}\n", markdown(&table)))?;
     let html_path = run_dir.join("report.html");
     std::fs::write(&html_path, html(title, &best, &table))?;
-    Ok(Report { summary: format!("{best}\n\n{markdown_table}"), markdown: markdown_path, html: html_path })
+
+    let current = table.only(sweep);
+    let mut summary = format!("{}\n\n{}", best_line(&current, metric, maximize), markdown(&current));
+    let others = table.rows.len() - current.rows.len();
+    if others > 0 {
+        summary.push_str(&format!("\n({others} more trials from earlier versions of the experiment are in the report.)"));
+    }
+    Ok(Report { summary, markdown: markdown_path, html: html_path })
 }
 
 /// Header and cell text, best trial first, failed trials last.
@@ -40,6 +51,19 @@ struct TextTable {
     /// The ranking metric's value per row, when the trial has one.
     scores: Vec<Option<f64>>,
     ids: Vec<String>,
+}
+
+impl TextTable {
+    /// The rows whose trial id is in `ids`, order kept.
+    fn only(&self, ids: &HashSet<String>) -> TextTable {
+        let keep: Vec<usize> = (0..self.ids.len()).filter(|&i| ids.contains(&self.ids[i])).collect();
+        TextTable {
+            header: self.header.clone(),
+            rows: keep.iter().map(|&i| self.rows[i].clone()).collect(),
+            scores: keep.iter().map(|&i| self.scores[i]).collect(),
+            ids: keep.iter().map(|&i| self.ids[i].clone()).collect(),
+        }
+    }
 }
 
 fn ranked_table(frame: &DataFrame, metric: &str, maximize: bool) -> Result<TextTable> {

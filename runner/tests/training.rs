@@ -85,6 +85,10 @@ fn rerun_skips_completed_trials_and_a_changed_value_runs_only_new_ones() {
     let trials = read_table(&out.join("trials.parquet"));
     assert_eq!(trials.height(), 3);
     assert_eq!(floats(&trials, "model.hidden"), [32.0, 48.0, 64.0]);
+    // The terminal summary shows this sweep; the 48-wide trial is only in the report.
+    assert!(changed.stdout.contains("1 more trials from earlier versions"), "{}", changed.stdout);
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert_eq!(report.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| trial_id") && !l.starts_with("| ---")).count(), 3, "{report}");
 
     let fresh = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).arg("--fresh"));
     assert_eq!(fresh.stderr.matches("done ").count(), 2, "{}", fresh.stderr);

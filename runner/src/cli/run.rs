@@ -11,7 +11,7 @@ use crate::sweep::{self, Trial};
 use crate::train::device;
 use anyhow::Result;
 use clap::Args;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -151,7 +151,8 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress)?;
     progress.finish();
 
-    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize)?;
+    let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
+    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize, &sweep)?;
     println!("{}", report.summary);
     println!(
         "{} completed, {} failed, {} skipped (already completed). Results: {}/trials.parquet, metrics.parquet; report: {}",
