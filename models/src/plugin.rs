@@ -42,6 +42,12 @@ pub trait Plugin: Sync {
     /// Exact number of trainable parameters of the model `build` makes.
     fn param_count(&self, knobs: &KnobValues) -> Result<i64, KnobError>;
 
+    /// Training FLOPs per token at sequence length `seq_len`: three times
+    /// the forward pass (backward costs two), where the forward counts two
+    /// FLOPs per multiply-add of every matrix product, the attention scores
+    /// and weighted sums included, and the MLM head over every position.
+    fn flops_per_token(&self, knobs: &KnobValues, seq_len: i64) -> Result<i64, KnobError>;
+
     /// Creates the model's variables under `root` and returns the model.
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError>;
 }

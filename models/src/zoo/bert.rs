@@ -126,13 +126,24 @@ impl Plugin for Bert {
         Ok(embeddings + l * block + head)
     }
 
+    fn flops_per_token(&self, knobs: &KnobValues, seq_len: i64) -> Result<i64, KnobError> {
+        let c = config(knobs)?;
+        let (v, h, i, l) = (c.vocab_size, c.hidden_size, c.intermediate_size, c.num_hidden_layers);
+        // Q, K, V and output projections, the two feed-forward layers; then
+        // QK^T and the weighted sum of V, each seq_len x hidden per token.
+        let block = 2 * (4 * h * h + 2 * h * i) + 2 * 2 * seq_len * h;
+        // Head transform and the tied decoder.
+        let head = 2 * (h * h + h * v);
+        Ok(3 * (l * block + head))
+    }
+
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError> {
         Ok(Box::new(BertForMaskedLM::new(root, &config(knobs)?)))
     }
 }
 
 fn config(knobs: &KnobValues) -> Result<BertConfig, KnobError> {
-    serde_json::from_value(serde_json::Value::Object(knobs.clone()))
+    BertConfig::deserialize(knobs)
         .map_err(|e| KnobError::new("model", format!("incomplete bert configuration: {e}")))
 }
 
@@ -363,6 +374,18 @@ mod tests {
             let built: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
             assert_eq!(Bert.param_count(&knobs).unwrap(), built, "{json}");
         }
+    }
+
+    #[test]
+    fn flops_per_token_is_six_per_matrix_weight_plus_attention() {
+        // BERT-Base at 128 tokens: 6 FLOPs per weight of every matrix product
+        // (decoder included, biases and LayerNorm not) and 12 L seq h for
+        // the attention scores and sums, forward and backward.
+        let base = knobs(r#"{"layers": 12, "hidden": 768, "heads": 12, "vocab_size": 30522}"#);
+        let (l, h, i, v, seq) = (12i64, 768i64, 3072i64, 30522i64, 128i64);
+        let matrix_weights = l * (4 * h * h + 2 * h * i) + h * h + v * h;
+        assert_eq!(Bert.flops_per_token(&base, seq).unwrap(), 6 * matrix_weights + 12 * l * seq * h);
+        assert_eq!(Bert.flops_per_token(&base, seq).unwrap(), 667_948_032);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! input was rejected and nothing ran.
 mod doctor;
 mod models;
+mod plan;
 mod progress;
 mod run;
 
@@ -21,6 +22,10 @@ enum Command {
     /// Expand experiment files into trials and train them; completed trials
     /// are skipped on a re-run.
     Run(run::RunArgs),
+    /// The trials an experiment would run (ids, swept and derived values,
+    /// parameters, FLOPs per token) and those its constraints drop; trains
+    /// nothing.
+    Plan(plan::PlanArgs),
     /// The model plugins and their knobs.
     Models,
     /// libtorch version, CUDA devices, threads.
@@ -42,6 +47,7 @@ pub fn main() -> i32 {
         .init();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Plan(args) => plan::plan(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),
     };

@@ -40,6 +40,8 @@ pub struct RunArgs {
 struct Planned {
     loaded: Loaded,
     trials: Vec<Trial>,
+    /// Trials the constraints dropped, for the opening line.
+    dropped: usize,
     out: PathBuf,
 }
 
@@ -54,13 +56,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut planned = Vec::new();
     for file in &files {
         let loaded = config::load(file, &args.sets)?;
-        let mut trials = sweep::expand(&loaded)?;
+        let sweep::Expanded { mut trials, dropped } = sweep::expand(&loaded)?;
         if let Some(device) = &args.device {
             device::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
             trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
         }
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
-        planned.push(Planned { loaded, trials, out });
+        planned.push(Planned { loaded, trials, dropped, out });
     }
 
     let cache = Cache::from_env();
@@ -146,7 +148,11 @@ fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Ve
 fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let mut store = Store::open(&plan.out)?;
-    eprintln!("run   {} ({}): {} trials -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
+    let dropped = match plan.dropped {
+        0 => String::new(),
+        n => format!(" ({n} dropped by constraints)"),
+    };
+    eprintln!("run   {} ({}): {} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
     let progress = Progress::new(jobs.len() as u64);
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress)?;
     progress.finish();

@@ -1,10 +1,13 @@
 //! Reads an experiment with its layers, later wins: built-in defaults, the
-//! experiment file, `BERTLAB_<SECTION>__<KEY>` environment variables, then
-//! `--set key=value` flags. Remembers where each value came from so that
-//! errors found later can name the file and line, or the variable or flag.
-use super::locate::line_of;
+//! files it `extends` (base first), the experiment file,
+//! `BERTLAB_<SECTION>__<KEY>` environment variables, then `--set key=value`
+//! flags. Remembers where each value came from so that errors found later
+//! can name the file and line, or the variable or flag.
+use super::extends::{self, Layer};
+use super::locate::{find, line_of};
 use super::schema::ExperimentFile;
 use crate::error::InputError;
+use models::knob::closest;
 use figment::providers::{Env, Format, Toml};
 use figment::value::{Dict, Map as FigmentMap, Value as FigmentValue};
 use figment::{Figment, Metadata, Profile, Provider, Source};
@@ -12,23 +15,24 @@ use std::path::{Path, PathBuf};
 
 /// An experiment read and type-checked, with its provenance.
 pub struct Loaded {
+    /// The file named on the command line (the last layer).
     pub path: PathBuf,
     pub experiment: ExperimentFile,
     figment: Figment,
-    text: String,
+    /// The files merged, base first.
+    layers: Vec<Layer>,
 }
 
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(format!("cannot read experiment file: {e}")).in_file(path))?;
-    let figment = Figment::new()
-        .merge(Toml::file_exact(path))
+    let layers = extends::chain(path)?;
+    let files = layers.iter().fold(Figment::new(), |f, layer| f.merge(Toml::file_exact(&layer.path)));
+    let figment = files
         // Only double-underscore names are keys (BERTLAB_TRAIN__STEPS): other
         // BERTLAB_ variables (BERTLAB_CACHE_DIR) configure the tool itself.
         .merge(Env::prefixed("BERTLAB_").filter(|k| k.as_str().contains("__")).split("__"))
         .merge(SetFlags::parse(sets)?);
-    let experiment = figment.extract().map_err(|e| figment_error(e, path, &text))?;
-    let mut loaded = Loaded { path: path.to_owned(), experiment, figment, text };
+    let experiment = figment.extract().map_err(|e| figment_error(e, &layers))?;
+    let mut loaded = Loaded { path: path.to_owned(), experiment, figment, layers };
     if loaded.experiment.experiment.name.is_empty() {
         loaded.experiment.experiment.name =
             path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
@@ -47,16 +51,27 @@ impl Loaded {
     /// An error about the value at dotted `key`, located where that value
     /// was given: file and line, or the environment variable or flag.
     pub fn error_at(&self, key: &str, message: impl Into<String>) -> InputError {
-        let err = InputError::new(message).key(key);
         let segments: Vec<&str> = key.split('.').collect();
+        self.located(InputError::new(message).key(key), &segments)
+    }
+
+    /// Like [`Loaded::error_at`] for a key inside a table whose own keys
+    /// are dotted (`[sweep.grid]`, `[derive]`): `table` is the path to the
+    /// table (`["sweep", "zip", "0"]`), `key` the dotted key in it.
+    pub fn entry_error(&self, table: &[&str], key: &str, message: impl Into<String>) -> InputError {
+        let err = InputError::new(message).key(format!("{}.\"{key}\"", table.join(".")));
+        let mut segments = table.to_vec();
+        segments.push(key);
         self.located(err, &segments)
     }
 
-    /// Like [`Loaded::error_at`] for a key inside `[sweep.grid]`, whose own
-    /// name is dotted (`"model.hidden"`).
-    pub fn grid_error(&self, grid_key: &str, message: impl Into<String>) -> InputError {
-        let err = InputError::new(message).key(format!("sweep.grid.\"{grid_key}\""));
-        self.located(err, &["sweep", "grid", grid_key])
+    /// An error about item `index` of the list at dotted `key`
+    /// (`constraints.require[1]`).
+    pub fn item_error(&self, key: &str, index: usize, message: impl Into<String>) -> InputError {
+        let position = index.to_string();
+        let mut segments: Vec<&str> = key.split('.').collect();
+        segments.push(&position);
+        self.located(InputError::new(message).key(format!("{key}[{index}]")), &segments)
     }
 
     fn located(&self, err: InputError, segments: &[&str]) -> InputError {
@@ -64,9 +79,18 @@ impl Loaded {
         let metadata = (1..=segments.len())
             .rev()
             .find_map(|n| self.figment.find_metadata(&segments[..n].join(".")));
-        match metadata {
-            Some(m) if !matches!(m.source, Some(Source::File(_))) => err.from_source(describe(m, segments)),
-            _ => err.in_file(&self.path).at_line(line_of(&self.text, segments)),
+        if let Some(m) = metadata.filter(|m| !matches!(m.source, Some(Source::File(_)))) {
+            return err.from_source(describe(m, segments));
+        }
+        // The last file that writes the key itself wins, as in the merge;
+        // failing that, the experiment file at the enclosing table.
+        let exact = self.layers.iter().rev().find_map(|l| find(&l.text, segments).filter(|f| f.exact).map(|f| (l, f.line)));
+        match exact {
+            Some((layer, line)) => err.in_file(&layer.path).at_line(Some(line)),
+            None => {
+                let top = self.layers.last().expect("a chain has the experiment file");
+                err.in_file(&top.path).at_line(line_of(&top.text, segments))
+            }
         }
     }
 }
@@ -82,17 +106,26 @@ fn describe(metadata: &Metadata, segments: &[&str]) -> String {
 }
 
 /// A figment error (TOML syntax, wrong type, unknown key) as one located line.
-fn figment_error(error: figment::Error, path: &Path, text: &str) -> InputError {
+fn figment_error(error: figment::Error, layers: &[Layer]) -> InputError {
     let segments: Vec<&str> = error.path.iter().map(String::as_str).collect();
-    let mut err = InputError::new(error.kind.to_string());
+    let mut message = error.kind.to_string();
+    if let figment::error::Kind::UnknownField(field, expected) = &error.kind {
+        if let Some(close) = closest(field, expected) {
+            message = format!("unknown field `{field}` (did you mean `{close}`?); expected one of: {}", expected.join(", "));
+        }
+    }
+    let mut err = InputError::new(message);
     if !segments.is_empty() {
         err = err.key(segments.join("."));
     }
-    match error.metadata.as_ref().filter(|m| !matches!(m.source, Some(Source::File(_)) | None)) {
-        Some(m) => err.from_source(describe(m, &segments)),
-        // A TOML syntax error has no key path and carries its line in the message.
-        None => err.in_file(path).at_line(if segments.is_empty() { None } else { line_of(text, &segments) }),
-    }
+    let file = match error.metadata.as_ref().map(|m| &m.source) {
+        Some(Some(Source::File(file))) => Some(file),
+        Some(_) => return err.from_source(describe(error.metadata.as_ref().expect("matched"), &segments)),
+        None => None,
+    };
+    let layer = file.and_then(|f| layers.iter().find(|l| extends::same_file(&l.path, f))).unwrap_or_else(|| layers.last().expect("a chain has the experiment file"));
+    // A TOML syntax error has no key path and carries its line in the message.
+    err.in_file(&layer.path).at_line(if segments.is_empty() { None } else { line_of(&layer.text, &segments) })
 }
 
 /// `--set key=value` flags as a figment provider. Values are TOML

@@ -1,32 +1,50 @@
 //! Finds the line of a key in a TOML document, so errors found after parsing
-//! (a range check, an unknown knob) can still point at the line to fix.
+//! (a range check, an unknown knob, a bad expression) can still point at the
+//! line to fix.
 use toml::de::{DeTable, DeValue};
 
-/// The 1-based line where `path` (table names, then the key) is written in
-/// `text`, or of the deepest enclosing table found. `None` if the document
-/// does not parse or the first segment is absent.
-pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+/// Where a key path was found in a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Found {
+    /// 1-based line of the deepest segment found.
+    pub line: usize,
+    /// Whether every segment was found (not just an enclosing table).
+    pub exact: bool,
+}
+
+/// Looks up `path` (table names, array indices as decimal strings for
+/// `[[sweep.zip]]`, then the key) in `text`. `None` if the document does not
+/// parse or the first segment is absent.
+pub fn find(text: &str, path: &[&str]) -> Option<Found> {
     let root = DeTable::parse(text).ok()?;
-    let mut table = root.get_ref();
-    let mut found = None;
-    for segment in path {
-        let Some((key, value)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == *segment) else {
-            break;
+    let (first, rest) = path.split_first()?;
+    let (key, mut value) = root.get_ref().iter().find(|(k, _)| k.get_ref().as_ref() == *first)?;
+    let mut offset = key.span().start;
+    let mut matched = 1;
+    for segment in rest {
+        let next = match value.get_ref() {
+            DeValue::Table(table) => table.iter().find(|(k, _)| k.get_ref().as_ref() == *segment).map(|(k, v)| (k.span().start, v)),
+            DeValue::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)).map(|v| (v.span().start, v)),
+            _ => None,
         };
-        found = Some(key.span().start);
-        match value.get_ref() {
-            DeValue::Table(inner) => table = inner,
-            _ => break,
-        }
+        let Some((start, inner)) = next else { break };
+        offset = start;
+        matched += 1;
+        value = inner;
     }
-    found.map(|offset| text[..offset].matches('\n').count() + 1)
+    Some(Found { line: text[..offset].matches('\n').count() + 1, exact: matched == path.len() })
+}
+
+/// The line of `path`, or of the deepest enclosing table found.
+pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    find(text, path).map(|f| f.line)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::line_of;
+    use super::{find, line_of, Found};
 
-    const DOC: &str = "[experiment]\nname = \"x\"\n\n[train]\nsteps = 0\n\n[sweep.grid]\n\"model.hidden\" = [1, 2]\n";
+    const DOC: &str = "[experiment]\nname = \"x\"\n\n[train]\nsteps = 0\n\n[sweep.grid]\n\"model.hidden\" = [1, 2]\n\n[[sweep.zip]]\n\"train.lr\" = [1, 2]\n\n[[sweep.zip]]\n\"train.steps\" = [1]\n";
 
     #[test]
     fn finds_keys_in_tables_and_quoted_dotted_keys() {
@@ -35,8 +53,14 @@ mod tests {
     }
 
     #[test]
+    fn finds_keys_in_arrays_of_tables() {
+        assert_eq!(find(DOC, &["sweep", "zip", "1", "train.steps"]), Some(Found { line: 14, exact: true }));
+        assert_eq!(line_of(DOC, &["sweep", "zip", "0", "train.lr"]), Some(11));
+    }
+
+    #[test]
     fn falls_back_to_the_enclosing_table() {
-        assert_eq!(line_of(DOC, &["train", "lr"]), Some(4));
+        assert_eq!(find(DOC, &["train", "lr"]), Some(Found { line: 4, exact: false }));
         assert_eq!(line_of(DOC, &["data", "corpus"]), None);
     }
 }

@@ -1,9 +1,10 @@
 //! Experiment files: the typed sections ([`schema`]), reading them with their
 //! layers of overrides ([`load`]), and finding the line a key came from
 //! ([`locate`]) so every error can point at it.
+pub mod extends;
 pub mod load;
 pub mod locate;
 pub mod schema;
 
 pub use load::{load, Loaded};
-pub use schema::{DataSection, ExperimentFile, ExperimentSection, Goal, SweepSection, TrainSection};
+pub use schema::{ConstraintsSection, DataSection, ExperimentFile, ExperimentSection, Goal, SweepSection, TrainSection};

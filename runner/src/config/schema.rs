@@ -8,6 +8,10 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentFile {
+    /// A base file this one is written on top of, relative to this file;
+    /// read by [`super::extends`] before the layers are merged.
+    #[serde(default, skip_serializing)]
+    pub extends: Option<String>,
     #[serde(default)]
     pub experiment: ExperimentSection,
     /// The plugin's knobs, checked against its schema by the plugin.
@@ -19,6 +23,11 @@ pub struct ExperimentFile {
     pub train: TrainSection,
     #[serde(default, skip_serializing)]
     pub sweep: SweepSection,
+    /// Dotted key to expression, evaluated per trial after the sweep values.
+    #[serde(default, skip_serializing)]
+    pub derive: Map<String, Value>,
+    #[serde(default, skip_serializing)]
+    pub constraints: ConstraintsSection,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -149,11 +158,25 @@ impl Default for TrainSection {
     }
 }
 
+/// The axes of a sweep. Their contents are checked key by key in
+/// `sweep::axes`, where each error can name the axis it is about.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SweepSection {
     /// Dotted keys to lists of values; trials are the cartesian product.
     pub grid: Map<String, Value>,
+    /// Groups of equally long lists that advance together; each group is
+    /// one axis of the product.
+    pub zip: Vec<Map<String, Value>>,
+    /// `samples`, `seed`, and dotted keys to distributions.
+    pub random: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConstraintsSection {
+    /// Boolean expressions; a trial for which one is false is dropped.
+    pub require: Vec<String>,
 }
 
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

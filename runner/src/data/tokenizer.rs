@@ -67,6 +67,12 @@ pub fn prepare(data: &DataSection, corpus: &Corpus, cache: &Cache) -> Result<Voc
     if data.tokenizer == "train" {
         return trained(corpus, data.vocab_size as usize, cache);
     }
+    from_file(data)
+}
+
+/// The tokenizer `data.tokenizer` names: a `vocab.txt` (BERT's WordPiece
+/// pipeline around it) or a `tokenizer.json`.
+pub fn from_file(data: &DataSection) -> Result<Vocab, InputError> {
     let path = Path::new(&data.tokenizer);
     let fail = |m: String| InputError::new(m).key(KEY).in_file(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();

@@ -32,6 +32,17 @@ pub enum Ending {
     Failed { error: String },
 }
 
+/// The ids of the trials completed in the run folder `root`, without
+/// creating it (for `plan`).
+pub fn completed_ids(root: &std::path::Path) -> Result<std::collections::HashSet<String>> {
+    let trials = Table::read(&root.join(run_dir::TRIALS_FILE))?;
+    let text = |row: &Row, column: &str| match row.get(column) {
+        Some(Cell::Text(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Ok(trials.rows().iter().filter(|r| text(r, "status").as_deref() == Some(COMPLETED)).filter_map(|r| text(r, "trial_id")).collect())
+}
+
 pub struct Store {
     pub dir: RunDir,
     trials: Table,
@@ -109,7 +120,7 @@ fn base_row(experiment: &str, trial: &Trial, status: &str) -> Row {
         ("status".to_string(), Cell::Text(status.to_string())),
         ("seed".to_string(), Cell::Int(trial.config.seed as i64)),
     ]);
-    for (key, value) in &trial.swept {
+    for (key, value) in trial.swept.iter().chain(&trial.derived) {
         row.insert(key.clone(), Cell::from_json(&resolved_value(trial, key).unwrap_or_else(|| value.clone())));
     }
     row

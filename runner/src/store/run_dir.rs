@@ -4,6 +4,9 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// The trials table's file name in a run folder.
+pub const TRIALS_FILE: &str = "trials.parquet";
+
 pub struct RunDir {
     pub root: PathBuf,
 }
@@ -15,7 +18,7 @@ impl RunDir {
     }
 
     pub fn trials_path(&self) -> PathBuf {
-        self.root.join("trials.parquet")
+        self.root.join(TRIALS_FILE)
     }
 
     pub fn metrics_path(&self) -> PathBuf {

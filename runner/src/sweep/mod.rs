@@ -1,7 +1,15 @@
-//! From one experiment to its trials: the grid's cartesian product
-//! ([`grid`]) times the seeds, each point resolved into a complete, checked
-//! configuration with a stable id ([`trial`]).
-pub mod grid;
+//! From one experiment to its trials. The sweep space ([`axes`]: grid,
+//! zip groups, [`random`] draws) gives points; each point gets its derived
+//! values ([`derive`], written in [`expr`]essions over [`keys`]), passes or
+//! fails the [`constraints`], and becomes one checked trial per seed
+//! ([`trial`]).
+pub mod axes;
+pub mod constraints;
+pub mod derive;
+pub mod expr;
+pub mod keys;
+pub mod random;
 pub mod trial;
 
-pub use trial::{expand, Trial, TrialConfig};
+pub use axes::Point;
+pub use trial::{expand, Expanded, Expansion, Planned, Trial, TrialConfig};

@@ -1,11 +1,15 @@
-//! Trials: a sweep point and a seed applied to the base configuration,
-//! checked by the sections and the model plugin, and named by a stable hash
-//! of everything that can change its numbers.
-use super::grid::{product, Point};
+//! Trials: a sweep point applied to the base configuration, derived values
+//! computed, constraints applied, the result checked by the sections and the
+//! model plugin, then once per seed named by a stable hash of everything
+//! that can change its numbers.
+use super::axes::{Point, Space};
+use super::constraints::Constraints;
+use super::derive::Derivations;
+use super::keys::{Keys, SECTIONS};
 use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
 use models::{knob::closest, KnobValues, Plugin};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -25,50 +29,367 @@ pub struct TrialConfig {
 #[derive(Debug, Clone)]
 pub struct Trial {
     pub id: String,
-    /// The values this trial's grid point sets, by dotted key.
+    /// The values this trial's sweep point sets, by dotted key.
     pub swept: Point,
+    /// The values `[derive]` computed for it.
+    pub derived: Point,
     pub config: TrialConfig,
 }
 
 impl Trial {
     /// `model.layers=2 model.hidden=128 seed=0`, for logs and progress bars.
     pub fn label(&self) -> String {
-        let mut parts: Vec<String> = self.swept.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        parts.push(format!("seed={}", self.config.seed));
-        parts.join(" ")
+        label(&self.swept, self.config.seed)
+    }
+}
+
+pub fn label(swept: &Point, seed: u64) -> String {
+    let mut parts: Vec<String> = swept.iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
+    parts.push(format!("seed={seed}"));
+    parts.join(" ")
+}
+
+/// A value as a person reads it: floats to four significant digits.
+pub fn short(value: &Value) -> String {
+    match value.as_f64() {
+        Some(x) if !value.is_i64() && !value.is_u64() => {
+            let text = if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
+                let (mantissa, exponent) = format!("{x:.3e}").split_once('e').map(|(m, e)| (m.to_string(), e.to_string())).expect("e notation");
+                return format!("{}e{exponent}", trim_zeros(&mantissa));
+            } else {
+                let digits = (3 - x.abs().max(1e-3).log10().floor() as i32).clamp(0, 6) as usize;
+                format!("{x:.digits$}")
+            };
+            trim_zeros(&text)
+        }
+        _ => value.to_string(),
+    }
+}
+
+fn trim_zeros(text: &str) -> String {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text.to_string()
     }
 }
 
 impl TrialConfig {
-    /// Stable across runs and machines: the hash of the canonical JSON of the
-    /// configuration minus what does not change the result's meaning (the
-    /// device it ran on).
+    /// Stable across runs and machines: a hash of the canonical JSON of the
+    /// configuration (keys sorted, so their order in the file does not
+    /// matter) minus what does not change the result's meaning (the device
+    /// it ran on), then the seed.
     pub fn id(&self) -> String {
-        let mut hashed = self.clone();
-        hashed.train.device.clear();
-        let canonical = serde_json::to_string(&hashed).expect("configs serialise");
-        let digest = Sha256::digest(canonical.as_bytes());
-        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        id_with_seed(self.identity(), self.seed)
+    }
+
+    /// The hash state of everything but the seed, computed once per sweep
+    /// point and shared by its seeds.
+    fn identity(&self) -> Sha256 {
+        #[derive(Serialize)]
+        struct Identity<'a> {
+            plugin: &'a str,
+            model: &'a KnobValues,
+            data: &'a DataSection,
+            train: &'a TrainSection,
+        }
+        let mut train = self.train.clone();
+        train.device.clear();
+        let mut hasher = Sha256::new();
+        let identity = Identity { plugin: &self.plugin, model: &self.model, data: &self.data, train: &train };
+        serde_json::to_writer(HashWriter(&mut hasher), &identity).expect("configs serialise");
+        hasher
     }
 }
 
-const SWEEPABLE_SECTIONS: [&str; 3] = ["model", "data", "train"];
+fn id_with_seed(mut identity: Sha256, seed: u64) -> String {
+    identity.update(format!("/seed={seed}"));
+    identity.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
 
-/// Expands the experiment's grid and seeds into trials, checking each one.
-/// Any invalid trial rejects the whole experiment before anything trains.
-pub fn expand(loaded: &Loaded) -> Result<Vec<Trial>, InputError> {
-    let exp = &loaded.experiment;
-    let plugin = find_plugin(loaded)?;
-    let base = serde_json::to_value(exp).expect("experiment serialises");
-    let axes = grid_axes(loaded, plugin, &base)?;
-    let mut trials = Vec::new();
-    for point in product(&axes) {
-        for &seed in &exp.experiment.seeds {
-            let config = resolve(loaded, plugin, &base, &point, seed)?;
-            trials.push(Trial { id: config.id(), swept: point.clone(), config });
+/// Feeds serialised bytes straight into a hash, without building a string.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.update(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What one (point, seed) of a sweep becomes.
+pub enum Planned {
+    Run(Trial),
+    /// Dropped by the constraint quoted.
+    Dropped { swept: Point, derived: Point, seed: u64, constraint: String },
+}
+
+/// An experiment's sweep, checked and ready to be walked point by point.
+pub struct Expansion<'a> {
+    loaded: &'a Loaded,
+    plugin: &'static dyn Plugin,
+    /// The sections with their defaults, before any sweep value.
+    base: Value,
+    space: Space,
+    derivations: Derivations,
+    constraints: Constraints,
+    fixed: Fixed,
+}
+
+/// The sections no sweep value or derivation touches: the same in every
+/// trial, so checked once rather than per point.
+#[derive(Default)]
+struct Fixed {
+    model: Option<KnobValues>,
+    data: Option<DataSection>,
+    train: Option<TrainSection>,
+}
+
+impl Fixed {
+    fn has(&self, section: &str) -> bool {
+        match section {
+            "model" => self.model.is_some(),
+            "data" => self.data.is_some(),
+            _ => self.train.is_some(),
         }
     }
-    Ok(trials)
+}
+
+/// A point after derivation and constraints, before the seeds.
+enum Resolved {
+    Kept { config: TrialConfig, identity: Sha256, derived: Point },
+    Dropped { derived: Point, constraint: String },
+}
+
+impl<'a> Expansion<'a> {
+    /// Checks the whole sweep definition: axes, derivations, constraints.
+    pub fn new(loaded: &'a Loaded) -> Result<Self, InputError> {
+        let plugin = find_plugin(loaded)?;
+        let base = serde_json::to_value(&loaded.experiment).expect("experiment serialises");
+        let keys = Keys::new(plugin, &base);
+        let space = Space::build(loaded, &|key| keys.check(key))?;
+        let swept: Vec<&str> = space.keys().collect();
+        let derivations = Derivations::build(loaded, &keys, &swept)?;
+        let constraints = Constraints::build(loaded, &keys)?;
+        let set: Vec<String> = swept.iter().copied().chain(derivations.keys()).map(String::from).collect();
+        let touched = |section: &str| set.iter().any(|k| k.split_once('.').map(|(s, _)| s) == Some(section));
+        let (model_touched, data_touched, train_touched) = (touched("model"), touched("data"), touched("train"));
+        let mut expansion = Expansion { loaded, plugin, base, space, derivations, constraints, fixed: Fixed::default() };
+        let none = Point::new();
+        let fixed = Fixed {
+            model: (!model_touched).then(|| expansion.model(expansion.base["model"].clone(), &none, &none)).transpose()?,
+            data: (!data_touched).then(|| expansion.section(&expansion.base, "data", DataSection::check, &none, &none)).transpose()?,
+            train: (!train_touched).then(|| expansion.section(&expansion.base, "train", TrainSection::check, &none, &none)).transpose()?,
+        };
+        expansion.fixed = fixed;
+        Ok(expansion)
+    }
+
+    pub fn plugin(&self) -> &'static dyn Plugin {
+        self.plugin
+    }
+
+    pub fn space(&self) -> &Space {
+        &self.space
+    }
+
+    pub fn seeds(&self) -> &[u64] {
+        &self.loaded.experiment.experiment.seeds
+    }
+
+    /// Points times seeds, before constraints drop any.
+    pub fn len(&self) -> u64 {
+        self.space.len().saturating_mul(self.seeds().len() as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The derived keys, in evaluation order.
+    pub fn derived_keys(&self) -> Vec<&str> {
+        self.derivations.keys().collect()
+    }
+
+    /// Every (point, seed) in order, seeds varying fastest. Nothing is held
+    /// beyond the point at hand.
+    pub fn iter(&self) -> impl Iterator<Item = Result<Planned, InputError>> + '_ {
+        self.points(0..self.space.len())
+    }
+
+    /// Like [`Expansion::iter`] for the points in `range` only, so parts of
+    /// a large sweep can be walked on several threads.
+    pub fn points(&self, range: std::ops::Range<u64>) -> impl Iterator<Item = Result<Planned, InputError>> + '_ {
+        range.flat_map(move |index| {
+            let per_seed: Vec<Result<Planned, InputError>> = match self.space.point(index, self.loaded).and_then(|p| Ok((self.resolve(&p)?, p))) {
+                Err(e) => vec![Err(e)],
+                Ok((resolved, point)) => self.seeded(resolved, point).into_iter().map(Ok).collect(),
+            };
+            per_seed
+        })
+    }
+
+    /// The point once per seed; the last seed takes the values, the others
+    /// copies.
+    fn seeded(&self, resolved: Resolved, point: Point) -> Vec<Planned> {
+        let seeds = self.seeds();
+        let mut planned = Vec::with_capacity(seeds.len());
+        match resolved {
+            Resolved::Kept { mut config, identity, derived } => {
+                for &seed in &seeds[..seeds.len() - 1] {
+                    let config = TrialConfig { seed, ..config.clone() };
+                    let id = id_with_seed(identity.clone(), seed);
+                    planned.push(Planned::Run(Trial { id, swept: point.clone(), derived: derived.clone(), config }));
+                }
+                config.seed = seeds[seeds.len() - 1];
+                let id = id_with_seed(identity, config.seed);
+                planned.push(Planned::Run(Trial { id, swept: point, derived, config }));
+            }
+            Resolved::Dropped { derived, constraint } => {
+                for &seed in seeds {
+                    planned.push(Planned::Dropped { swept: point.clone(), derived: derived.clone(), seed, constraint: constraint.clone() });
+                }
+            }
+        }
+        planned
+    }
+
+    fn resolve(&self, point: &Point) -> Result<Resolved, InputError> {
+        let keys = Keys::new(self.plugin, &self.base);
+        // Only the sections a point can change; expressions read the others
+        // from the base through `keys`.
+        let mut config = Value::Object(Default::default());
+        for section in SECTIONS.iter().filter(|s| !self.fixed.has(s)) {
+            config[*section] = self.base[*section].clone();
+        }
+        for (key, value) in point {
+            let (section, name) = key.split_once('.').expect("checked by Space::build");
+            config[section][name] = value.clone();
+        }
+        let derived = self.derivations.apply(&mut config, &keys).map_err(|(key, m)| {
+            self.loaded.entry_error(&["derive"], &key, format!("{m}{}", in_trial(point)))
+        })?;
+        if let Some(constraint) = self.constraints.first_failed(&config, &keys).map_err(|(i, m)| {
+            self.loaded.item_error("constraints.require", i, format!("{m}{}", in_trial(point)))
+        })? {
+            return Ok(Resolved::Dropped { derived, constraint: constraint.to_string() });
+        }
+        let config = self.check(config, point, &derived)?;
+        let identity = config.identity();
+        Ok(Resolved::Kept { config, identity, derived })
+    }
+
+    /// Types and ranges of the resolved sections and knobs; sections no
+    /// sweep value touches were checked once, in [`Expansion::new`].
+    fn check(&self, mut config: Value, point: &Point, derived: &Point) -> Result<TrialConfig, InputError> {
+        let data = match &self.fixed.data {
+            Some(data) => data.clone(),
+            None => self.section(&config, "data", DataSection::check, point, derived)?,
+        };
+        let train = match &self.fixed.train {
+            Some(train) => train.clone(),
+            None => self.section(&config, "train", TrainSection::check, point, derived)?,
+        };
+        let model = match &self.fixed.model {
+            Some(model) => model.clone(),
+            None => self.model(config["model"].take(), point, derived)?,
+        };
+        if let Some(max_position) = model.get("max_position").and_then(Value::as_i64) {
+            if max_position < data.seq_len {
+                let message = format!("{max_position} is less than data.seq_len ({})", data.seq_len);
+                return Err(self.blame("model.max_position", message, point, derived));
+            }
+        }
+        Ok(TrialConfig { plugin: self.plugin.name().to_string(), seed: 0, model, data, train })
+    }
+
+    /// `[data]` or `[train]` typed and range-checked. A type error is blamed
+    /// on the first key the point or a derivation set there.
+    fn section<T: for<'de> Deserialize<'de>>(
+        &self,
+        config: &Value,
+        name: &str,
+        check: fn(&T) -> Result<(), (&'static str, String)>,
+        point: &Point,
+        derived: &Point,
+    ) -> Result<T, InputError> {
+        let typed = T::deserialize(&config[name]).map_err(|e| {
+            let key = point.iter().chain(derived).map(|(k, _)| k.as_str()).find(|k| k.starts_with(&format!("{name}.")));
+            self.blame(key.unwrap_or(name), e.to_string(), point, derived)
+        })?;
+        check(&typed).map_err(|(key, m)| self.blame(key, m, point, derived))?;
+        Ok(typed)
+    }
+
+    fn model(&self, given: Value, point: &Point, derived: &Point) -> Result<KnobValues, InputError> {
+        let given = match given {
+            Value::Object(given) => given,
+            _ => KnobValues::new(),
+        };
+        self.plugin.resolve(&given).map_err(|e| self.blame(&format!("model.{}", e.knob), e.message, point, derived))
+    }
+
+    /// An error about `key`, blamed on the sweep axis or derivation that set
+    /// the bad value; a key set in the file names the trial, since a swept
+    /// value may be the other half of the problem (hidden swept, heads fixed).
+    fn blame(&self, key: &str, message: String, point: &Point, derived: &Point) -> InputError {
+        if let Some((k, v)) = derived.iter().find(|(k, _)| k == key) {
+            return self.loaded.entry_error(&["derive"], k, format!("value {v}: {message}{}", in_trial(point)));
+        }
+        match point.iter().find(|(k, _)| k == key) {
+            Some((k, v)) => self.sweep_error(k, format!("value {v}: {message}")),
+            None => self.loaded.error_at(key, format!("{message}{}", in_trial(point))),
+        }
+    }
+
+    /// An error about a swept key, at the axis that sweeps it.
+    fn sweep_error(&self, key: &str, message: String) -> InputError {
+        let sweep = &self.loaded.experiment.sweep;
+        if sweep.grid.contains_key(key) {
+            return self.loaded.entry_error(&["sweep", "grid"], key, message);
+        }
+        if let Some(group) = sweep.zip.iter().position(|z| z.contains_key(key)) {
+            return self.loaded.entry_error(&["sweep", "zip", &group.to_string()], key, message);
+        }
+        self.loaded.entry_error(&["sweep", "random"], key, message)
+    }
+}
+
+/// ` (in the trial with a=1, b=2)`, or nothing for the base configuration.
+fn in_trial(point: &Point) -> String {
+    if point.is_empty() {
+        return String::new();
+    }
+    let swept: Vec<String> = point.iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
+    format!(" (in the trial with {})", swept.join(", "))
+}
+
+/// The trials `run` trains, and how many the constraints dropped.
+pub struct Expanded {
+    pub trials: Vec<Trial>,
+    pub dropped: usize,
+}
+
+/// Expands the experiment into its trials. Any invalid trial rejects the
+/// whole experiment before anything trains; so does a sweep whose every
+/// trial the constraints drop.
+pub fn expand(loaded: &Loaded) -> Result<Expanded, InputError> {
+    let expansion = Expansion::new(loaded)?;
+    let mut expanded = Expanded { trials: Vec::new(), dropped: 0 };
+    for planned in expansion.iter() {
+        match planned? {
+            Planned::Run(trial) => expanded.trials.push(trial),
+            Planned::Dropped { .. } => expanded.dropped += 1,
+        }
+    }
+    if expanded.trials.is_empty() {
+        return Err(loaded.error_at("constraints.require", format!("the constraints drop all {} trials", expanded.dropped)));
+    }
+    Ok(expanded)
 }
 
 fn find_plugin(loaded: &Loaded) -> Result<&'static dyn Plugin, InputError> {
@@ -78,78 +399,4 @@ fn find_plugin(loaded: &Loaded) -> Result<&'static dyn Plugin, InputError> {
         let hint = closest(name, &names).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
         loaded.error_at("experiment.model", format!("unknown model plugin `{name}`{hint}; known: {}", names.join(", ")))
     })
-}
-
-fn grid_axes(loaded: &Loaded, plugin: &dyn Plugin, base: &Value) -> Result<Vec<(String, Vec<Value>)>, InputError> {
-    let mut axes = Vec::new();
-    for (key, values) in &loaded.experiment.sweep.grid {
-        let fail = |message: String| loaded.grid_error(key, message);
-        let (section, name) = key
-            .split_once('.')
-            .filter(|(s, _)| SWEEPABLE_SECTIONS.contains(s))
-            .ok_or_else(|| fail(format!("sweep keys are `section.key` with section one of {}", SWEEPABLE_SECTIONS.join(", "))))?;
-        let known: Vec<&str> = match section {
-            "model" => plugin.knobs().iter().map(|k| k.name).collect(),
-            _ => base[section].as_object().expect("sections are tables").keys().map(String::as_str).collect(),
-        };
-        if !known.contains(&name) {
-            let hint = closest(name, &known).map(|s| format!(" (did you mean `{section}.{s}`?)")).unwrap_or_default();
-            return Err(fail(format!("`{key}` is not a key of [{section}]{hint}")));
-        }
-        match values {
-            Value::Array(list) if !list.is_empty() => axes.push((key.clone(), list.clone())),
-            Value::Array(_) => return Err(fail("an axis needs at least one value".into())),
-            other => return Err(fail(format!("an axis is a list of values, got {other}"))),
-        }
-    }
-    Ok(axes)
-}
-
-fn resolve(loaded: &Loaded, plugin: &dyn Plugin, base: &Value, point: &Point, seed: u64) -> Result<TrialConfig, InputError> {
-    let mut config = base.clone();
-    for (key, value) in point {
-        let (section, name) = key.split_once('.').expect("checked by grid_axes");
-        config[section][name] = value.clone();
-    }
-    // Blame the sweep axis when a swept value is what broke the trial; a
-    // key set in the file names the trial, since a swept value may be the
-    // other half of the problem (hidden swept, heads fixed).
-    let blame = |key: &str, message: String| match point.iter().find(|(k, _)| k == key) {
-        Some((k, v)) => loaded.grid_error(k, format!("value {v}: {message}")),
-        None if point.is_empty() => loaded.error_at(key, message),
-        None => {
-            let swept: Vec<String> = point.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            loaded.error_at(key, format!("{message} (in the trial with {})", swept.join(", ")))
-        }
-    };
-    let section = |name: &str| config[name].clone();
-    let data: DataSection =
-        serde_json::from_value(section("data")).map_err(|e| blame_section(point, "data", e.to_string(), &blame))?;
-    let train: TrainSection =
-        serde_json::from_value(section("train")).map_err(|e| blame_section(point, "train", e.to_string(), &blame))?;
-    data.check().and_then(|_| train.check()).map_err(|(key, m)| blame(key, m))?;
-    let given = config["model"].as_object().cloned().unwrap_or_default();
-    let model = plugin.resolve(&given).map_err(|e| blame(&format!("model.{}", e.knob), e.message))?;
-    if let Some(max_position) = model.get("max_position").and_then(Value::as_i64) {
-        if max_position < data.seq_len {
-            return Err(blame("model.max_position", format!("{max_position} is less than data.seq_len ({})", data.seq_len)));
-        }
-    }
-    Ok(TrialConfig { plugin: plugin.name().to_string(), seed, model, data, train })
-}
-
-/// A type error in a swept section: blamed on the first swept key of that
-/// section, else on the section itself.
-fn blame_section(
-    point: &Point,
-    section: &str,
-    message: String,
-    blame: &dyn Fn(&str, String) -> InputError,
-) -> InputError {
-    let key = point
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .find(|k| k.starts_with(&format!("{section}.")))
-        .unwrap_or(section);
-    blame(key, message)
 }

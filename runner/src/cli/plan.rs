@@ -1,0 +1,276 @@
+//! `bertlab plan`: the trials an experiment would run, with their swept and
+//! derived values, parameter count and FLOPs per token, which are already
+//! completed in the run folder, and which the constraints drop and why.
+//! Trains nothing and writes nothing. The sweep is walked in chunks on
+//! every core and written in order as it goes, so a million-trial plan
+//! takes seconds and no more memory than a few chunks of output.
+use crate::config::{self, DataSection};
+use crate::data::tokenizer;
+use crate::error::InputError;
+use crate::store;
+use crate::sweep::trial::short;
+use crate::sweep::{Expansion, Planned, Point};
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufWriter, Write};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver};
+
+#[derive(Args)]
+pub struct PlanArgs {
+    /// The experiment file.
+    file: PathBuf,
+    /// Override a value, e.g. --set train.steps=50 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+    /// Run folder to compare with (default runs/<experiment name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum Format {
+    Table,
+    Json,
+}
+
+/// Points per chunk of work handed to a thread.
+const CHUNK: u64 = 2048;
+
+/// Counts for the closing line.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    new: u64,
+    completed: u64,
+    dropped: u64,
+    /// Some parameter count assumed a trained vocabulary's target size.
+    assumed_vocab: bool,
+}
+
+impl Tally {
+    fn add(&mut self, other: Tally) {
+        self.new += other.new;
+        self.completed += other.completed;
+        self.dropped += other.dropped;
+        self.assumed_vocab |= other.assumed_vocab;
+    }
+}
+
+/// What one thread needs to render chunks of the sweep.
+struct Renderer<'a> {
+    expansion: &'a Expansion<'a>,
+    completed: &'a HashSet<String>,
+    format: Format,
+}
+
+pub fn plan(args: PlanArgs) -> Result<i32> {
+    let loaded = config::load(&args.file, &args.sets)?;
+    let expansion = Expansion::new(&loaded)?;
+    let name = &loaded.experiment.experiment.name;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(name));
+    let completed = store::completed_ids(&out)?;
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let seeds = expansion.seeds();
+
+    if args.format == Format::Table {
+        writeln!(w, "plan  {name} ({}): plugin {}", loaded.path.display(), expansion.plugin().name())?;
+        writeln!(w, "axes  {} × seeds {seeds:?} = {} trials before constraints", expansion.space().describe(), expansion.len())?;
+        let mut header = vec!["trial_id"];
+        header.extend(expansion.space().keys());
+        header.extend(expansion.derived_keys());
+        header.extend(["seed", "params", "flops/token", "status"]);
+        writeln!(w, "| {} |", header.join(" | "))?;
+        writeln!(w, "|{}", " --- |".repeat(header.len()))?;
+    } else {
+        let head = json!({"experiment": name, "file": loaded.path, "plugin": expansion.plugin().name(),
+                          "axes": expansion.space().describe(), "seeds": seeds, "run_folder": out});
+        let head = serde_json::to_string(&head)?;
+        write!(w, "{},\"trials\":[", &head[..head.len() - 1])?;
+    }
+
+    let renderer = Renderer { expansion: &expansion, completed: &completed, format: args.format };
+    let tally = renderer.render_all(&mut w)?;
+
+    let Tally { new, completed, dropped, assumed_vocab } = tally;
+    match args.format {
+        Format::Table => {
+            write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?;
+            if assumed_vocab {
+                write!(w, " Params assume the trained vocabulary reaches data.vocab_size; set model.vocab_size to pin it.")?;
+            }
+            writeln!(w)?;
+        }
+        Format::Json => writeln!(w, "],\"summary\":{}}}", json!({"new": new, "completed": completed, "dropped": dropped}))?,
+    }
+    w.flush()?;
+    Ok(0)
+}
+
+impl Renderer<'_> {
+    /// Renders every chunk, one thread per core taking chunks in turn, and
+    /// writes them in order. A thread runs at most two chunks ahead.
+    fn render_all(&self, w: &mut impl Write) -> Result<Tally> {
+        let points = self.expansion.space().len();
+        let chunks = points.div_ceil(CHUNK);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) as u64;
+        let mut tally = Tally::default();
+        std::thread::scope(|scope| -> Result<()> {
+            let receivers: Vec<Receiver<Result<(Vec<u8>, Tally)>>> = (0..threads.min(chunks.max(1)))
+                .map(|t| {
+                    let (tx, rx) = sync_channel(2);
+                    scope.spawn(move || {
+                        let mut vocab = VocabSizes::default();
+                        for chunk in (t..chunks).step_by(threads as usize) {
+                            let range = chunk * CHUNK..((chunk + 1) * CHUNK).min(points);
+                            let rendered = self.render(range, &mut vocab);
+                            let failed = rendered.is_err();
+                            if tx.send(rendered).is_err() || failed {
+                                break;
+                            }
+                        }
+                    });
+                    rx
+                })
+                .collect();
+            for chunk in 0..chunks {
+                let (bytes, part) = receivers[(chunk % threads) as usize].recv().expect("a worker sends each of its chunks")?;
+                w.write_all(&bytes)?;
+                tally.add(part);
+            }
+            Ok(())
+        })?;
+        Ok(tally)
+    }
+
+    fn render(&self, range: Range<u64>, vocab: &mut VocabSizes) -> Result<(Vec<u8>, Tally)> {
+        let mut out = Vec::with_capacity((range.end - range.start) as usize * 128);
+        let mut tally = Tally::default();
+        let first = range.start == 0;
+        for (n, planned) in self.expansion.points(range).enumerate() {
+            let row = self.row(planned?, vocab, &mut tally)?;
+            match self.format {
+                Format::Table => row.table_line(&mut out)?,
+                Format::Json => {
+                    if n > 0 || !first {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut out, &row.json())?;
+                }
+            }
+        }
+        Ok((out, tally))
+    }
+
+    fn row(&self, planned: Planned, vocab: &mut VocabSizes, tally: &mut Tally) -> Result<Row> {
+        Ok(match planned {
+            Planned::Run(trial) => {
+                let mut knobs = trial.config.model;
+                if !knobs.contains_key("vocab_size") {
+                    let data = &trial.config.data;
+                    tally.assumed_vocab |= data.tokenizer == "train";
+                    knobs.insert("vocab_size".into(), vocab.of(data)?.into());
+                }
+                let plugin = self.expansion.plugin();
+                let params = plugin.param_count(&knobs)?;
+                let flops = plugin.flops_per_token(&knobs, trial.config.data.seq_len)?;
+                let done = self.completed.contains(&trial.id);
+                if done {
+                    tally.completed += 1
+                } else {
+                    tally.new += 1
+                }
+                let status = if done { "completed" } else { "new" };
+                Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: trial.config.seed, params: Some((params, flops)), status, dropped_by: None }
+            }
+            Planned::Dropped { swept, derived, seed, constraint } => {
+                tally.dropped += 1;
+                Row { id: None, swept, derived, seed, params: None, status: "dropped", dropped_by: Some(constraint) }
+            }
+        })
+    }
+}
+
+struct Row {
+    /// None for a dropped trial: it has no resolved configuration.
+    id: Option<String>,
+    swept: Point,
+    derived: Point,
+    seed: u64,
+    /// Parameter count and training FLOPs per token; none when dropped.
+    params: Option<(i64, i64)>,
+    status: &'static str,
+    dropped_by: Option<String>,
+}
+
+impl Row {
+    fn table_line(&self, w: &mut impl Write) -> std::io::Result<()> {
+        write!(w, "| {} |", self.id.as_deref().unwrap_or("-"))?;
+        // Every point has the same keys in the same order as the columns.
+        for (_, value) in self.swept.iter().chain(&self.derived) {
+            write!(w, " {} |", short(value))?;
+        }
+        let (params, flops) = match self.params {
+            Some((p, f)) => (p.to_string(), si(f as f64)),
+            None => (String::new(), String::new()),
+        };
+        let status = match &self.dropped_by {
+            Some(constraint) => format!("dropped by `{constraint}`"),
+            None => self.status.to_string(),
+        };
+        writeln!(w, " {} | {params} | {flops} | {status} |", self.seed)
+    }
+
+    fn json(&self) -> Value {
+        let map = |point: &Point| Value::Object(point.iter().cloned().collect::<Map<String, Value>>());
+        let mut row = json!({"trial_id": self.id, "status": self.status, "seed": self.seed,
+                             "swept": map(&self.swept), "derived": map(&self.derived)});
+        if let Some((params, flops)) = self.params {
+            row["params"] = params.into();
+            row["flops_per_token"] = flops.into();
+        }
+        if let Some(constraint) = &self.dropped_by {
+            row["dropped_by"] = constraint.clone().into();
+        }
+        row
+    }
+}
+
+/// `2.29M`, `668M`, `1.2G`: three significant digits and an SI prefix.
+fn si(x: f64) -> String {
+    let (scaled, prefix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|(unit, _)| x >= *unit)
+        .map(|(unit, p)| (x / unit, p))
+        .unwrap_or((x, ""));
+    let digits = if scaled >= 100.0 { 0 } else if scaled >= 10.0 { 1 } else { 2 };
+    format!("{scaled:.digits$}{prefix}")
+}
+
+/// The vocabulary size the parameter count assumes when the model does not
+/// set one: a tokenizer file's own size, or for a tokenizer trained on the
+/// corpus, `data.vocab_size` (an upper bound: a small corpus can yield
+/// fewer words). Each file is read once per thread.
+#[derive(Default)]
+struct VocabSizes {
+    files: HashMap<String, i64>,
+}
+
+impl VocabSizes {
+    fn of(&mut self, data: &DataSection) -> Result<i64, InputError> {
+        if data.tokenizer == "train" {
+            return Ok(data.vocab_size);
+        }
+        if let Some(&size) = self.files.get(&data.tokenizer) {
+            return Ok(size);
+        }
+        let size = tokenizer::from_file(data)?.size() as i64;
+        self.files.insert(data.tokenizer.clone(), size);
+        Ok(size)
+    }
+}
