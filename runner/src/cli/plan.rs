@@ -79,7 +79,8 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
     let seeds = expansion.seeds();
 
     if args.format == Format::Table {
-        writeln!(w, "plan  {name} ({}): plugin {}", loaded.path.display(), expansion.plugin().name())?;
+        let files: Vec<String> = loaded.files().iter().rev().map(|p| p.display().to_string()).collect();
+        writeln!(w, "plan  {name} ({}): plugin {}", files.join(" extends "), expansion.plugin().name())?;
         writeln!(w, "axes  {} × seeds {seeds:?} = {} trials before constraints", expansion.space().describe(), expansion.len())?;
         let mut header = vec!["trial_id"];
         header.extend(expansion.space().keys());
@@ -102,7 +103,7 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
         Format::Table => {
             write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?;
             if assumed_vocab {
-                write!(w, " Params assume the trained vocabulary reaches data.vocab_size; set model.vocab_size to pin it.")?;
+                write!(w, " (params count a vocabulary of data.vocab_size; the trained one can come out smaller)")?;
             }
             writeln!(w)?;
         }

@@ -37,10 +37,14 @@ pub fn chain(path: &Path) -> Result<Vec<Layer>, InputError> {
     Ok(layers)
 }
 
-/// The file named by `extends`, relative to the layer's folder. A file
-/// that does not parse has no target here; the merge reports its syntax.
+/// The file named by `extends`, relative to the layer's folder. A TOML
+/// syntax error is reported here, as one line with its own line number.
 fn target(layer: &Layer) -> Result<Option<PathBuf>, InputError> {
-    let Ok(table) = layer.text.parse::<toml::Table>() else { return Ok(None) };
+    let table = layer.text.parse::<toml::Table>().map_err(|e| {
+        let line = e.span().map(|span| layer.text[..span.start].matches('\n').count() + 1);
+        let message = e.message().trim().replace('\n', "; ");
+        InputError::new(format!("TOML syntax: {message}")).in_file(&layer.path).at_line(line)
+    })?;
     match table.get("extends") {
         None => Ok(None),
         Some(toml::Value::String(name)) => {

@@ -48,6 +48,11 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
 }
 
 impl Loaded {
+    /// The files merged, base first, the experiment file last.
+    pub fn files(&self) -> Vec<&Path> {
+        self.layers.iter().map(|l| l.path.as_path()).collect()
+    }
+
     /// An error about the value at dotted `key`, located where that value
     /// was given: file and line, or the environment variable or flag.
     pub fn error_at(&self, key: &str, message: impl Into<String>) -> InputError {
@@ -110,8 +115,10 @@ fn figment_error(error: figment::Error, layers: &[Layer]) -> InputError {
     let segments: Vec<&str> = error.path.iter().map(String::as_str).collect();
     let mut message = error.kind.to_string();
     if let figment::error::Kind::UnknownField(field, expected) = &error.kind {
-        if let Some(close) = closest(field, expected) {
-            message = format!("unknown field `{field}` (did you mean `{close}`?); expected one of: {}", expected.join(", "));
+        let hint = closest(field, expected).map(|c| format!(" (did you mean `{c}`?)")).unwrap_or_default();
+        message = format!("unknown field `{field}`{hint}; expected one of: {}", expected.join(", "));
+        if field == "extends" {
+            message = "`extends` belongs at the top of the file, before any [section]".into();
         }
     }
     let mut err = InputError::new(message);

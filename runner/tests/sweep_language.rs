@@ -1,0 +1,159 @@
+//! The experiment language through `bertlab plan`: malformed files are
+//! refused with file, key and line (exit 2); layers of configuration win in
+//! order; `extends` composes files; plan lists dropped trials and why.
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const BASE: &str = "[experiment]\nname = \"m\"\n\n[data]\ncorpus = [\"experiments/data/*.txt\"]\n";
+
+/// Plans `file` and returns the JSON plan, asserting success.
+fn plan_json(file: &Path, extra: &[&str], env: &[(&str, &str)]) -> Value {
+    let r = run(bertlab().arg("plan").arg(file).args(["--format", "json"]).args(extra).envs(env.iter().copied()));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+#[test]
+fn malformed_files_are_refused_with_file_key_and_line() {
+    // (what is wrong, the file's text after BASE, key in the message, line, words in the message)
+    let cases: &[(&str, &str, &str, usize, &str)] = &[
+        ("syntax error", "[train]\nsteps = = 3\n", "", 8, "TOML syntax"),
+        ("unknown key", "[train]\nstpes = 3\n", "train.stpes", 8, "did you mean `steps`"),
+        ("wrong type", "[train]\nsteps = \"many\"\n", "train.steps", 8, "expected i64"),
+        ("out-of-range value", "[model]\ndropout = 1.5\n", "model.dropout", 8, "out of range"),
+        ("unknown plugin", "[train]\nsteps = 3\n", "experiment.model", 3, "did you mean `bert`"),
+        ("bad expression", "[derive]\n\"model.heads\" = \"model.hidden / / 2\"\n", "derive.\"model.heads\"", 8, "operator"),
+        (
+            "cycle",
+            "[derive]\n\"model.heads\" = \"model.intermediate / 64\"\n\"model.intermediate\" = \"model.heads * 64\"\n",
+            "derive.\"model.heads\"",
+            8,
+            "cycle: model.heads -> model.intermediate -> model.heads",
+        ),
+        ("empty axis", "[sweep.grid]\n\"model.layers\" = []\n", "sweep.grid.\"model.layers\"", 8, "at least one value"),
+        (
+            "unequal zip lengths",
+            "[[sweep.zip]]\n\"train.lr\" = [1e-3, 2e-3]\n\"train.steps\" = [1, 2, 3]\n",
+            "sweep.zip.0.\"train.steps\"",
+            9,
+            "equal lengths",
+        ),
+        (
+            "bad distribution bounds",
+            "[sweep.random]\nsamples = 2\n\"train.lr\" = { log_uniform = [0, 1e-3] }\n",
+            "sweep.random.\"train.lr\"",
+            9,
+            "> 0",
+        ),
+        ("unknown sweep key", "[sweep.grid]\n\"model.hiden\" = [64]\n", "sweep.grid.\"model.hiden\"", 8, "did you mean `model.hidden`"),
+        ("missing extends target", "", "extends", 1, "no-such-base.toml"),
+        ("unknown key in an expression", "[derive]\n\"model.heads\" = \"model.hiden / 64\"\n", "derive.\"model.heads\"", 8, "model.hidden"),
+        ("constraint that is not boolean", "[constraints]\nrequire = [\"model.hidden + 1\"]\n", "constraints.require[0]", 8, "true or false"),
+        (
+            "a key on two axes",
+            "[sweep.grid]\n\"train.lr\" = [1e-3]\n\n[sweep.random]\nsamples = 2\n\"train.lr\" = { uniform = [1e-4, 1e-3] }\n",
+            "sweep.random.\"train.lr\"",
+            12,
+            "swept twice",
+        ),
+        ("fractional derived integer", "[derive]\n\"model.heads\" = \"model.hidden / 5.0\"\n", "derive.\"model.heads\"", 8, "whole number"),
+        (
+            "swept value the plugin refuses",
+            "[model]\nheads = 3\n\n[sweep.grid]\n\"model.hidden\" = [96, 128]\n",
+            "model.heads",
+            8,
+            "(in the trial with model.hidden=128)",
+        ),
+        ("extends below a section", "[train]\nextends = \"x.toml\"\n", "train.extends", 8, "top of the file"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (what, text, key, line, says) in cases {
+        let mut file_text = format!("{BASE}\n{text}");
+        if *what == "unknown plugin" {
+            file_text = file_text.replace("name = \"m\"", "name = \"m\"\nmodel = \"bret\"");
+        }
+        if *what == "missing extends target" {
+            file_text = format!("extends = \"no-such-base.toml\"\n{file_text}");
+        }
+        let file = write(dir.path(), "m.toml", &file_text);
+        let r = run(bertlab().arg("plan").arg(&file));
+        assert_eq!(r.code, 2, "{what}: expected exit 2, got {}: {}", r.code, r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+        let error = r.stderr.lines().next().unwrap_or_default();
+        assert!(error.starts_with(&format!("error: {}:{line}: ", file.display())), "{what}: wrong file or line: {error}");
+        assert!(error.contains(&format!("{key}: ")) || key.is_empty(), "{what}: key `{key}` missing: {error}");
+        assert!(error.contains(says), "{what}: `{says}` missing: {error}");
+        assert_eq!(r.stderr.lines().count(), 1, "{what}: one line expected: {}", r.stderr);
+    }
+}
+
+#[test]
+fn later_layers_win_file_then_environment_then_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    // A derivation copies train.steps into a column plan shows.
+    let file = write(dir.path(), "m.toml", &format!("{BASE}\n[train]\nsteps = 40\n\n[derive]\n\"train.warmup_steps\" = \"train.steps / 4\"\n"));
+    let warmup = |plan: &Value| plan["trials"][0]["derived"]["train.warmup_steps"].as_i64().unwrap();
+    assert_eq!(warmup(&plan_json(&file, &[], &[])), 10);
+    assert_eq!(warmup(&plan_json(&file, &[], &[("BERTLAB_TRAIN__STEPS", "80")])), 20);
+    assert_eq!(warmup(&plan_json(&file, &["--set", "train.steps=120"], &[("BERTLAB_TRAIN__STEPS", "80")])), 30);
+
+    let r = run(bertlab().arg("plan").arg(&file).args(["--set", "model.layers=[2,4]"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--set model.layers") && r.stderr.contains("[sweep.grid]"), "{}", r.stderr);
+}
+
+#[test]
+fn extends_composes_files_relative_to_each_and_errors_name_the_base() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("recipes")).unwrap();
+    write(dir.path(), "recipes/base.toml", &format!("{BASE}\n[model]\nlayers = 3\nhidden = 64\nheads = 2\n\n[train]\nsteps = 50\n"));
+    let file = write(dir.path(), "top.toml", "extends = \"recipes/base.toml\"\n\n[experiment]\nname = \"top\"\n\n[train]\nsteps = 60\n\n[derive]\n\"train.warmup_steps\" = \"train.steps / 10 + model.layers\"\n");
+    let plan = plan_json(&file, &[], &[]);
+    assert_eq!(plan["experiment"], "top");
+    // steps from the top file (60), layers from the base (3).
+    assert_eq!(plan["trials"][0]["derived"]["train.warmup_steps"], 9);
+
+    // A bad value in the base is reported in the base, at its line.
+    write(dir.path(), "recipes/base.toml", &format!("{BASE}\n[model]\nlayers = 3\nhidden = 64\nheads = 5\n"));
+    let r = run(bertlab().arg("plan").arg(&file));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    let base = dir.path().join("recipes/base.toml");
+    assert!(r.stderr.contains(&format!("{}:10: model.heads", base.display())), "{}", r.stderr);
+}
+
+#[test]
+fn plan_lists_dropped_trials_with_their_constraint() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "[experiment]\nname = \"m\"\nseeds = [0, 1]\n\n[data]\ncorpus = [\"experiments/data/*.txt\"]\n\n\
+                [sweep.grid]\n\"model.layers\" = [1, 2, 3]\n\"model.hidden\" = [32, 64]\n\n\
+                [derive]\n\"model.heads\" = \"model.hidden / 32\"\n\n\
+                [constraints]\nrequire = [\"model.layers * model.hidden <= 128\"]\n";
+    let file = write(dir.path(), "m.toml", &text);
+    let plan = plan_json(&file, &[], &[]);
+    let trials = plan["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 3 * 2 * 2);
+    let dropped: Vec<&Value> = trials.iter().filter(|t| t["status"] == "dropped").collect();
+    // Only layers 3 x hidden 64 = 192 exceeds the budget: one point, two seeds.
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert!(dropped.iter().all(|t| t["dropped_by"] == "model.layers * model.hidden <= 128" && t["trial_id"].is_null()));
+    assert_eq!(plan["summary"]["new"], 10);
+    assert_eq!(plan["summary"]["dropped"], 2);
+    let kept = trials.iter().find(|t| t["status"] == "new").unwrap();
+    assert!(kept["params"].as_i64().unwrap() > 0 && kept["flops_per_token"].as_i64().unwrap() > 0);
+
+    let table = run(bertlab().arg("plan").arg(&file));
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    assert!(table.stdout.contains("dropped by `model.layers * model.hidden <= 128`"), "{}", table.stdout);
+    assert!(table.stdout.contains("10 to run, 0 already completed"), "{}", table.stdout);
+}
+
+#[test]
+fn the_example_experiments_plan_cleanly() {
+    for example in ["quickstart", "depth-width", "lr-batch-zip", "random-search"] {
+        let file = workspace_root().join(format!("experiments/{example}.toml"));
+        let plan = plan_json(&file, &[], &[]);
+        assert!(plan["summary"]["new"].as_u64().unwrap() + plan["summary"]["completed"].as_u64().unwrap() >= 4, "{example}");
+    }
+}
