@@ -84,7 +84,7 @@ fn a_swept_value_that_breaks_a_trial_names_the_sweep_axis() {
 fn malformed_toml_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let error = rejected(dir.path(), "[experiment]\nname = \"bad\n", &[]);
-    assert!(error.contains("bad.toml") && error.contains("line 2"), "{error}");
+    assert!(error.contains("bad.toml:2: TOML syntax"), "{error}");
 }
 
 #[test]

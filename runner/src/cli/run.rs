@@ -40,8 +40,9 @@ pub struct RunArgs {
 struct Planned {
     loaded: Loaded,
     trials: Vec<Trial>,
-    /// Trials the constraints dropped, for the opening line.
+    /// Trials the constraints dropped and repeats merged, for the opening line.
     dropped: usize,
+    duplicates: usize,
     out: PathBuf,
 }
 
@@ -56,13 +57,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut planned = Vec::new();
     for file in &files {
         let loaded = config::load(file, &args.sets)?;
-        let sweep::Expanded { mut trials, dropped } = sweep::expand(&loaded)?;
+        let sweep::Expanded { mut trials, dropped, duplicates } = sweep::expand(&loaded)?;
         if let Some(device) = &args.device {
             device::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
             trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
         }
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
-        planned.push(Planned { loaded, trials, dropped, out });
+        planned.push(Planned { loaded, trials, dropped, duplicates, out });
     }
 
     let cache = Cache::from_env();
@@ -148,10 +149,14 @@ fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Ve
 fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let mut store = Store::open(&plan.out)?;
-    let dropped = match plan.dropped {
-        0 => String::new(),
-        n => format!(" ({n} dropped by constraints)"),
-    };
+    let mut notes = Vec::new();
+    if plan.dropped > 0 {
+        notes.push(format!("{} dropped by constraints", plan.dropped));
+    }
+    if plan.duplicates > 0 {
+        notes.push(format!("{} repeats of the same configuration run once", plan.duplicates));
+    }
+    let dropped = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     eprintln!("run   {} ({}): {} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
     let progress = Progress::new(jobs.len() as u64);
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress)?;

@@ -368,10 +368,13 @@ fn in_trial(point: &Point) -> String {
     format!(" (in the trial with {})", swept.join(", "))
 }
 
-/// The trials `run` trains, and how many the constraints dropped.
+/// The trials `run` trains, how many the constraints dropped, and how many
+/// repeated an earlier trial exactly (a `choice` drawing the same value
+/// twice) and so run once.
 pub struct Expanded {
     pub trials: Vec<Trial>,
     pub dropped: usize,
+    pub duplicates: usize,
 }
 
 /// Expands the experiment into its trials. Any invalid trial rejects the
@@ -379,9 +382,11 @@ pub struct Expanded {
 /// trial the constraints drop.
 pub fn expand(loaded: &Loaded) -> Result<Expanded, InputError> {
     let expansion = Expansion::new(loaded)?;
-    let mut expanded = Expanded { trials: Vec::new(), dropped: 0 };
+    let mut expanded = Expanded { trials: Vec::new(), dropped: 0, duplicates: 0 };
+    let mut seen = std::collections::HashSet::new();
     for planned in expansion.iter() {
         match planned? {
+            Planned::Run(trial) if !seen.insert(trial.id.clone()) => expanded.duplicates += 1,
             Planned::Run(trial) => expanded.trials.push(trial),
             Planned::Dropped { .. } => expanded.dropped += 1,
         }
