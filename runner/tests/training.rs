@@ -62,7 +62,10 @@ fn same_seed_gives_identical_losses() {
 fn rerun_skips_completed_trials_and_a_changed_value_runs_only_new_ones() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let sweep = |hidden: &str| experiment("rerun", "steps = 5\neval_every = 0", &format!("[sweep.grid]\n\"model.hidden\" = {hidden}"));
+    let sweep = |hidden: &str| {
+        let axes = format!("[sweep.grid]\n\"model.hidden\" = {hidden}\n\n[derive]\n\"model.intermediate\" = \"2 * model.hidden\"");
+        experiment("rerun", "steps = 5\neval_every = 0", &axes)
+    };
     let file = write(dir.path(), "rerun.toml", &sweep("[32, 48]"));
     let first = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
     assert_eq!(first.code, 0, "{}", first.stderr);
@@ -85,6 +88,7 @@ fn rerun_skips_completed_trials_and_a_changed_value_runs_only_new_ones() {
     let trials = read_table(&out.join("trials.parquet"));
     assert_eq!(trials.height(), 3);
     assert_eq!(floats(&trials, "model.hidden"), [32.0, 48.0, 64.0]);
+    assert_eq!(floats(&trials, "model.intermediate"), [64.0, 96.0, 128.0]);
     // The terminal summary shows this sweep; the 48-wide trial is only in the report.
     assert!(changed.stdout.contains("1 more trials from earlier versions"), "{}", changed.stdout);
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
