@@ -34,11 +34,14 @@ fi
 
 # Found without importing torch: importing it is slow and warns about numpy.
 torch_dir=$("$venv/bin/python" -c 'import importlib.util, os; print(os.path.dirname(importlib.util.find_spec("torch").origin))')
+python=$(cd "$venv/bin" && pwd)/python
 mkdir -p .cargo
+# BERTLAB_PYTHON: the interpreter the interop tests run transformers with.
 config=$(cat <<TOML
 # Written by scripts/setup.sh (make setup); not tracked, paths are this machine's.
 [env]
 LIBTORCH = "$torch_dir"
+BERTLAB_PYTHON = "$python"
 TOML
 )
 if [ "$(cat .cargo/config.toml 2>/dev/null)" != "$config" ]; then

@@ -5,10 +5,12 @@
 //! experiment, after sweeps are applied) into a model built in a
 //! `tch::nn::VarStore`. The knob schema it declares is what the runner
 //! validates experiment files against and what `bertlab models` prints.
+pub mod hf;
 pub mod knob;
 pub mod plugin;
 pub mod registry;
 pub mod zoo;
 
+pub use hf::HuggingFace;
 pub use knob::{Knob, KnobDefault, KnobError, KnobKind, KnobValues};
 pub use plugin::{EncoderInput, MaskedLm, Plugin};

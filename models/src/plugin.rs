@@ -1,4 +1,5 @@
 //! The contract between the runner and a model architecture.
+use crate::hf::HuggingFace;
 use crate::knob::{Knob, KnobError, KnobValues};
 use tch::{nn, Tensor};
 
@@ -47,6 +48,12 @@ pub trait Plugin: Sync {
     /// FLOPs per multiply-add of every matrix product, the attention scores
     /// and weighted sums included, and the MLM head over every position.
     fn flops_per_token(&self, knobs: &KnobValues, seq_len: i64) -> Result<i64, KnobError>;
+
+    /// How to read and write Hugging Face folders, for plugins that have a
+    /// Hugging Face counterpart.
+    fn hugging_face(&self) -> Option<&dyn HuggingFace> {
+        None
+    }
 
     /// Creates the model's variables under `root` and returns the model.
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError>;

@@ -10,6 +10,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod launch;
+pub mod model_dir;
 pub mod store;
 pub mod sweep;
 pub mod train;

@@ -8,6 +8,7 @@
 //! post-LN: `LayerNorm(x + Dropout(Attention(x)))`, then
 //! `LayerNorm(x + Dropout(FFN(x)))` with an exact (erf) GELU, as in the
 //! `BertBlock` of the article this project grew from.
+use crate::hf::HuggingFace;
 use crate::knob::{check_against, Knob, KnobDefault, KnobError, KnobKind, KnobValues};
 use crate::plugin::{EncoderInput, MaskedLm, Plugin};
 use serde::{Deserialize, Serialize};
@@ -40,10 +41,32 @@ pub struct BertConfig {
     pub type_vocab_size: i64,
     pub initializer_range: f64,
     pub layer_norm_eps: f64,
+    /// The MLM decoder shares the word embeddings (BERT, and Hugging Face's
+    /// default); `false` gives it its own `cls.predictions.decoder.weight`.
+    #[serde(default = "yes", deserialize_with = "flag", alias = "tie_embeddings")]
+    pub tie_word_embeddings: bool,
 }
 
 fn gelu() -> String {
     "gelu".to_string()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `true`/`false` from `config.json`, `1`/`0` from the integer knob.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Int(i64),
+    }
+    Ok(match Flag::deserialize(d)? {
+        Flag::Bool(b) => b,
+        Flag::Int(i) => i != 0,
+    })
 }
 
 const fn int(name: &'static str, min: i64, default: KnobDefault, doc: &'static str) -> Knob {
@@ -70,6 +93,12 @@ const KNOBS: &[Knob] = &[
         kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false },
         default: KnobDefault::Float(1e-12),
         doc: "LayerNorm epsilon",
+    },
+    Knob {
+        name: "tie_embeddings",
+        kind: KnobKind::Int { min: 0, max: 1 },
+        default: KnobDefault::Int(1),
+        doc: "1: the MLM decoder is the word embeddings (BERT); 0: its own weights",
     },
     Knob {
         name: "initializer_range",
@@ -121,8 +150,10 @@ impl Plugin for Bert {
         let linear = |n_in: i64, n_out: i64| n_in * n_out + n_out;
         let embeddings = (v + c.max_position_embeddings + c.type_vocab_size) * h + layer_norm;
         let block = 4 * linear(h, h) + linear(h, i) + linear(i, h) + 2 * layer_norm;
-        // Transform dense + LayerNorm + output bias; the decoder weight is tied.
-        let head = linear(h, h) + layer_norm + v;
+        // Transform dense + LayerNorm + output bias, and the decoder weight
+        // when it is not the word embeddings.
+        let decoder = if c.tie_word_embeddings { 0 } else { v * h };
+        let head = linear(h, h) + layer_norm + v + decoder;
         Ok(embeddings + l * block + head)
     }
 
@@ -137,9 +168,98 @@ impl Plugin for Bert {
         Ok(3 * (l * block + head))
     }
 
+    fn hugging_face(&self) -> Option<&dyn HuggingFace> {
+        Some(self)
+    }
+
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError> {
         Ok(Box::new(BertForMaskedLM::new(root, &config(knobs)?)))
     }
+}
+
+/// Knob names next to the `config.json` fields they set.
+const HF_FIELDS: [(&str, &str); 12] = [
+    ("layers", "num_hidden_layers"),
+    ("hidden", "hidden_size"),
+    ("heads", "num_attention_heads"),
+    ("intermediate", "intermediate_size"),
+    ("dropout", "hidden_dropout_prob"),
+    ("attention_dropout", "attention_probs_dropout_prob"),
+    ("vocab_size", "vocab_size"),
+    ("max_position", "max_position_embeddings"),
+    ("type_vocab_size", "type_vocab_size"),
+    ("layer_norm_eps", "layer_norm_eps"),
+    ("initializer_range", "initializer_range"),
+    ("tie_embeddings", "tie_word_embeddings"),
+];
+
+impl HuggingFace for Bert {
+    fn knobs_from_config(&self, json: &serde_json::Value) -> Result<KnobValues, KnobError> {
+        let c = BertConfig::deserialize(json).map_err(|e| KnobError::new("config.json", format!("not a BertConfig: {e}")))?;
+        if !matches!(c.hidden_act.as_str(), "gelu" | "gelu_python") {
+            return Err(KnobError::new("config.json", format!("hidden_act `{}`: the bert plugin implements exact GELU only", c.hidden_act)));
+        }
+        if let Some(kind) = json.get("position_embedding_type").and_then(|v| v.as_str()).filter(|k| *k != "absolute") {
+            return Err(KnobError::new("config.json", format!("position_embedding_type `{kind}`: the bert plugin has absolute positions only")));
+        }
+        let fields = serde_json::to_value(&c).expect("a config serialises");
+        let mut knobs = KnobValues::new();
+        for (knob, field) in HF_FIELDS {
+            let value = match &fields[field] {
+                serde_json::Value::Bool(b) => i64::from(*b).into(),
+                other => other.clone(),
+            };
+            knobs.insert(knob.into(), value);
+        }
+        self.resolve(&knobs)
+    }
+
+    fn config_json(&self, knobs: &KnobValues) -> Result<serde_json::Value, KnobError> {
+        let mut json = serde_json::to_value(config(knobs)?).expect("a config serialises");
+        let extra = serde_json::json!({
+            "architectures": ["BertForMaskedLM"],
+            "model_type": "bert",
+            "position_embedding_type": "absolute",
+            "pad_token_id": 0,
+        });
+        json.as_object_mut().expect("an object").extend(extra.as_object().expect("an object").clone());
+        Ok(json)
+    }
+
+    fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String> {
+        let tied = config(knobs).map(|c| c.tie_word_embeddings).unwrap_or(true);
+        // BertModel checkpoints have no `bert.` prefix; the heads of the
+        // other layouts (pooler, NSP, classifier) are not part of this model.
+        let name = if tensor.starts_with("embeddings.") || tensor.starts_with("encoder.") {
+            format!("bert.{tensor}")
+        } else if tensor.starts_with("bert.") || tensor.starts_with("cls.predictions.") {
+            tensor.to_string()
+        } else {
+            return None;
+        };
+        match name.as_str() {
+            _ if name.starts_with("bert.pooler.") => None,
+            // Hugging Face ties the decoder's bias to `cls.predictions.bias`.
+            "cls.predictions.decoder.bias" => None,
+            "cls.predictions.decoder.weight" if tied => None,
+            _ => Some(name),
+        }
+    }
+
+    fn may_be_missing(&self, variable: &str) -> bool {
+        variable.starts_with("cls.")
+    }
+}
+
+/// Trainable parameters of Hugging Face's `BertModel` (the encoder with its
+/// pooler, no MLM head): the count published sizes are quoted in.
+pub fn bert_model_param_count(knobs: &KnobValues) -> Result<i64, KnobError> {
+    let c = config(knobs)?;
+    let (v, h) = (c.vocab_size, c.hidden_size);
+    let decoder = if c.tie_word_embeddings { 0 } else { v * h };
+    let head = (h * h + h) + 2 * h + v + decoder;
+    let pooler = h * h + h;
+    Ok(Bert.param_count(knobs)? - head + pooler)
 }
 
 fn config(knobs: &KnobValues) -> Result<BertConfig, KnobError> {
@@ -310,19 +430,24 @@ impl BertModel {
 }
 
 /// `cls.predictions`: transform (dense, GELU, LayerNorm), then a decoder
-/// tied to the word embeddings plus its own output bias.
+/// (tied to the word embeddings unless the config says otherwise) plus its
+/// own output bias.
 struct BertLMPredictionHead {
     dense: nn::Linear,
     layer_norm: nn::LayerNorm,
+    /// `None` when tied: the decoder is the word embedding matrix.
+    decoder: Option<Tensor>,
     bias: Tensor,
 }
 
 impl BertLMPredictionHead {
     fn new(p: nn::Path, c: &BertConfig) -> Self {
         let transform = &p / "transform";
+        let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
         BertLMPredictionHead {
             dense: linear(&transform / "dense", c.hidden_size, c.hidden_size, c),
             layer_norm: layer_norm(&transform / "LayerNorm", c),
+            decoder: (!c.tie_word_embeddings).then(|| (&p / "decoder").var("weight", &[c.vocab_size, c.hidden_size], init)),
             bias: p.zeros("bias", &[c.vocab_size]),
         }
     }
@@ -349,7 +474,8 @@ impl MaskedLm for BertForMaskedLM {
 
     fn mlm_logits(&self, hidden: &Tensor) -> Tensor {
         let transformed = self.head.layer_norm.forward(&self.head.dense.forward(hidden).gelu("none"));
-        transformed.linear(&self.bert.embeddings.word_embeddings.ws, Some(&self.head.bias))
+        let decoder = self.head.decoder.as_ref().unwrap_or(&self.bert.embeddings.word_embeddings.ws);
+        transformed.linear(decoder, Some(&self.head.bias))
     }
 }
 

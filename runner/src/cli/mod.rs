@@ -2,6 +2,8 @@
 //! Exit codes: 0 everything ran, 1 a trial (or the tool) failed, 2 the
 //! input was rejected and nothing ran.
 mod doctor;
+mod export;
+mod forward;
 mod models;
 mod plan;
 mod progress;
@@ -28,6 +30,12 @@ enum Command {
     Plan(plan::PlanArgs),
     /// The model plugins and their knobs.
     Models,
+    /// One forward pass of a trial folder or a Hugging Face folder, in eval
+    /// mode; writes last_hidden_state and logits as safetensors.
+    Forward(forward::ForwardArgs),
+    /// A trial folder as a Hugging Face folder (config.json,
+    /// model.safetensors, tokenizer files).
+    Export(export::ExportArgs),
     /// libtorch version, CUDA devices, threads.
     Doctor,
 }
@@ -48,6 +56,8 @@ pub fn main() -> i32 {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Plan(args) => plan::plan(args),
+        Command::Forward(args) => forward::forward(args),
+        Command::Export(args) => export::export(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),
     };

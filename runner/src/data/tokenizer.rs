@@ -33,6 +33,11 @@ impl Vocab {
         self.tokenizer.get_vocab_size(true)
     }
 
+    /// Writes `tokenizer.json`, which Hugging Face's fast tokenizers load.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        self.tokenizer.save(path, false).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
     /// Token ids of each document, without special tokens.
     pub fn encode_all(&self, documents: &[String]) -> Result<Vec<Vec<u32>>, InputError> {
         let inputs: Vec<&str> = documents.iter().map(String::as_str).collect();

@@ -92,7 +92,8 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     let last = report_eval(train.steps, observer);
     let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
     observer.metric(train.steps, "perf/tokens_per_s", tokens_per_s);
-    vs.save(trial_dir.join("model.safetensors")).context("saving the checkpoint")?;
+    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
+    data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
 
     let train_loss = recent_losses.iter().sum::<f64>() / recent_losses.len().max(1) as f64;
     let metrics = BTreeMap::from([

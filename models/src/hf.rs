@@ -1,0 +1,105 @@
+//! Hugging Face folders: what a plugin must say to read and write them
+//! ([`HuggingFace`]), and loading a `safetensors` checkpoint into a built
+//! model with every missing, unexpected or misshapen tensor reported.
+use crate::knob::{KnobError, KnobValues};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::Path;
+use tch::nn::VarStore;
+use tch::Tensor;
+
+/// A plugin whose architecture has a Hugging Face counterpart.
+pub trait HuggingFace: Sync {
+    /// Knob values from a folder's `config.json`; refuses configurations
+    /// the plugin does not implement (another activation, relative positions).
+    fn knobs_from_config(&self, config: &Value) -> Result<KnobValues, KnobError>;
+
+    /// The `config.json` of a model with these (resolved) knobs.
+    fn config_json(&self, knobs: &KnobValues) -> Result<Value, KnobError>;
+
+    /// The plugin's variable for a checkpoint tensor, or `None` for tensors
+    /// it has no use for (a pooler, the next-sentence head, a tied copy).
+    fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String>;
+
+    /// Variables a checkpoint may lack, left as initialised: heads (an
+    /// encoder-only `BertModel` has no MLM head).
+    fn may_be_missing(&self, variable: &str) -> bool;
+}
+
+/// Writes every variable of `vs` as a float32 `safetensors` file that
+/// Hugging Face loads as is: sorted names and the `format: pt` metadata
+/// its loader insists on (tch's own writer leaves metadata out).
+pub fn save_weights(vs: &VarStore, file: &Path) -> Result<(), String> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut buffers = Vec::with_capacity(variables.len());
+    for (name, tensor) in &variables {
+        let flat = tensor.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1);
+        let values = Vec::<f32>::try_from(&flat).map_err(|e| format!("{name}: {e}"))?;
+        let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), shape, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|view| (name.clone(), view))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize_to_file(views, Some(metadata), file).map_err(|e| format!("writing {}: {e}", file.display()))
+}
+
+/// What loading left as initialised.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub fresh: Vec<String>,
+}
+
+/// Copies the tensors of `file` into the variables of `vs`. `rename` maps
+/// a checkpoint name to a variable name (`None`: not used); a variable no
+/// tensor fills is an error unless `may_be_missing` allows it. Every
+/// problem is listed in one message, not just the first.
+pub fn load_weights(
+    vs: &VarStore,
+    file: &Path,
+    rename: &dyn Fn(&str) -> Option<String>,
+    may_be_missing: &dyn Fn(&str) -> bool,
+) -> Result<LoadReport, String> {
+    let tensors = Tensor::read_safetensors(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut by_variable: HashMap<String, (String, Tensor)> = HashMap::new();
+    for (name, tensor) in tensors {
+        // Checkpoints converted from TensorFlow name LayerNorm's parameters
+        // gamma and beta; Hugging Face renames them on load, and so do we.
+        let name = name.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias");
+        if let Some(variable) = rename(&name) {
+            by_variable.insert(variable, (name, tensor));
+        }
+    }
+    let mut variables = vs.variables();
+    let mut problems = Vec::new();
+    let mut report = LoadReport::default();
+    let mut names: Vec<String> = variables.keys().cloned().collect();
+    names.sort();
+    for name in names {
+        let variable = variables.get_mut(&name).expect("listed");
+        match by_variable.remove(&name) {
+            Some((_, tensor)) if tensor.size() == variable.size() => {
+                tch::no_grad(|| variable.copy_(&tensor.to_kind(variable.kind())));
+            }
+            Some((source, tensor)) => {
+                problems.push(format!("{source}: shape {:?} in the checkpoint, {:?} in the model", tensor.size(), variable.size()))
+            }
+            None if may_be_missing(&name) => report.fresh.push(name),
+            None => problems.push(format!("{name}: missing from the checkpoint")),
+        }
+    }
+    let mut unexpected: Vec<String> = by_variable.into_values().map(|(source, _)| source).collect();
+    unexpected.sort();
+    problems.extend(unexpected.into_iter().map(|s| format!("{s}: in the checkpoint but not in the model")));
+    if problems.is_empty() {
+        Ok(report)
+    } else {
+        Err(format!("{} does not fit the model ({} problems): {}", file.display(), problems.len(), problems.join("; ")))
+    }
+}

@@ -1,0 +1,85 @@
+"""The Hugging Face side of bertlab's interop tests: makes reference models
+and runs them with `transformers`, so the Rust tests can compare numbers.
+
+  hf_reference.py make-model DIR      random BertForMaskedLM of an odd shape,
+                                      weights perturbed off their init, saved
+                                      with save_pretrained; DIR/input.json (a
+                                      padded batch with token types) and
+                                      DIR/expected.safetensors (its outputs)
+  hf_reference.py forward DIR IN OUT  load DIR with from_pretrained (fails on
+                                      any missing or unexpected weight) and
+                                      write last_hidden_state and logits of IN
+  hf_reference.py param-counts        num_parameters() of the published BERT
+                                      sizes, as JSON
+"""
+import json
+import sys
+
+import torch
+from safetensors.torch import save_file
+from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers.utils import logging
+
+
+def outputs(model, batch):
+    tensors = {k: torch.tensor(v) for k, v in batch.items()}
+    model.eval()
+    with torch.no_grad():
+        out = model(**tensors, output_hidden_states=True)
+    return {"last_hidden_state": out.hidden_states[-1].contiguous(), "logits": out.logits.contiguous()}
+
+
+def make_model(folder):
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=97, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
+        intermediate_size=50, max_position_embeddings=40, type_vocab_size=2,
+        attn_implementation="eager",
+    )
+    model = BertForMaskedLM(config)
+    with torch.no_grad():
+        # Off their init (zero biases, unit LayerNorm) so that a weight
+        # loaded into the wrong place cannot go unnoticed.
+        for parameter in model.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    model.save_pretrained(folder)
+    batch = {
+        "input_ids": [[2, 15, 40, 7, 96, 3, 0, 0], [2, 5, 61, 88, 3, 30, 12, 3]],
+        "attention_mask": [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1]],
+        "token_type_ids": [[0, 0, 0, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1, 1, 1]],
+    }
+    with open(f"{folder}/input.json", "w") as f:
+        json.dump(batch, f)
+    save_file(outputs(model, batch), f"{folder}/expected.safetensors")
+
+
+def forward(folder, input_path, out_path):
+    logging.set_verbosity_warning()
+    model, info = BertForMaskedLM.from_pretrained(folder, output_loading_info=True, attn_implementation="eager")
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        sys.exit(f"loading {folder}: {problems}")
+    with open(input_path) as f:
+        batch = json.load(f)
+    save_file(outputs(model, batch), out_path)
+
+
+SIZES = [("BERT-Tiny", 2, 128), ("BERT-Mini", 4, 256), ("BERT-Small", 4, 512),
+         ("BERT-Medium", 8, 512), ("BERT-Base", 12, 768), ("BERT-Large", 24, 1024)]
+
+
+def param_counts():
+    counts = []
+    for name, layers, hidden in SIZES:
+        config = BertConfig(num_hidden_layers=layers, hidden_size=hidden,
+                            num_attention_heads=hidden // 64, intermediate_size=4 * hidden)
+        with torch.device("meta"):
+            encoder, mlm = BertModel(config), BertForMaskedLM(config)
+        counts.append({"name": name, "layers": layers, "hidden": hidden, "heads": hidden // 64,
+                       "bert_model": encoder.num_parameters(), "bert_for_masked_lm": mlm.num_parameters()})
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"make-model": make_model, "forward": forward, "param-counts": param_counts}[command](*args)

@@ -1,0 +1,58 @@
+//! `bertlab export`: a trial folder as a Hugging Face folder that
+//! `transformers` loads with `from_pretrained`: `config.json`,
+//! `model.safetensors` (already in Hugging Face's names and format) and the
+//! trial's tokenizer (`tokenizer.json`, `vocab.txt`, `tokenizer_config.json`).
+use crate::error::InputError;
+use crate::model_dir::{Layout, ModelDir};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// A trial folder: runs/<name>/trials/<trial_id>.
+    trial_dir: PathBuf,
+    /// The Hugging Face folder to write (created if needed).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn export(args: ExportArgs) -> Result<i32> {
+    let dir = ModelDir::open(&args.trial_dir)?;
+    let fail = |m: &str| InputError::new(m).in_file(&args.trial_dir);
+    if dir.layout != Layout::Trial {
+        return Err(fail("is already a Hugging Face folder; export takes a trial folder").into());
+    }
+    let hf = dir.plugin.hugging_face().ok_or_else(|| fail(&format!("plugin `{}` has no Hugging Face counterpart", dir.plugin.name())))?;
+    let config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
+    std::fs::copy(args.trial_dir.join("model.safetensors"), args.out.join("model.safetensors"))?;
+
+    let tokenizer = args.trial_dir.join("tokenizer.json");
+    if tokenizer.is_file() {
+        std::fs::copy(&tokenizer, args.out.join("tokenizer.json"))?;
+        std::fs::write(args.out.join("vocab.txt"), vocab_txt(&tokenizer)?)?;
+        let max_length = dir.knobs.get("max_position").cloned().unwrap_or(512.into());
+        let tokenizer_config = serde_json::json!({
+            "tokenizer_class": "BertTokenizer",
+            "do_lower_case": true,
+            "model_max_length": max_length,
+            "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
+        });
+        std::fs::write(args.out.join("tokenizer_config.json"), serde_json::to_string_pretty(&tokenizer_config)? + "\n")?;
+    } else {
+        eprintln!("note: {} has no tokenizer.json (trained before tokenizers were saved); exporting the model only", args.trial_dir.display());
+    }
+    println!("wrote {} (load it with transformers' BertForMaskedLM.from_pretrained)", args.out.display());
+    Ok(0)
+}
+
+/// `vocab.txt`: the WordPiece vocabulary, one token per line in id order.
+fn vocab_txt(tokenizer_json: &std::path::Path) -> Result<String> {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(tokenizer_json)?)?;
+    let vocab = json["model"]["vocab"].as_object().context("tokenizer.json has no WordPiece vocabulary")?;
+    let mut tokens: Vec<(&String, i64)> = vocab.iter().map(|(t, id)| (t, id.as_i64().unwrap_or(i64::MAX))).collect();
+    tokens.sort_by_key(|(_, id)| *id);
+    Ok(tokens.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>().join("\n") + "\n")
+}

@@ -1,0 +1,89 @@
+//! A folder that holds a model: a bertlab trial folder (`config.toml` +
+//! `model.safetensors` + `tokenizer.json`) or a Hugging Face folder
+//! (`config.json` + `model.safetensors`, tokenizer files beside them).
+//! Knows which plugin and knobs the model has, and builds it with its
+//! weights loaded.
+use crate::error::InputError;
+use models::hf::{load_weights, LoadReport};
+use models::{KnobValues, MaskedLm, Plugin};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Trial,
+    HuggingFace,
+}
+
+pub struct ModelDir {
+    pub path: PathBuf,
+    pub layout: Layout,
+    pub plugin: &'static dyn Plugin,
+    /// Resolved knobs, the vocabulary size included.
+    pub knobs: KnobValues,
+}
+
+const WEIGHTS: &str = "model.safetensors";
+
+impl ModelDir {
+    pub fn open(path: &Path) -> Result<ModelDir, InputError> {
+        let fail = |m: String| InputError::new(m).in_file(path);
+        let (layout, plugin, knobs) = if path.join("config.toml").is_file() {
+            let (plugin, knobs) = trial_knobs(&path.join("config.toml"))?;
+            (Layout::Trial, plugin, knobs)
+        } else if path.join("config.json").is_file() {
+            let (plugin, knobs) = hugging_face_knobs(&path.join("config.json"))?;
+            (Layout::HuggingFace, plugin, knobs)
+        } else {
+            return Err(fail("neither a trial folder (config.toml) nor a Hugging Face folder (config.json)".into()));
+        };
+        if !path.join(WEIGHTS).is_file() {
+            return Err(fail(format!("no {WEIGHTS} (only safetensors checkpoints are read)")));
+        }
+        Ok(ModelDir { path: path.to_owned(), layout, plugin, knobs })
+    }
+
+    /// Builds the model in `vs` and loads the folder's weights into it;
+    /// the report lists what the checkpoint lacked (an MLM head).
+    pub fn build(&self, vs: &VarStore) -> Result<(Box<dyn MaskedLm>, LoadReport), InputError> {
+        let model = self.plugin.build(&vs.root(), &self.knobs).map_err(|e| InputError::new(e.to_string()).in_file(&self.path))?;
+        let weights = self.path.join(WEIGHTS);
+        let report = match (self.layout, self.plugin.hugging_face()) {
+            (Layout::HuggingFace, Some(hf)) => {
+                load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), &|v| hf.may_be_missing(v))
+            }
+            _ => load_weights(vs, &weights, &|name| Some(name.to_string()), &|_| false),
+        }
+        .map_err(InputError::new)?;
+        Ok((model, report))
+    }
+}
+
+/// A trial's `config.toml` is a one-trial experiment file: the plugin under
+/// `[experiment] model`, its resolved knobs under `[model]`.
+fn trial_knobs(file: &Path) -> Result<(&'static dyn Plugin, KnobValues), InputError> {
+    let fail = |m: String| InputError::new(m).in_file(file);
+    let text = std::fs::read_to_string(file).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| fail(format!("TOML syntax: {}", e.message())))?;
+    let json = serde_json::to_value(&table).map_err(|e| fail(e.to_string()))?;
+    let name = json["experiment"]["model"].as_str().unwrap_or("bert");
+    let plugin = models::registry::find(name).ok_or_else(|| fail(format!("unknown model plugin `{name}`")))?;
+    let given = json["model"].as_object().cloned().unwrap_or_default();
+    let knobs = plugin.resolve(&given).map_err(|e| fail(e.to_string()).key(format!("model.{}", e.knob)))?;
+    Ok((plugin, knobs))
+}
+
+fn hugging_face_knobs(file: &Path) -> Result<(&'static dyn Plugin, KnobValues), InputError> {
+    let fail = |m: String| InputError::new(m).in_file(file);
+    let text = std::fs::read_to_string(file).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+    let model_type = json["model_type"].as_str().unwrap_or("bert");
+    let plugin = models::registry::all()
+        .iter()
+        .copied()
+        .find(|p| p.hugging_face().is_some() && p.name() == model_type)
+        .ok_or_else(|| fail(format!("model_type `{model_type}`: no plugin reads it (bert does)")))?;
+    let hf = plugin.hugging_face().expect("found by it");
+    let knobs = hf.knobs_from_config(&json).map_err(|e| fail(e.message))?;
+    Ok((plugin, knobs))
+}

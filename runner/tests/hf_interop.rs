@@ -1,0 +1,128 @@
+//! Hugging Face interop of the `bert` plugin against the real `transformers`
+//! in the project's virtual environment: the same outputs from a folder
+//! `transformers` saved, a trial that `transformers` loads after export with
+//! the same outputs, and parameter counts equal to `num_parameters()`.
+mod common;
+use common::*;
+use models::zoo::bert::{bert_model_param_count, Bert};
+use models::Plugin;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Kind, Tensor};
+
+/// The virtual environment's Python: `make setup` names it in
+/// `.cargo/config.toml`, which cargo passes on to the tests.
+fn python() -> Command {
+    let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
+    let mut cmd = Command::new(python);
+    cmd.arg(workspace_root().join("python/tests/hf_reference.py")).env("TRANSFORMERS_OFFLINE", "1").env("HF_HUB_OFFLINE", "1");
+    cmd
+}
+
+fn ok(r: Run, what: &str) -> Run {
+    assert_eq!(r.code, 0, "{what} failed:\n{}\n{}", r.stdout, r.stderr);
+    r
+}
+
+/// Max |a - b| of each output over the positions the attention mask keeps.
+fn differences(ours: &Path, theirs: &Path, input: &Path) -> Vec<(String, f64)> {
+    let batch: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(input).unwrap()).unwrap();
+    let mask: Vec<i64> = batch["attention_mask"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_i64().unwrap())).collect();
+    let rows = batch["attention_mask"].as_array().unwrap().len() as i64;
+    let keep = Tensor::from_slice(&mask).view([rows, -1]).to_kind(Kind::Bool);
+    let read = |p: &Path| Tensor::read_safetensors(p).unwrap().into_iter().collect::<std::collections::HashMap<_, _>>();
+    let (ours, theirs) = (read(ours), read(theirs));
+    ["last_hidden_state", "logits"]
+        .iter()
+        .map(|key| {
+            let (a, b) = (&ours[*key], &theirs[*key]);
+            assert_eq!(a.size(), b.size(), "{key}");
+            let diff = (a - b).abs().index(&[Some(keep.shallow_clone())]).max().double_value(&[]);
+            (key.to_string(), diff)
+        })
+        .collect()
+}
+
+#[test]
+fn forward_matches_transformers_on_a_folder_it_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("hf");
+    std::fs::create_dir(&folder).unwrap();
+    ok(run(python().arg("make-model").arg(&folder)), "making the reference model");
+    let ours = dir.path().join("ours.safetensors");
+    let input = folder.join("input.json");
+    let r = ok(run(bertlab().arg("forward").arg("--model").arg(&folder).arg("--input").arg(&input).arg("--out").arg(&ours)), "bertlab forward");
+    assert!(r.stdout.contains("logits [2, 8, 97]"), "{}", r.stdout);
+    for (key, diff) in differences(&ours, &folder.join("expected.safetensors"), &input) {
+        assert!(diff < 1e-4, "{key}: max abs difference {diff}");
+    }
+}
+
+#[test]
+fn an_exported_trial_loads_in_transformers_with_the_same_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = write(dir.path(), "rt.toml", &experiment("rt", "steps = 5\neval_every = 0", ""));
+    ok(run(bertlab().arg("run").arg(&file).arg("--out").arg(&out)), "training");
+    let trial: PathBuf = std::fs::read_dir(out.join("trials")).unwrap().next().unwrap().unwrap().path();
+
+    let exported = dir.path().join("hf");
+    ok(run(bertlab().arg("export").arg(&trial).arg("--out").arg(&exported)), "export");
+    for file in ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "tokenizer_config.json"] {
+        assert!(exported.join(file).is_file(), "export lacks {file}");
+    }
+    let input = write(
+        dir.path(),
+        "input.json",
+        r#"{"input_ids": [[2, 100, 200, 300, 3, 0], [2, 5, 6, 7, 8, 3]], "attention_mask": [[1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1]], "token_type_ids": [[0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1]]}"#,
+    );
+    // The helper exits non-zero if from_pretrained reports any missing,
+    // unexpected or mismatched weight.
+    let theirs = dir.path().join("theirs.safetensors");
+    ok(run(python().arg("forward").arg(&exported).arg(&input).arg(&theirs)), "transformers loading the export");
+    let ours = dir.path().join("ours.safetensors");
+    ok(run(bertlab().arg("forward").arg("--model").arg(&trial).arg("--input").arg(&input).arg("--out").arg(&ours)), "bertlab forward");
+    for (key, diff) in differences(&ours, &theirs, &input) {
+        assert!(diff < 1e-4, "{key}: max abs difference {diff}");
+    }
+}
+
+#[test]
+fn forward_refuses_ids_outside_the_vocabulary_and_folders_without_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("hf");
+    std::fs::create_dir(&folder).unwrap();
+    ok(run(python().arg("make-model").arg(&folder)), "making the reference model");
+    let input = write(dir.path(), "in.json", r#"{"input_ids": [[2, 97, 3]]}"#);
+    let r = run(bertlab().arg("forward").arg("--model").arg(&folder).arg("--input").arg(&input).arg("--out").arg(dir.path().join("o.safetensors")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("in.json: input_ids: 97 is outside [0, 97)"), "{}", r.stderr);
+
+    let r = run(bertlab().arg("forward").arg("--model").arg(dir.path()).arg("--input").arg(&input).arg("--out").arg(dir.path().join("o.safetensors")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("neither a trial folder"), "{}", r.stderr);
+}
+
+/// The README's table of published sizes, rendered from counts computed by
+/// bertlab and checked against `transformers`.
+#[test]
+fn published_sizes_have_the_parameter_counts_of_transformers() {
+    let r = ok(run(&mut python().arg("param-counts")), "counting with transformers");
+    let sizes: Vec<serde_json::Value> = serde_json::from_str(r.stdout.trim()).unwrap();
+    let mut table = vec![
+        "| model | layers | hidden | heads | `BertModel` | `BertForMaskedLM` (bertlab's `params`) |".to_string(),
+        "| --- | --- | --- | --- | --- | --- |".to_string(),
+    ];
+    for size in &sizes {
+        let given = serde_json::json!({"layers": size["layers"], "hidden": size["hidden"], "heads": size["heads"], "vocab_size": 30522});
+        let knobs = Bert.resolve(given.as_object().unwrap()).unwrap();
+        let (encoder, mlm) = (bert_model_param_count(&knobs).unwrap(), Bert.param_count(&knobs).unwrap());
+        assert_eq!(encoder, size["bert_model"].as_i64().unwrap(), "{}: BertModel", size["name"]);
+        assert_eq!(mlm, size["bert_for_masked_lm"].as_i64().unwrap(), "{}: BertForMaskedLM", size["name"]);
+        let n = |v: i64| v.to_string().as_bytes().rchunks(3).rev().map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(",");
+        table.push(format!("| {} | {} | {} | {} | {} | {} |", size["name"].as_str().unwrap(), size["layers"], size["hidden"], size["heads"], n(encoder), n(mlm)));
+    }
+    let table = table.join("\n");
+    let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    assert!(readme.contains(&table), "README.md should hold this table (regenerated by this test):\n{table}");
+}
