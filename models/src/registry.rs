@@ -3,7 +3,7 @@
 use crate::plugin::Plugin;
 use crate::zoo;
 
-static PLUGINS: &[&dyn Plugin] = &[&zoo::bert::Bert];
+static PLUGINS: &[&dyn Plugin] = &[&zoo::bert::Bert, &zoo::bert_preln::BERT_PRELN, &zoo::crammed_bert::CRAMMED_BERT];
 
 pub fn all() -> &'static [&'static dyn Plugin] {
     PLUGINS

@@ -9,7 +9,8 @@
 //! `LayerNorm(x + Dropout(FFN(x)))` with an exact (erf) GELU, as in the
 //! `BertBlock` of the article this project grew from.
 use crate::hf::HuggingFace;
-use crate::knob::{check_against, Knob, KnobDefault, KnobError, KnobKind, KnobValues};
+use super::encoder_knobs::{encoder_knobs, resolve_encoder};
+use crate::knob::{Knob, KnobDefault, KnobError, KnobKind, KnobValues};
 use crate::plugin::{EncoderInput, MaskedLm, Plugin};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
@@ -69,44 +70,18 @@ fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     })
 }
 
-const fn int(name: &'static str, min: i64, default: KnobDefault, doc: &'static str) -> Knob {
-    Knob { name, kind: KnobKind::Int { min, max: i64::MAX }, default, doc }
-}
+const SHARED: [Knob; 11] = encoder_knobs(0.1);
 
-const fn probability(name: &'static str, default: KnobDefault, doc: &'static str) -> Knob {
-    Knob { name, kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false }, default, doc }
-}
-
-/// Defaults are BERT-Base's, as in Hugging Face's `BertConfig`.
-const KNOBS: &[Knob] = &[
-    int("layers", 1, KnobDefault::Int(12), "number of transformer blocks"),
-    int("hidden", 1, KnobDefault::Int(768), "hidden size (embedding and block width)"),
-    int("heads", 1, KnobDefault::Int(12), "attention heads; must divide hidden"),
-    int("intermediate", 1, KnobDefault::Computed("4 * hidden"), "feed-forward inner size"),
-    probability("dropout", KnobDefault::Float(0.1), "dropout on embeddings and block outputs"),
-    probability("attention_dropout", KnobDefault::Computed("dropout"), "dropout on attention probabilities"),
-    int("vocab_size", 1, KnobDefault::Computed("the tokenizer's vocabulary"), "word embedding rows; at least the tokenizer's vocabulary"),
-    int("max_position", 1, KnobDefault::Int(512), "position embedding rows; at least data.seq_len"),
-    int("type_vocab_size", 1, KnobDefault::Int(2), "token type (segment) embedding rows"),
-    Knob {
-        name: "layer_norm_eps",
-        kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false },
-        default: KnobDefault::Float(1e-12),
-        doc: "LayerNorm epsilon",
-    },
-    Knob {
+const KNOBS: [Knob; 12] = {
+    let s = SHARED;
+    let tie = Knob {
         name: "tie_embeddings",
         kind: KnobKind::Int { min: 0, max: 1 },
         default: KnobDefault::Int(1),
         doc: "1: the MLM decoder is the word embeddings (BERT); 0: its own weights",
-    },
-    Knob {
-        name: "initializer_range",
-        kind: KnobKind::Float { min: 0.0, max: 1.0, max_inclusive: false },
-        default: KnobDefault::Float(0.02),
-        doc: "std of the normal initialisation of weights",
-    },
-];
+    };
+    [s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], tie]
+};
 
 pub struct Bert;
 
@@ -120,27 +95,11 @@ impl Plugin for Bert {
     }
 
     fn knobs(&self) -> &'static [Knob] {
-        KNOBS
+        &KNOBS
     }
 
     fn resolve(&self, given: &KnobValues) -> Result<KnobValues, KnobError> {
-        let mut knobs = check_against(KNOBS, given)?;
-        let hidden = knobs["hidden"].as_i64().unwrap_or_default();
-        let heads = knobs["heads"].as_i64().unwrap_or(1);
-        if hidden % heads != 0 {
-            return Err(KnobError::new(
-                "heads",
-                format!("hidden ({hidden}) must be divisible by heads ({heads})"),
-            ));
-        }
-        if !knobs.contains_key("intermediate") {
-            knobs.insert("intermediate".into(), (4 * hidden).into());
-        }
-        if !knobs.contains_key("attention_dropout") {
-            let dropout = knobs["dropout"].clone();
-            knobs.insert("attention_dropout".into(), dropout);
-        }
-        Ok(knobs)
+        resolve_encoder(&KNOBS, given)
     }
 
     fn param_count(&self, knobs: &KnobValues) -> Result<i64, KnobError> {

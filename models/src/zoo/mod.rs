@@ -1,2 +1,7 @@
-//! One module per architecture.
+//! One module per architecture, and what they share: the encoder knobs and
+//! the pre-LN encoder.
 pub mod bert;
+pub mod bert_preln;
+pub mod crammed_bert;
+pub mod encoder_knobs;
+pub mod prenorm;
