@@ -17,13 +17,16 @@ pub trait HuggingFace: Sync {
     /// The `config.json` of a model with these (resolved) knobs.
     fn config_json(&self, knobs: &KnobValues) -> Result<Value, KnobError>;
 
-    /// The plugin's variable for a checkpoint tensor, or `None` for tensors
-    /// it has no use for (a pooler, the next-sentence head, a tied copy).
+    /// The plugin's variable for a checkpoint tensor, or `None` for a
+    /// tensor that only repeats another (a tied decoder).
     fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String>;
 
-    /// Variables a checkpoint may lack, left as initialised: heads (an
-    /// encoder-only `BertModel` has no MLM head).
-    fn may_be_missing(&self, variable: &str) -> bool;
+    /// Whether a variable belongs to a head rather than the encoder. A
+    /// checkpoint may lack the model's heads (they keep their fresh
+    /// initialisation: `BertModel` has no MLM head) and may carry heads the
+    /// model does not have (a pooler, the next-sentence head), which are
+    /// dropped; encoder tensors must match exactly.
+    fn is_head(&self, variable: &str) -> bool;
 }
 
 /// Writes every variable of `vs` as a float32 `safetensors` file that
@@ -50,21 +53,23 @@ pub fn save_weights(vs: &VarStore, file: &Path) -> Result<(), String> {
     safetensors::serialize_to_file(views, Some(metadata), file).map_err(|e| format!("writing {}: {e}", file.display()))
 }
 
-/// What loading left as initialised.
+/// What loading left as initialised, and what it dropped.
 #[derive(Debug, Default)]
 pub struct LoadReport {
     pub fresh: Vec<String>,
+    pub dropped: Vec<String>,
 }
 
 /// Copies the tensors of `file` into the variables of `vs`. `rename` maps
-/// a checkpoint name to a variable name (`None`: not used); a variable no
-/// tensor fills is an error unless `may_be_missing` allows it. Every
-/// problem is listed in one message, not just the first.
+/// a checkpoint name to a variable name (`None`: not used). Heads
+/// (`is_head`) may be missing on either side; any other missing, left-over
+/// or misshapen tensor is an error, and all of them are listed in one
+/// message, not just the first.
 pub fn load_weights(
     vs: &VarStore,
     file: &Path,
     rename: &dyn Fn(&str) -> Option<String>,
-    may_be_missing: &dyn Fn(&str) -> bool,
+    is_head: &dyn Fn(&str) -> bool,
 ) -> Result<LoadReport, String> {
     let tensors = Tensor::read_safetensors(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let mut by_variable: HashMap<String, (String, Tensor)> = HashMap::new();
@@ -90,13 +95,19 @@ pub fn load_weights(
             Some((source, tensor)) => {
                 problems.push(format!("{source}: shape {:?} in the checkpoint, {:?} in the model", tensor.size(), variable.size()))
             }
-            None if may_be_missing(&name) => report.fresh.push(name),
+            None if is_head(&name) => report.fresh.push(name),
             None => problems.push(format!("{name}: missing from the checkpoint")),
         }
     }
-    let mut unexpected: Vec<String> = by_variable.into_values().map(|(source, _)| source).collect();
+    let mut unexpected: Vec<(String, String)> = by_variable.into_iter().map(|(variable, (source, _))| (variable, source)).collect();
     unexpected.sort();
-    problems.extend(unexpected.into_iter().map(|s| format!("{s}: in the checkpoint but not in the model")));
+    for (variable, source) in unexpected {
+        if is_head(&variable) {
+            report.dropped.push(source);
+        } else {
+            problems.push(format!("{source}: in the checkpoint but not in the model"));
+        }
+    }
     if problems.is_empty() {
         Ok(report)
     } else {

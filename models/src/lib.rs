@@ -5,6 +5,7 @@
 //! experiment, after sweeps are applied) into a model built in a
 //! `tch::nn::VarStore`. The knob schema it declares is what the runner
 //! validates experiment files against and what `bertlab models` prints.
+pub mod heads;
 pub mod hf;
 pub mod knob;
 pub mod plugin;
@@ -13,4 +14,5 @@ pub mod zoo;
 
 pub use hf::HuggingFace;
 pub use knob::{Knob, KnobDefault, KnobError, KnobKind, KnobValues};
-pub use plugin::{EncoderInput, MaskedLm, Plugin};
+pub use heads::SequenceClassifier;
+pub use plugin::{Encoder, EncoderInput, MaskedLm, Plugin};

@@ -1,4 +1,5 @@
 //! The contract between the runner and a model architecture.
+use crate::heads::SequenceClassifier;
 use crate::hf::HuggingFace;
 use crate::knob::{Knob, KnobError, KnobValues};
 use tch::{nn, Tensor};
@@ -14,11 +15,14 @@ pub struct EncoderInput {
     pub attention_mask: Option<Tensor>,
 }
 
-/// A built model with a masked-language-modelling head.
-pub trait MaskedLm: Send {
+/// A built encoder.
+pub trait Encoder: Send {
     /// Final hidden states, `[batch, seq, hidden]`. `train` turns dropout on.
     fn encode(&self, input: &EncoderInput, train: bool) -> Tensor;
+}
 
+/// A built encoder with a masked-language-modelling head.
+pub trait MaskedLm: Encoder {
     /// Vocabulary logits for hidden states of any leading shape. Kept apart
     /// from `encode` so training can score only the masked positions.
     fn mlm_logits(&self, hidden: &Tensor) -> Tensor;
@@ -53,6 +57,25 @@ pub trait Plugin: Sync {
     /// Hugging Face counterpart.
     fn hugging_face(&self) -> Option<&dyn HuggingFace> {
         None
+    }
+
+    /// Creates the encoder alone under `root`, for heads other than the
+    /// masked-LM one; its variables are named as in [`Plugin::build`].
+    fn build_encoder(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn Encoder>, KnobError>;
+
+    /// Where a sequence head's pooler lives, dotted (`bert.pooler` keeps
+    /// Hugging Face's `BertForSequenceClassification` names).
+    fn pooler_path(&self) -> &'static str {
+        "pooler"
+    }
+
+    /// The encoder with a sequence classification head of `labels` outputs
+    /// (1 for regression): pooler (dense + tanh on the first token), dropout,
+    /// then `classifier`, as in BERT.
+    fn build_classifier(&self, root: &nn::Path, knobs: &KnobValues, labels: i64) -> Result<SequenceClassifier, KnobError> {
+        let encoder = self.build_encoder(root, knobs)?;
+        let pooler = self.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
+        SequenceClassifier::new(root, &pooler, encoder, knobs, labels)
     }
 
     /// Creates the model's variables under `root` and returns the model.

@@ -51,3 +51,40 @@ fn every_plugin_counts_its_parameters_and_learns() {
         }
     }
 }
+
+#[test]
+fn every_plugin_builds_sequence_classifiers_and_regressors_that_learn() {
+    for plugin in registry::all() {
+        let knobs = knobs(*plugin, serde_json::json!({"layers": 2, "hidden": 32, "heads": 2, "vocab_size": 100, "max_position": 32}));
+        let ids = Tensor::randint(100, [6, 12], (Kind::Int64, Device::Cpu));
+        let input = EncoderInput { token_type_ids: ids.zeros_like(), input_ids: ids, attention_mask: None };
+        for labels in [3i64, 1] {
+            tch::manual_seed(0);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let model = plugin.build_classifier(&vs.root(), &knobs, labels).unwrap();
+            let targets = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2]);
+            let loss = || {
+                let logits = model.logits(&input, true);
+                assert_eq!(logits.size(), [6, labels]);
+                if labels == 1 {
+                    logits.squeeze_dim(1).mse_loss(&targets.to_kind(Kind::Float), tch::Reduction::Mean)
+                } else {
+                    logits.cross_entropy_for_logits(&targets)
+                }
+            };
+            let mut optimizer = nn::Adam::default().build(&vs, 3e-3).unwrap();
+            let first = loss();
+            optimizer.backward_step(&first);
+            for _ in 0..4 {
+                optimizer.backward_step(&loss());
+            }
+            let (first, last) = (first.double_value(&[]), loss().double_value(&[]));
+            assert!(last.is_finite() && last < first, "{} labels={labels}: {first} -> {last}", plugin.name());
+            if plugin.name() == "bert" {
+                // Hugging Face's BertForSequenceClassification names.
+                let names = vs.variables();
+                assert!(names.contains_key("bert.pooler.dense.weight") && names.contains_key("classifier.bias"), "{:?}", names.keys());
+            }
+        }
+    }
+}

@@ -1,11 +1,15 @@
 """The Hugging Face side of bertlab's interop tests: makes reference models
 and runs them with `transformers`, so the Rust tests can compare numbers.
 
-  hf_reference.py make-model DIR      random BertForMaskedLM of an odd shape,
+  hf_reference.py make-model DIR [LAYOUT]
+                                      random BertForMaskedLM of an odd shape,
                                       weights perturbed off their init, saved
-                                      with save_pretrained; DIR/input.json (a
-                                      padded batch with token types) and
-                                      DIR/expected.safetensors (its outputs)
+                                      with save_pretrained as LAYOUT
+                                      (masked-lm, untied, pretraining,
+                                      bert-model, sequence-classification);
+                                      DIR/input.json (a padded batch with token
+                                      types) and DIR/expected.safetensors (the
+                                      masked-LM model's outputs)
   hf_reference.py forward DIR IN OUT  load DIR with from_pretrained (fails on
                                       any missing or unexpected weight) and
                                       write last_hidden_state and logits of IN
@@ -17,7 +21,8 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import BertConfig, BertForMaskedLM, BertModel
+from transformers import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
+                          BertModel)
 from transformers.utils import logging
 
 
@@ -29,12 +34,16 @@ def outputs(model, batch):
     return {"last_hidden_state": out.hidden_states[-1].contiguous(), "logits": out.logits.contiguous()}
 
 
-def make_model(folder):
+LAYOUTS = {"masked-lm": BertForMaskedLM, "untied": BertForMaskedLM, "pretraining": BertForPreTraining,
+           "bert-model": BertModel, "sequence-classification": BertForSequenceClassification}
+
+
+def make_model(folder, layout="masked-lm"):
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=97, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
         intermediate_size=50, max_position_embeddings=40, type_vocab_size=2,
-        attn_implementation="eager",
+        attn_implementation="eager", tie_word_embeddings=layout != "untied",
     )
     model = BertForMaskedLM(config)
     with torch.no_grad():
@@ -42,7 +51,14 @@ def make_model(folder):
         # loaded into the wrong place cannot go unnoticed.
         for parameter in model.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    model.save_pretrained(folder)
+    saved = LAYOUTS[layout](config)
+    # The same weights under the other layout's names; what it adds (a
+    # pooler, the NSP head, a classifier) keeps its own initialisation.
+    missing = saved.load_state_dict(model.state_dict() if layout in ("masked-lm", "untied") else
+                                    {k.removeprefix("bert.") if layout == "bert-model" else k: v
+                                     for k, v in model.state_dict().items()}, strict=False)
+    assert not [k for k in missing.missing_keys if "encoder" in k or "embeddings" in k], missing
+    saved.save_pretrained(folder)
     batch = {
         "input_ids": [[2, 15, 40, 7, 96, 3, 0, 0], [2, 5, 61, 88, 3, 30, 12, 3]],
         "attention_mask": [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1]],

@@ -50,7 +50,7 @@ impl ModelDir {
         let weights = self.path.join(WEIGHTS);
         let report = match (self.layout, self.plugin.hugging_face()) {
             (Layout::HuggingFace, Some(hf)) => {
-                load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), &|v| hf.may_be_missing(v))
+                load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), &|v| hf.is_head(v))
             }
             _ => load_weights(vs, &weights, &|name| Some(name.to_string()), &|_| false),
         }

@@ -11,7 +11,7 @@
 use crate::hf::HuggingFace;
 use super::encoder_knobs::{encoder_knobs, resolve_encoder};
 use crate::knob::{Knob, KnobDefault, KnobError, KnobKind, KnobValues};
-use crate::plugin::{EncoderInput, MaskedLm, Plugin};
+use crate::plugin::{Encoder, EncoderInput, MaskedLm, Plugin};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -134,6 +134,14 @@ impl Plugin for Bert {
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError> {
         Ok(Box::new(BertForMaskedLM::new(root, &config(knobs)?)))
     }
+
+    fn build_encoder(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn Encoder>, KnobError> {
+        Ok(Box::new(BertModel::new(root / "bert", &config(knobs)?)))
+    }
+
+    fn pooler_path(&self) -> &'static str {
+        "bert.pooler"
+    }
 }
 
 /// Knob names next to the `config.json` fields they set.
@@ -187,26 +195,26 @@ impl HuggingFace for Bert {
 
     fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String> {
         let tied = config(knobs).map(|c| c.tie_word_embeddings).unwrap_or(true);
-        // BertModel checkpoints have no `bert.` prefix; the heads of the
-        // other layouts (pooler, NSP, classifier) are not part of this model.
-        let name = if tensor.starts_with("embeddings.") || tensor.starts_with("encoder.") {
+        // BertModel checkpoints have no `bert.` prefix; the other layouts
+        // (BertForMaskedLM, BertForPreTraining, BertForSequenceClassification)
+        // use bertlab's names already.
+        let name = if ["embeddings.", "encoder.", "pooler."].iter().any(|p| tensor.starts_with(p)) {
             format!("bert.{tensor}")
-        } else if tensor.starts_with("bert.") || tensor.starts_with("cls.predictions.") {
-            tensor.to_string()
         } else {
-            return None;
+            tensor.to_string()
         };
-        match name.as_str() {
-            _ if name.starts_with("bert.pooler.") => None,
-            // Hugging Face ties the decoder's bias to `cls.predictions.bias`.
-            "cls.predictions.decoder.bias" => None,
-            "cls.predictions.decoder.weight" if tied => None,
+        // Tied, Hugging Face's decoder shares the word embeddings and
+        // `cls.predictions.bias`; untied, its own bias is the one it uses.
+        match (name.as_str(), tied) {
+            ("cls.predictions.decoder.weight" | "cls.predictions.decoder.bias", true) => None,
+            ("cls.predictions.decoder.bias", false) => Some("cls.predictions.bias".into()),
+            ("cls.predictions.bias", false) => None,
             _ => Some(name),
         }
     }
 
-    fn may_be_missing(&self, variable: &str) -> bool {
-        variable.starts_with("cls.")
+    fn is_head(&self, variable: &str) -> bool {
+        ["cls.", "classifier.", "bert.pooler."].iter().any(|p| variable.starts_with(p))
     }
 }
 
@@ -426,11 +434,19 @@ impl BertForMaskedLM {
     }
 }
 
-impl MaskedLm for BertForMaskedLM {
+impl Encoder for BertModel {
+    fn encode(&self, input: &EncoderInput, train: bool) -> Tensor {
+        self.forward(input, train)
+    }
+}
+
+impl Encoder for BertForMaskedLM {
     fn encode(&self, input: &EncoderInput, train: bool) -> Tensor {
         self.bert.forward(input, train)
     }
+}
 
+impl MaskedLm for BertForMaskedLM {
     fn mlm_logits(&self, hidden: &Tensor) -> Tensor {
         let transformed = self.head.layer_norm.forward(&self.head.dense.forward(hidden).gelu("none"));
         let decoder = self.head.decoder.as_ref().unwrap_or(&self.bert.embeddings.word_embeddings.ws);

@@ -6,7 +6,7 @@
 //! layers, and a plain or gated-GELU feed-forward.
 use super::encoder_knobs::resolve_encoder;
 use crate::knob::{Knob, KnobError, KnobValues};
-use crate::plugin::{EncoderInput, MaskedLm, Plugin};
+use crate::plugin::{Encoder, EncoderInput, MaskedLm, Plugin};
 use serde::Deserialize;
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
@@ -56,6 +56,10 @@ impl Plugin for PreLnPlugin {
 
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError> {
         Ok(Box::new(PreLnForMaskedLm::new(root, &config(knobs)?, self.variant)))
+    }
+
+    fn build_encoder(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn Encoder>, KnobError> {
+        Ok(Box::new(PreLnEncoder::new(root, &config(knobs)?, self.variant)))
     }
 }
 
@@ -173,39 +177,32 @@ impl Block {
     }
 }
 
-pub struct PreLnForMaskedLm {
+pub struct PreLnEncoder {
     word: nn::Embedding,
     position: nn::Embedding,
     token_type: nn::Embedding,
     embedding_norm: nn::LayerNorm,
     blocks: Vec<Block>,
     final_norm: nn::LayerNorm,
-    head_dense: nn::Linear,
-    head_norm: nn::LayerNorm,
-    head_bias: Tensor,
     dropout: f64,
 }
 
-impl PreLnForMaskedLm {
+impl PreLnEncoder {
     pub fn new(root: &nn::Path, c: &PreLnConfig, variant: Variant) -> Self {
         let embeddings = root / "embeddings";
-        let head = root / "head";
-        PreLnForMaskedLm {
+        PreLnEncoder {
             word: embedding(&embeddings / "word", c.vocab_size, c),
             position: embedding(&embeddings / "position", c.max_position, c),
             token_type: embedding(&embeddings / "token_type", c.type_vocab_size, c),
             embedding_norm: layer_norm(&embeddings / "norm", c),
             blocks: (0..c.layers).map(|i| Block::new(root / "layers" / i, c, variant)).collect(),
             final_norm: layer_norm(root / "final_norm", c),
-            head_dense: linear(&head / "dense", c.hidden, c.hidden, c, variant),
-            head_norm: layer_norm(&head / "norm", c),
-            head_bias: head.zeros("bias", &[c.vocab_size]),
             dropout: c.dropout,
         }
     }
 }
 
-impl MaskedLm for PreLnForMaskedLm {
+impl Encoder for PreLnEncoder {
     fn encode(&self, input: &EncoderInput, train: bool) -> Tensor {
         let seq = input.input_ids.size()[1];
         let positions = Tensor::arange(seq, (Kind::Int64, input.input_ids.device())).unsqueeze(0);
@@ -217,10 +214,37 @@ impl MaskedLm for PreLnForMaskedLm {
         }
         self.final_norm.forward(&xs)
     }
+}
 
+pub struct PreLnForMaskedLm {
+    encoder: PreLnEncoder,
+    head_dense: nn::Linear,
+    head_norm: nn::LayerNorm,
+    head_bias: Tensor,
+}
+
+impl PreLnForMaskedLm {
+    pub fn new(root: &nn::Path, c: &PreLnConfig, variant: Variant) -> Self {
+        let head = root / "head";
+        PreLnForMaskedLm {
+            encoder: PreLnEncoder::new(root, c, variant),
+            head_dense: linear(&head / "dense", c.hidden, c.hidden, c, variant),
+            head_norm: layer_norm(&head / "norm", c),
+            head_bias: head.zeros("bias", &[c.vocab_size]),
+        }
+    }
+}
+
+impl Encoder for PreLnForMaskedLm {
+    fn encode(&self, input: &EncoderInput, train: bool) -> Tensor {
+        self.encoder.encode(input, train)
+    }
+}
+
+impl MaskedLm for PreLnForMaskedLm {
     /// The decoder is the word embedding matrix (tied).
     fn mlm_logits(&self, hidden: &Tensor) -> Tensor {
         let transformed = self.head_norm.forward(&self.head_dense.forward(hidden).gelu("none"));
-        transformed.linear(&self.word.ws, Some(&self.head_bias))
+        transformed.linear(&self.encoder.word.ws, Some(&self.head_bias))
     }
 }
