@@ -47,15 +47,21 @@ impl ModelDir {
     /// the report lists what the checkpoint lacked (an MLM head).
     pub fn build(&self, vs: &VarStore) -> Result<(Box<dyn MaskedLm>, LoadReport), InputError> {
         let model = self.plugin.build(&vs.root(), &self.knobs).map_err(|e| InputError::new(e.to_string()).in_file(&self.path))?;
+        let report = self.load(vs)?;
+        Ok((model, report))
+    }
+
+    /// Loads the folder's weights into a model already built in `vs` with
+    /// the same plugin and architecture.
+    pub fn load(&self, vs: &VarStore) -> Result<LoadReport, InputError> {
         let weights = self.path.join(WEIGHTS);
-        let report = match (self.layout, self.plugin.hugging_face()) {
+        match (self.layout, self.plugin.hugging_face()) {
             (Layout::HuggingFace, Some(hf)) => {
                 load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), &|v| hf.is_head(v))
             }
             _ => load_weights(vs, &weights, &|name| Some(name.to_string()), &|_| false),
         }
-        .map_err(InputError::new)?;
-        Ok((model, report))
+        .map_err(InputError::new)
     }
 }
 
@@ -68,7 +74,9 @@ fn trial_knobs(file: &Path) -> Result<(&'static dyn Plugin, KnobValues), InputEr
     let json = serde_json::to_value(&table).map_err(|e| fail(e.to_string()))?;
     let name = json["experiment"]["model"].as_str().unwrap_or("bert");
     let plugin = models::registry::find(name).ok_or_else(|| fail(format!("unknown model plugin `{name}`")))?;
-    let given = json["model"].as_object().cloned().unwrap_or_default();
+    let mut given = json["model"].as_object().cloned().unwrap_or_default();
+    // Where the trial started from; its knobs are already in the table.
+    given.remove("init");
     let knobs = plugin.resolve(&given).map_err(|e| fail(e.to_string()).key(format!("model.{}", e.knob)))?;
     Ok((plugin, knobs))
 }

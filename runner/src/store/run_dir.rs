@@ -36,9 +36,13 @@ impl RunDir {
         std::fs::create_dir_all(&dir)?;
         let header = format!("# bertlab trial {} of {experiment}: {}\n", trial.id, trial.label());
         let config = &trial.config;
+        let mut model = config.model.clone();
+        if let Some(init) = &config.init {
+            model.insert("init".into(), init.clone().into());
+        }
         let file = serde_json::json!({
             "experiment": { "name": format!("{experiment}-{}", trial.id), "model": config.plugin, "seeds": [config.seed] },
-            "model": config.model,
+            "model": model,
             "data": config.data,
             "train": config.train,
         });

@@ -8,6 +8,8 @@ use super::derive::Derivations;
 use super::keys::{Keys, SECTIONS};
 use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
+use crate::model_dir::ModelDir;
+use std::path::Path;
 use models::{knob::closest, KnobValues, Plugin};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +24,10 @@ pub struct TrialConfig {
     /// The plugin's knobs, defaults filled in. `vocab_size` is added once
     /// the tokenizer is known, unless the experiment sets it.
     pub model: KnobValues,
+    /// `[model] init`: the trial folder or Hugging Face folder whose weights
+    /// the model starts from (its knobs are already in `model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub init: Option<String>,
     pub data: DataSection,
     pub train: TrainSection,
 }
@@ -90,13 +96,15 @@ impl TrialConfig {
         struct Identity<'a> {
             plugin: &'a str,
             model: &'a KnobValues,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            init: Option<&'a str>,
             data: &'a DataSection,
             train: &'a TrainSection,
         }
         let mut train = self.train.clone();
         train.device.clear();
         let mut hasher = Sha256::new();
-        let identity = Identity { plugin: &self.plugin, model: &self.model, data: &self.data, train: &train };
+        let identity = Identity { plugin: &self.plugin, model: &self.model, init: self.init.as_deref(), data: &self.data, train: &train };
         serde_json::to_writer(HashWriter(&mut hasher), &identity).expect("configs serialise");
         hasher
     }
@@ -144,7 +152,7 @@ pub struct Expansion<'a> {
 /// trial, so checked once rather than per point.
 #[derive(Default)]
 struct Fixed {
-    model: Option<KnobValues>,
+    model: Option<(KnobValues, Option<String>)>,
     data: Option<DataSection>,
     train: Option<TrainSection>,
 }
@@ -286,7 +294,7 @@ impl<'a> Expansion<'a> {
     /// Types and ranges of the resolved sections and knobs; sections no
     /// sweep value touches were checked once, in [`Expansion::new`].
     fn check(&self, mut config: Value, point: &Point, derived: &Point) -> Result<TrialConfig, InputError> {
-        let data = match &self.fixed.data {
+        let mut data = match &self.fixed.data {
             Some(data) => data.clone(),
             None => self.section(&config, "data", DataSection::check, point, derived)?,
         };
@@ -294,17 +302,24 @@ impl<'a> Expansion<'a> {
             Some(train) => train.clone(),
             None => self.section(&config, "train", TrainSection::check, point, derived)?,
         };
-        let model = match &self.fixed.model {
+        let (model, init) = match &self.fixed.model {
             Some(model) => model.clone(),
             None => self.model(config["model"].take(), point, derived)?,
         };
+        if let Some(folder) = &init {
+            // A model started from a folder reads text with that folder's tokenizer.
+            if data.tokenizer == "train" {
+                data.tokenizer = folder_tokenizer(Path::new(folder))
+                    .ok_or_else(|| self.blame("model.init", format!("`{folder}` has no tokenizer.json or vocab.txt: set data.tokenizer"), point, derived))?;
+            }
+        }
         if let Some(max_position) = model.get("max_position").and_then(Value::as_i64) {
             if max_position < data.seq_len {
                 let message = format!("{max_position} is less than data.seq_len ({})", data.seq_len);
                 return Err(self.blame("model.max_position", message, point, derived));
             }
         }
-        Ok(TrialConfig { plugin: self.plugin.name().to_string(), seed: 0, model, data, train })
+        Ok(TrialConfig { plugin: self.plugin.name().to_string(), seed: 0, model, init, data, train })
     }
 
     /// `[data]` or `[train]` typed and range-checked. A type error is blamed
@@ -325,12 +340,46 @@ impl<'a> Expansion<'a> {
         Ok(typed)
     }
 
-    fn model(&self, given: Value, point: &Point, derived: &Point) -> Result<KnobValues, InputError> {
-        let given = match given {
+    /// The resolved knobs and, with `init`, the folder they start from.
+    fn model(&self, given: Value, point: &Point, derived: &Point) -> Result<(KnobValues, Option<String>), InputError> {
+        let mut given = match given {
             Value::Object(given) => given,
             _ => KnobValues::new(),
         };
-        self.plugin.resolve(&given).map_err(|e| self.blame(&format!("model.{}", e.knob), e.message, point, derived))
+        let blame = |key: &str, message: String| self.blame(key, message, point, derived);
+        let init = match given.remove("init") {
+            None => None,
+            Some(Value::String(folder)) => Some(folder),
+            Some(other) => return Err(blame("model.init", format!("expected a folder path, got {other}"))),
+        };
+        if let Some(folder) = &init {
+            given = self.knobs_from(folder, given).map_err(|(key, m)| blame(&key, m))?;
+        }
+        let knobs = self.plugin.resolve(&given).map_err(|e| blame(&format!("model.{}", e.knob), e.message))?;
+        Ok((knobs, init))
+    }
+
+    /// The knobs of the model in `folder`, with the regularisation knobs
+    /// the experiment sets; any other knob the experiment sets must agree
+    /// with the folder, since the weights fix the architecture.
+    fn knobs_from(&self, folder: &str, given: KnobValues) -> Result<KnobValues, (String, String)> {
+        let dir = ModelDir::open(Path::new(folder)).map_err(|e| ("model.init".to_string(), e.to_string()))?;
+        if dir.plugin.name() != self.plugin.name() {
+            let message = format!("`{folder}` holds a `{}` model; set [experiment] model = \"{}\"", dir.plugin.name(), dir.plugin.name());
+            return Err(("model.init".into(), message));
+        }
+        let mut knobs = dir.knobs;
+        for (name, value) in given {
+            let same = knobs.get(&name).is_some_and(|v| v.as_f64().is_some() && v.as_f64() == value.as_f64());
+            if REGULARISATION.contains(&name.as_str()) || same {
+                knobs.insert(name, value);
+            } else {
+                let theirs = knobs.get(&name).map_or("no such knob".to_string(), |v| v.to_string());
+                let message = format!("{value} differs from the init folder's {theirs}: the weights fix the architecture (only {} may change)", REGULARISATION.join(", "));
+                return Err((format!("model.{name}"), message));
+            }
+        }
+        Ok(knobs)
     }
 
     /// An error about `key`, blamed on the sweep axis or derivation that set
@@ -357,6 +406,15 @@ impl<'a> Expansion<'a> {
         }
         self.loaded.entry_error(&["sweep", "random"], key, message)
     }
+}
+
+/// Knobs a model started from a folder may change: they do not touch the
+/// weights' shapes.
+const REGULARISATION: [&str; 2] = ["dropout", "attention_dropout"];
+
+/// `tokenizer.json`, else `vocab.txt`, of a model folder.
+fn folder_tokenizer(folder: &Path) -> Option<String> {
+    ["tokenizer.json", "vocab.txt"].iter().map(|f| folder.join(f)).find(|p| p.is_file()).map(|p| p.display().to_string())
 }
 
 /// ` (in the trial with a=1, b=2)`, or nothing for the base configuration.

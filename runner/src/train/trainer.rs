@@ -9,6 +9,7 @@ use crate::data::batches::{eval_batches, TrainBatches};
 use crate::data::masking::Masker;
 use crate::data::Dataset;
 use crate::sweep::TrialConfig;
+use crate::model_dir::ModelDir;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +40,12 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     tch::manual_seed(config.seed as i64);
     let vs = VarStore::new(device);
     let model = plugin.build(&vs.root(), &config.model)?;
+    if let Some(init) = &config.init {
+        let report = ModelDir::open(std::path::Path::new(init))?.load(&vs)?;
+        if !report.fresh.is_empty() {
+            tracing::warn!("{init} has no {}: initialised fresh", report.fresh.join(", "));
+        }
+    }
     let params = plugin.param_count(&config.model)?;
     let mut optimizer = AdamW::new(&vs, train);
 
