@@ -21,13 +21,20 @@ fn the_binary_needs_libtorch_cuda_and_finds_libtorch_by_rpath() {
 }
 
 #[test]
-fn models_lists_the_bert_knobs() {
+fn models_lists_the_three_plugins_their_knobs_and_a_count() {
     let r = run(bertlab().arg("models"));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.starts_with("bert "), "{}", r.stdout);
-    for knob in ["layers", "hidden", "heads", "intermediate", "dropout", "attention_dropout", "vocab_size", "max_position", "type_vocab_size", "layer_norm_eps", "initializer_range"] {
-        assert!(r.stdout.lines().any(|l| l.trim_start().starts_with(knob)), "{knob} missing:\n{}", r.stdout);
+    let sections: Vec<&str> = r.stdout.split("\n\n").filter(|s| !s.trim().is_empty()).collect();
+    let names: Vec<&str> = sections.iter().map(|s| s.split(' ').next().unwrap()).collect();
+    assert_eq!(names, ["bert", "bert-preln", "crammed-bert"], "{}", r.stdout);
+    for section in sections {
+        for knob in ["layers", "hidden", "heads", "intermediate", "dropout", "attention_dropout", "vocab_size", "max_position", "type_vocab_size", "layer_norm_eps", "initializer_range"] {
+            assert!(section.lines().any(|l| l.trim_start().starts_with(knob)), "{knob} missing:\n{section}");
+        }
+        assert!(section.contains(" parameters at the defaults"), "{section}");
     }
+    // BERT-Base's BertForMaskedLM.num_parameters() in transformers.
+    assert!(r.stdout.contains("109514298 parameters"), "{}", r.stdout);
 }
 
 #[test]

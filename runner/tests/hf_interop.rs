@@ -109,6 +109,15 @@ fn forward_refuses_ids_outside_the_vocabulary_and_folders_without_a_model() {
     let r = run(bertlab().arg("forward").arg("--model").arg(dir.path()).arg("--input").arg(&input).arg("--out").arg(dir.path().join("o.safetensors")));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("neither a trial folder"), "{}", r.stderr);
+
+    // A config that does not fit the weights: every problem is listed.
+    let config = folder.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap().replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3");
+    std::fs::write(&config, text).unwrap();
+    let input = write(dir.path(), "in.json", r#"{"input_ids": [[2, 9, 3]]}"#);
+    let r = run(bertlab().arg("forward").arg("--model").arg(&folder).arg("--input").arg(&input).arg("--out").arg(dir.path().join("o.safetensors")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("(16 problems)") && r.stderr.contains("bert.encoder.layer.2.output.dense.weight: missing from the checkpoint"), "{}", r.stderr);
 }
 
 /// The README's table of published sizes, rendered from counts computed by
