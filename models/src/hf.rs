@@ -17,6 +17,10 @@ pub trait HuggingFace: Sync {
     /// The `config.json` of a model with these (resolved) knobs.
     fn config_json(&self, knobs: &KnobValues) -> Result<Value, KnobError>;
 
+    /// The checkpoint tensors Hugging Face expects for the model's own
+    /// variables: the inverse of [`HuggingFace::variable_name`].
+    fn export_tensors(&self, knobs: &KnobValues, tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)>;
+
     /// The plugin's variable for a checkpoint tensor, or `None` for a
     /// tensor that only repeats another (a tied decoder).
     fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String>;
@@ -33,10 +37,14 @@ pub trait HuggingFace: Sync {
 /// Hugging Face loads as is: sorted names and the `format: pt` metadata
 /// its loader insists on (tch's own writer leaves metadata out).
 pub fn save_weights(vs: &VarStore, file: &Path) -> Result<(), String> {
-    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-    variables.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut buffers = Vec::with_capacity(variables.len());
-    for (name, tensor) in &variables {
+    write_tensors(vs.variables().into_iter().collect(), file)
+}
+
+/// Writes named tensors as [`save_weights`] does.
+pub fn write_tensors(mut tensors: Vec<(String, Tensor)>, file: &Path) -> Result<(), String> {
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, tensor) in &tensors {
         let flat = tensor.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1);
         let values = Vec::<f32>::try_from(&flat).map_err(|e| format!("{name}: {e}"))?;
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();

@@ -68,9 +68,16 @@ fn forward_matches_transformers_on_every_layout_it_saves() {
 
 #[test]
 fn an_exported_trial_loads_in_transformers_with_the_same_outputs() {
+    for tie in [1, 0] {
+        exported_trial_round_trip(tie);
+    }
+}
+
+fn exported_trial_round_trip(tie: i64) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let file = write(dir.path(), "rt.toml", &experiment("rt", "steps = 5\neval_every = 0", ""));
+    let text = experiment("rt", "steps = 5\neval_every = 0", "").replace("heads = 2\n", &format!("heads = 2\ntie_embeddings = {tie}\n"));
+    let file = write(dir.path(), "rt.toml", &text);
     ok(run(bertlab().arg("run").arg(&file).arg("--out").arg(&out)), "training");
     let trial: PathBuf = std::fs::read_dir(out.join("trials")).unwrap().next().unwrap().unwrap().path();
 
@@ -91,7 +98,7 @@ fn an_exported_trial_loads_in_transformers_with_the_same_outputs() {
     let ours = dir.path().join("ours.safetensors");
     ok(run(bertlab().arg("forward").arg("--model").arg(&trial).arg("--input").arg(&input).arg("--out").arg(&ours)), "bertlab forward");
     for (key, diff) in differences(&ours, &theirs, &input) {
-        assert!(diff < 1e-4, "{key}: max abs difference {diff}");
+        assert!(diff < 1e-4, "tie_embeddings = {tie}: {key}: max abs difference {diff}");
     }
 }
 

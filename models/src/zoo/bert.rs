@@ -193,6 +193,15 @@ impl HuggingFace for Bert {
         Ok(json)
     }
 
+    fn export_tensors(&self, knobs: &KnobValues, mut tensors: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+        // Untied, Hugging Face's decoder uses its own bias.
+        let tied = config(knobs).map(|c| c.tie_word_embeddings).unwrap_or(true);
+        if let Some(bias) = tensors.iter().find(|(n, _)| n == "cls.predictions.bias").filter(|_| !tied).map(|(_, t)| t.shallow_clone()) {
+            tensors.push(("cls.predictions.decoder.bias".into(), bias));
+        }
+        tensors
+    }
+
     fn variable_name(&self, knobs: &KnobValues, tensor: &str) -> Option<String> {
         let tied = config(knobs).map(|c| c.tie_word_embeddings).unwrap_or(true);
         // BertModel checkpoints have no `bert.` prefix; the other layouts

@@ -1,6 +1,6 @@
 //! `bertlab export`: a trial folder as a Hugging Face folder that
 //! `transformers` loads with `from_pretrained`: `config.json`,
-//! `model.safetensors` (already in Hugging Face's names and format) and the
+//! `model.safetensors` (Hugging Face's names and format) and the
 //! trial's tokenizer (`tokenizer.json`, `vocab.txt`, `tokenizer_config.json`).
 use crate::error::InputError;
 use crate::model_dir::{Layout, ModelDir};
@@ -27,7 +27,8 @@ pub fn export(args: ExportArgs) -> Result<i32> {
     let config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
-    std::fs::copy(args.trial_dir.join("model.safetensors"), args.out.join("model.safetensors"))?;
+    let tensors = tch::Tensor::read_safetensors(args.trial_dir.join("model.safetensors"))?;
+    models::hf::write_tensors(hf.export_tensors(&dir.knobs, tensors), &args.out.join("model.safetensors")).map_err(anyhow::Error::msg)?;
 
     let tokenizer = args.trial_dir.join("tokenizer.json");
     if tokenizer.is_file() {
