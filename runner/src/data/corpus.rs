@@ -131,6 +131,23 @@ mod tests {
     }
 
     #[test]
+    fn parquet_documents_come_from_the_text_column_and_other_types_are_refused() {
+        use polars::prelude::{df, ParquetWriter};
+        let write = |mut frame: polars::prelude::DataFrame| {
+            let mut bytes = Vec::new();
+            ParquetWriter::new(&mut bytes).finish(&mut frame).unwrap();
+            bytes
+        };
+        let bytes = write(df!("id" => [1i64, 2], "text" => ["first document", "second one"]).unwrap());
+        assert_eq!(parquet_documents(Path::new("c.parquet"), bytes).unwrap(), ["first document", "second one"]);
+        let bytes = write(df!("text" => [1i64, 2]).unwrap());
+        let err = parquet_documents(Path::new("c.parquet"), bytes).unwrap_err();
+        assert!(err.message.contains("not strings"), "{err}");
+        let bytes = write(df!("body" => ["x"]).unwrap());
+        assert!(parquet_documents(Path::new("c.parquet"), bytes).unwrap_err().message.contains("`text`"));
+    }
+
+    #[test]
     fn jsonl_errors_name_the_line() {
         let err = jsonl_documents(Path::new("c.jsonl"), b"{\"text\": \"a\"}\n{\"body\": 1}\n").unwrap_err();
         assert_eq!(err.line, Some(2));

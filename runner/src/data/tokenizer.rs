@@ -134,3 +134,28 @@ fn trained(corpus: &Corpus, vocab_size: usize, cache: &Cache) -> Result<Vocab, I
     }
     Vocab::from_tokenizer(tokenizer, "the trained tokenizer")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vocab_txt_loads_with_berts_uncased_pipeline() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = dir.path().join("vocab.txt");
+        std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\nsat\n").unwrap();
+        let data = DataSection { tokenizer: vocab.display().to_string(), ..DataSection::default() };
+        let loaded = from_file(&data).unwrap();
+        assert_eq!(loaded.size(), 9);
+        assert_eq!((loaded.pad, loaded.cls, loaded.sep, loaded.mask), (0, 2, 3, 4));
+        // Lower-cased, split into WordPieces, unknown words as [UNK].
+        assert_eq!(loaded.encode_all(&["The CATS sat quietly".into()]).unwrap(), [vec![5, 6, 7, 8, 1]]);
+    }
+
+    #[test]
+    fn a_tokenizer_that_is_neither_file_kind_is_refused() {
+        let data = DataSection { tokenizer: "spm.model".into(), ..DataSection::default() };
+        let err = from_file(&data).err().expect("refused");
+        assert!(err.message.contains("neither"), "{err}");
+    }
+}
