@@ -7,7 +7,7 @@ export VENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BERTLAB := $(TARGET_DIR)/release/bertlab
 
-.PHONY: setup build run test clean
+.PHONY: setup build run test mlflow clean
 
 ## setup: Python environment with torch==2.11.0 (libtorch) and .cargo/config.toml
 setup:
@@ -24,6 +24,12 @@ run: build
 ## test: every test of the workspace (same profile as `run`: one build)
 test: setup
 	cargo test --release --workspace
+
+## mlflow: an MLflow server and UI at http://127.0.0.1:5000 over runs/mlflow.db;
+## run sweeps with MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to track into it
+mlflow: setup
+	mkdir -p runs
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///runs/mlflow.db --default-artifact-root runs/mlflow-artifacts --host 127.0.0.1 --port 5000
 
 clean:
 	cargo clean

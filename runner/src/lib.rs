@@ -12,6 +12,7 @@ pub mod error;
 pub mod launch;
 pub mod model_dir;
 pub mod store;
+pub mod track;
 pub mod sweep;
 pub mod train;
 

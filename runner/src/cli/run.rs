@@ -8,6 +8,7 @@ use crate::error::InputError;
 use crate::launch::local::{self, Job, Tally};
 use crate::store::Store;
 use crate::sweep::{self, Trial};
+use crate::track::{self, client::KeyValue, Tracker};
 use crate::train::device;
 use anyhow::Result;
 use clap::Args;
@@ -119,6 +120,32 @@ fn locate(loaded: &Loaded, error: InputError) -> InputError {
     }
 }
 
+/// The MLflow tracker, when tracking is configured: the parent run is named
+/// after the experiment and tagged with what produced it.
+fn tracker(plan: &Planned, jobs: &[Job]) -> Option<Tracker> {
+    let experiment = &plan.loaded.experiment;
+    let settings = track::Settings::resolve(experiment.tracking.mlflow_uri.as_deref(), &experiment.experiment.name)?;
+    let tag = |key: &str, value: String| KeyValue { key: key.into(), value };
+    let mut tags = vec![
+        tag("bertlab.experiment", experiment.experiment.name.clone()),
+        tag("bertlab.plugin", experiment.experiment.model.clone()),
+        tag("bertlab.version", env!("CARGO_PKG_VERSION").into()),
+        tag("bertlab.trials", jobs.len().to_string()),
+    ];
+    if let Some(commit) = git_commit(&plan.loaded.path) {
+        tags.push(tag("mlflow.source.git.commit", commit));
+    }
+    eprintln!("track MLflow at {} (experiment {})", settings.endpoint.uri, settings.experiment);
+    Some(Tracker::start(settings, &experiment.experiment.name, tags))
+}
+
+/// The commit of the git tree the experiment file is in, if any.
+fn git_commit(file: &std::path::Path) -> Option<String> {
+    let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let out = std::process::Command::new("git").arg("-C").arg(folder).args(["rev-parse", "HEAD"]).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Completes each trial with what only the data knows (the vocabulary size)
 /// and resolves its device.
 fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Vec<Job<'a>>> {
@@ -158,9 +185,16 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     }
     let dropped = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     eprintln!("run   {} ({}): {} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
+    let tracker = tracker(plan, jobs);
     let progress = Progress::new(jobs.len() as u64);
-    let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress)?;
+    let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress, tracker.as_ref())?;
     progress.finish();
+    if let Some(tracker) = tracker {
+        match tracker.finish() {
+            None => eprintln!("track all records delivered to MLflow"),
+            Some(problem) => eprintln!("track not every record reached MLflow: {problem}"),
+        }
+    }
 
     let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
     let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize, &sweep)?;

@@ -28,6 +28,17 @@ pub struct ExperimentFile {
     pub derive: Map<String, Value>,
     #[serde(default, skip_serializing)]
     pub constraints: ConstraintsSection,
+    #[serde(default, skip_serializing)]
+    pub tracking: TrackingSection,
+}
+
+/// Where results are tracked besides the Parquet tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackingSection {
+    /// An MLflow tracking server (`http://host:5000`); `MLFLOW_TRACKING_URI`
+    /// overrides it.
+    pub mlflow_uri: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -2,9 +2,12 @@
 //! completed, records each start and end in the store, and keeps going when
 //! one fails (a NaN loss, a libtorch error, even a panic inside libtorch's
 //! bindings), so one bad configuration never costs the rest of the sweep.
+//! With tracking on, every record also goes to the MLflow tracker's queue.
 use crate::data::Dataset;
 use crate::store::{Ending, MetricPoint, Store, COMPLETED};
 use crate::sweep::Trial;
+use crate::track::client::Metric;
+use crate::track::Tracker;
 use crate::train::{self, Observer};
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -36,7 +39,7 @@ pub struct Tally {
     pub skipped: usize,
 }
 
-pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, display: &dyn SweepDisplay) -> Result<Tally> {
+pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, display: &dyn SweepDisplay, tracker: Option<&Tracker>) -> Result<Tally> {
     let mut tally = Tally::default();
     for job in jobs {
         let trial = &job.trial;
@@ -49,7 +52,11 @@ pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, displ
         store.begin(experiment, trial)?;
         let started = Instant::now();
         let bar = display.trial_bar(&format!("{} {}", trial.id, trial.label()), trial.config.train.steps as u64);
-        let mut recorder = Recorder { store, trial_id: &trial.id, started, points: Vec::new(), bar: &bar };
+        if let Some(tracker) = tracker {
+            tracker.trial_started(trial, format!("{} {}", trial.id, trial.label()));
+        }
+        let start_ms = crate::track::now_ms();
+        let mut recorder = Recorder { store, trial_id: &trial.id, started, start_ms, points: Vec::new(), bar: &bar, tracker };
         let result = catch_panics(|| {
             let dir = recorder.store.dir.trial_dir(&trial.id);
             train::train(&trial.config, job.data, job.device, &dir, &mut recorder)
@@ -81,6 +88,12 @@ pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, displ
                 Ending::Failed { error }
             }
         };
+        if let Some(tracker) = tracker {
+            tracker.trial_ended(&trial.id, match &ending {
+                Ending::Failed { error } => Some(error.clone()),
+                Ending::Completed { .. } => None,
+            });
+        }
         store.finish(experiment, trial, ending, wall_s, &points)?;
         display.advance();
     }
@@ -111,8 +124,11 @@ struct Recorder<'a> {
     store: &'a Store,
     trial_id: &'a str,
     started: Instant,
+    /// The start as epoch milliseconds, for MLflow's timestamps.
+    start_ms: i64,
     points: Vec<MetricPoint>,
     bar: &'a ProgressBar,
+    tracker: Option<&'a Tracker>,
 }
 
 impl Observer for Recorder<'_> {
@@ -122,6 +138,11 @@ impl Observer for Recorder<'_> {
             self.store.dir.log(self.trial_id, &format!("step {step} {key} {value:.6} ({wall_s:.1}s)"));
         }
         self.points.push(MetricPoint { step, key: key.to_string(), value, wall_s });
+        // JSON has no NaN or infinity, so MLflow's REST API cannot take them.
+        if let Some(tracker) = self.tracker.filter(|_| value.is_finite()) {
+            let timestamp = self.start_ms + (wall_s * 1000.0) as i64;
+            tracker.metric(self.trial_id, Metric { key: key.to_string(), value, timestamp, step });
+        }
     }
 
     fn step_done(&mut self, step: i64, loss: f64) {

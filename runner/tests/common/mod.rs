@@ -16,7 +16,10 @@ pub fn bertlab() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertlab"));
     cmd.current_dir(workspace_root())
         .env("BERTLAB_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("bertlab-cache"))
-        .env_remove("BERTLAB_LOG");
+        .env_remove("BERTLAB_LOG")
+        // Tests that track start their own server and say so.
+        .env_remove("MLFLOW_TRACKING_URI")
+        .env_remove("MLFLOW_EXPERIMENT_NAME");
     cmd
 }
 

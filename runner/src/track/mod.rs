@@ -1,0 +1,117 @@
+//! Tracking in MLflow: on when `MLFLOW_TRACKING_URI` (or `[tracking]
+//! mlflow_uri`) is set. One parent run per sweep execution, one child run
+//! per trial (found again by its `bertlab.trial_id` tag on a re-run), params
+//! = the trial's resolved configuration, metrics = every point of
+//! `metrics.parquet`. Records go through a bounded queue to a background
+//! sender that batches them, so training never waits on the network.
+pub mod client;
+mod sender;
+
+use crate::sweep::Trial;
+use client::{Endpoint, KeyValue, Metric};
+use sender::Record;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Where to track, from the environment and the experiment file.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub endpoint: Endpoint,
+    /// `MLFLOW_EXPERIMENT_NAME`, else the bertlab experiment's name.
+    pub experiment: String,
+}
+
+impl Settings {
+    /// `None` when tracking is off. The environment wins over the file,
+    /// as the other layers of configuration do.
+    pub fn resolve(file_uri: Option<&str>, experiment: &str) -> Option<Settings> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let uri = var("MLFLOW_TRACKING_URI").or_else(|| file_uri.map(String::from))?;
+        Some(Settings {
+            endpoint: Endpoint::with_env_credentials(&uri),
+            experiment: var("MLFLOW_EXPERIMENT_NAME").unwrap_or_else(|| experiment.to_string()),
+        })
+    }
+}
+
+/// Queue capacity: enough for minutes of per-step metrics while the server
+/// is slow, small enough to bound memory.
+const QUEUE: usize = 100_000;
+
+/// The sweep's connection to MLflow. Dropping it (or [`Tracker::finish`])
+/// waits for the sender to deliver what is queued.
+pub struct Tracker {
+    queue: Option<SyncSender<Record>>,
+    sender: Option<JoinHandle<sender::Summary>>,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+impl Tracker {
+    pub fn start(settings: Settings, sweep_name: &str, tags: Vec<KeyValue>) -> Tracker {
+        let (queue, records) = sync_channel(QUEUE);
+        let sender = sender::spawn(settings, sweep_name.to_string(), tags, records);
+        Tracker { queue: Some(queue), sender: Some(sender) }
+    }
+
+    /// Never blocks while the queue has room; when it is full the caller
+    /// waits rather than losing a record.
+    fn send(&self, record: Record) {
+        let Some(queue) = &self.queue else { return };
+        if let Err(TrySendError::Full(record)) = queue.try_send(record) {
+            let _ = queue.send(record);
+        }
+    }
+
+    pub fn trial_started(&self, trial: &Trial, run_name: String) {
+        self.send(Record::TrialStarted { trial_id: trial.id.clone(), run_name, params: params(trial), start_ms: now_ms() });
+    }
+
+    pub fn metric(&self, trial_id: &str, metric: Metric) {
+        self.send(Record::Metric { trial_id: trial_id.to_string(), metric });
+    }
+
+    pub fn trial_ended(&self, trial_id: &str, error: Option<String>) {
+        self.send(Record::TrialEnded { trial_id: trial_id.to_string(), error, end_ms: now_ms() });
+    }
+
+    /// Closes the parent run and waits for everything queued to be sent;
+    /// returns what could not be delivered, in words, if anything.
+    pub fn finish(mut self) -> Option<String> {
+        self.queue.take();
+        self.sender.take().and_then(|s| s.join().ok()).and_then(|summary| summary.problem)
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(sender) = self.sender.take() {
+            let _ = sender.join();
+        }
+    }
+}
+
+/// The trial's resolved configuration flattened to dotted keys.
+fn params(trial: &Trial) -> Vec<KeyValue> {
+    let mut out = Vec::new();
+    let config = serde_json::to_value(&trial.config).expect("configs serialise");
+    flatten("", &config, &mut out);
+    out
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<KeyValue>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        serde_json::Value::String(s) => out.push(KeyValue { key: prefix.to_string(), value: s.clone() }),
+        other => out.push(KeyValue { key: prefix.to_string(), value: other.to_string() }),
+    }
+}

@@ -1,0 +1,144 @@
+//! The background sender: takes records off the queue, keeps one MLflow
+//! run per trial, and delivers metrics in `log-batch` requests of up to
+//! MLflow's limit, at least once a second.
+use super::client::{CallError, Client, KeyValue, Metric, MAX_METRICS};
+use super::{now_ms, Settings};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub enum Record {
+    TrialStarted { trial_id: String, run_name: String, params: Vec<KeyValue>, start_ms: i64 },
+    Metric { trial_id: String, metric: Metric },
+    TrialEnded { trial_id: String, error: Option<String>, end_ms: i64 },
+}
+
+/// What the sender reports when the sweep ends.
+pub struct Summary {
+    pub problem: Option<String>,
+}
+
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+struct Sender {
+    client: Client,
+    experiment_id: String,
+    parent: String,
+    runs: HashMap<String, String>,
+    pending: HashMap<String, Vec<Metric>>,
+    problem: Option<String>,
+}
+
+pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, records: Receiver<Record>) -> JoinHandle<Summary> {
+    std::thread::spawn(move || {
+        let client = Client::new(settings.endpoint.clone(), Duration::from_secs(30));
+        let started = now_ms();
+        let opened = client.experiment_id(&settings.experiment).and_then(|experiment_id| {
+            let parent = client.create_run(&experiment_id, &sweep_name, started, &tags)?;
+            Ok((experiment_id, parent))
+        });
+        let (experiment_id, parent) = match opened {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("tracking is off for this run: {e}");
+                // Drain the queue so training never blocks on a full one.
+                for _ in records.iter() {}
+                return Summary { problem: Some(e.to_string()) };
+            }
+        };
+        let mut sender = Sender { client, experiment_id, parent, runs: HashMap::new(), pending: HashMap::new(), problem: None };
+        sender.serve(&records, tags);
+        Summary { problem: sender.problem }
+    })
+}
+
+impl Sender {
+    fn serve(&mut self, records: &Receiver<Record>, tags: Vec<KeyValue>) {
+        let mut last_flush = Instant::now();
+        loop {
+            match records.recv_timeout(FLUSH_EVERY) {
+                Ok(record) => self.take(record, &tags),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let buffered: usize = self.pending.values().map(Vec::len).sum();
+            if buffered >= MAX_METRICS || last_flush.elapsed() >= FLUSH_EVERY {
+                self.flush_all();
+                last_flush = Instant::now();
+            }
+        }
+        self.flush_all();
+        let ended = self.client.finish_run(&self.parent, "FINISHED", now_ms());
+        self.note(ended);
+    }
+
+    fn take(&mut self, record: Record, sweep_tags: &[KeyValue]) {
+        match record {
+            Record::TrialStarted { trial_id, run_name, params, start_ms } => {
+                let run = self.trial_run(&trial_id, &run_name, start_ms, sweep_tags);
+                if let Some(run_id) = run {
+                    let logged = self.client.log_batch(&run_id, &[], &params, &[]);
+                    self.note(logged);
+                    self.runs.insert(trial_id, run_id);
+                }
+            }
+            Record::Metric { trial_id, metric } => self.pending.entry(trial_id).or_default().push(metric),
+            Record::TrialEnded { trial_id, error, end_ms } => {
+                self.flush(&trial_id);
+                if let Some(run_id) = self.runs.get(&trial_id).cloned() {
+                    if let Some(error) = &error {
+                        let tag = KeyValue { key: "bertlab.error".into(), value: error.chars().take(5000).collect() };
+                        let logged = self.client.log_batch(&run_id, &[], &[], &[tag]);
+                        self.note(logged);
+                    }
+                    let status = if error.is_some() { "FAILED" } else { "FINISHED" };
+                    let ended = self.client.finish_run(&run_id, status, end_ms);
+                    self.note(ended);
+                }
+            }
+        }
+    }
+
+    /// The trial's child run: the one an earlier execution made for it, or
+    /// a new one under this sweep's parent.
+    fn trial_run(&mut self, trial_id: &str, run_name: &str, start_ms: i64, sweep_tags: &[KeyValue]) -> Option<String> {
+        let found = self.client.runs_tagged(&self.experiment_id, "bertlab.trial_id", trial_id);
+        if let Some(run) = found.as_ref().ok().and_then(|runs| runs.first()) {
+            return run["info"]["run_id"].as_str().map(String::from);
+        }
+        let mut tags: Vec<KeyValue> = sweep_tags.iter().filter(|t| t.key != "mlflow.runName").cloned().collect();
+        tags.push(KeyValue { key: "mlflow.parentRunId".into(), value: self.parent.clone() });
+        tags.push(KeyValue { key: "bertlab.trial_id".into(), value: trial_id.to_string() });
+        let created = self.client.create_run(&self.experiment_id, run_name, start_ms, &tags);
+        match created {
+            Ok(id) => Some(id),
+            Err(e) => {
+                self.note::<()>(Err(e));
+                None
+            }
+        }
+    }
+
+    fn flush_all(&mut self) {
+        let trials: Vec<String> = self.pending.keys().cloned().collect();
+        for trial in trials {
+            self.flush(&trial);
+        }
+    }
+
+    fn flush(&mut self, trial_id: &str) {
+        let Some(points) = self.pending.remove(trial_id).filter(|p| !p.is_empty()) else { return };
+        let Some(run_id) = self.runs.get(trial_id).cloned() else { return };
+        let logged = self.client.log_batch(&run_id, &points, &[], &[]);
+        self.note(logged);
+    }
+
+    /// Keeps the first delivery problem for the end-of-run message.
+    fn note<T>(&mut self, result: Result<T, CallError>) {
+        if let Err(e) = result {
+            tracing::warn!("{e}");
+            self.problem.get_or_insert_with(|| e.to_string());
+        }
+    }
+}
