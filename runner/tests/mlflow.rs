@@ -17,10 +17,17 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 impl Server {
     fn start() -> Server {
+        Server::on(free_port())
+    }
+
+    fn on(port: u16) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
         let db = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
         let child = Command::new(python)
@@ -107,14 +114,98 @@ fn a_sweep_is_one_parent_run_with_a_child_per_trial_holding_every_point() {
     }
 }
 
+/// Every metric history of every trial run in the experiment, by trial id.
+fn mlflow_histories(uri: &str, experiment: &str) -> HashMap<String, HashMap<String, Vec<(i64, f64)>>> {
+    let client = Client::new(Endpoint::with_env_credentials(uri), Duration::from_secs(30));
+    let id = client.experiment_id(experiment).unwrap();
+    let mut out = HashMap::new();
+    let search = ureq::post(&format!("{uri}/api/2.0/mlflow/runs/search"))
+        .send_json(serde_json::json!({"experiment_ids": [id], "max_results": 1000}))
+        .unwrap()
+        .body_mut()
+        .read_json::<serde_json::Value>()
+        .unwrap();
+    for run in search["runs"].as_array().cloned().unwrap_or_default() {
+        let tags = run["data"]["tags"].as_array().cloned().unwrap_or_default();
+        let Some(trial) = tags.iter().find(|t| t["key"] == "bertlab.trial_id").and_then(|t| t["value"].as_str().map(String::from)) else { continue };
+        let run_id = run["info"]["run_id"].as_str().unwrap().to_string();
+        let mut by_key = HashMap::new();
+        for key in ["train/loss", "train/lr", "eval/loss", "eval/accuracy", "perf/tokens_per_s"] {
+            let mut points: Vec<(i64, f64)> = client.metric_history(&run_id, key).unwrap().iter().map(|m| (m.step, m.value)).collect();
+            points.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            if !points.is_empty() {
+                by_key.insert(key.to_string(), points);
+            }
+        }
+        assert!(out.insert(trial, by_key).is_none(), "two MLflow runs for one trial");
+    }
+    out
+}
+
+fn sorted(mut histories: HashMap<String, HashMap<String, Vec<(i64, f64)>>>) -> HashMap<String, HashMap<String, Vec<(i64, f64)>>> {
+    for by_key in histories.values_mut() {
+        for points in by_key.values_mut() {
+            points.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        }
+    }
+    histories
+}
+
 #[test]
-fn an_unreachable_server_costs_no_result() {
+fn a_server_down_for_the_whole_sweep_gets_everything_from_sync_once() {
+    let port = free_port();
+    let uri = format!("http://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let file = write(dir.path(), "offline.toml", &experiment("offline", "steps = 6\neval_every = 0", ""));
-    // Port 9 (discard) on loopback: nothing listens, the connection is refused.
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", "http://127.0.0.1:9"));
+    let file = write(dir.path(), "later.toml", &experiment("later", "steps = 8\neval_every = 4", "[sweep.grid]\n\"model.hidden\" = [32, 48]"));
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &uri));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("not every record reached MLflow"), "{}", r.stderr);
-    assert_eq!(strings(&read_table(&out.join("trials.parquet")), "status"), ["completed"]);
+    assert!(r.stderr.contains("2 trials wait in") && r.stderr.contains("bertlab sync"), "{}", r.stderr);
+    assert_eq!(strings(&read_table(&out.join("trials.parquet")), "status"), ["completed", "completed"]);
+
+    let _server = Server::on(port);
+    let synced = run(bertlab().arg("sync").arg(&out));
+    assert_eq!(synced.code, 0, "{}\n{}", synced.stdout, synced.stderr);
+    assert!(synced.stdout.contains("delivered 2 trials"), "{}", synced.stdout);
+    let expected = sorted(parquet_histories(&out.join("metrics.parquet")));
+    assert_eq!(mlflow_histories(&uri, "later"), expected);
+
+    // Again, and a re-run that skips everything: nothing is logged twice.
+    let again = run(bertlab().arg("sync").arg(&out));
+    assert!(again.stdout.contains("nothing to deliver"), "{}", again.stdout);
+    let rerun = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &uri));
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert_eq!(mlflow_histories(&uri, "later"), expected);
+}
+
+/// Answers every request with HTTP 500, like a broken proxy in front of MLflow.
+fn failing_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            use std::io::{Read, Write};
+            let mut stream = stream;
+            let mut buffer = [0u8; 65536];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\nconnection: close\r\n\r\nbroke");
+        }
+    });
+    uri
+}
+
+#[test]
+fn a_failing_or_unreachable_server_costs_no_result_and_keeps_the_spool() {
+    for uri in [failing_server(), "http://127.0.0.1:9".to_string()] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let file = write(dir.path(), "offline.toml", &experiment("offline", "steps = 6\neval_every = 0", ""));
+        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &uri));
+        assert_eq!(r.code, 0, "{uri}: {}", r.stderr);
+        assert!(r.stderr.contains("not every record reached MLflow: 1 trials wait"), "{uri}: {}", r.stderr);
+        assert_eq!(strings(&read_table(&out.join("trials.parquet")), "status"), ["completed"]);
+        let synced = run(bertlab().arg("sync").arg(&out));
+        assert_eq!(synced.code, 1, "{uri}: sync against a dead server fails and keeps the spool: {}", synced.stderr);
+        assert_eq!(std::fs::read_dir(out.join("tracking-spool")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pending")).count(), 1);
+    }
 }

@@ -8,6 +8,7 @@ mod models;
 mod plan;
 mod progress;
 mod run;
+mod sync;
 
 use crate::error::InputError;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,9 @@ enum Command {
     /// parameters, FLOPs per token) and those its constraints drop; trains
     /// nothing.
     Plan(plan::PlanArgs),
+    /// Deliver to MLflow what a run could not (its tracking spool); never
+    /// logs a point twice.
+    Sync(sync::SyncArgs),
     /// The model plugins and their knobs.
     Models,
     /// One forward pass of a trial folder or a Hugging Face folder, in eval
@@ -58,6 +62,7 @@ pub fn main() -> i32 {
         Command::Plan(args) => plan::plan(args),
         Command::Forward(args) => forward::forward(args),
         Command::Export(args) => export::export(args),
+        Command::Sync(args) => sync::sync(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),
     };

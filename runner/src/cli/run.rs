@@ -136,7 +136,18 @@ fn tracker(plan: &Planned, jobs: &[Job]) -> Option<Tracker> {
         tags.push(tag("mlflow.source.git.commit", commit));
     }
     eprintln!("track MLflow at {} (experiment {})", settings.endpoint.uri, settings.experiment);
-    Some(Tracker::start(settings, &experiment.experiment.name, tags))
+    Some(Tracker::start(settings, &plan.out, &experiment.experiment.name, tags))
+}
+
+/// Delivers trials an earlier or the current execution could not (the
+/// spool), saying what happened; an unreachable server is not an error here.
+fn deliver_spool(run_dir: &std::path::Path) {
+    match track::deliver_spool(run_dir) {
+        None => {}
+        Some(Ok(done)) if done.trials > 0 => eprintln!("track delivered {} spooled trials ({} points) to MLflow", done.trials, done.points),
+        Some(Ok(_)) => {}
+        Some(Err(e)) => tracing::debug!("spool not delivered: {e}"),
+    }
 }
 
 /// The commit of the git tree the experiment file is in, if any.
@@ -185,14 +196,23 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     }
     let dropped = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
     eprintln!("run   {} ({}): {} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
+    deliver_spool(&plan.out);
     let tracker = tracker(plan, jobs);
     let progress = Progress::new(jobs.len() as u64);
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress, tracker.as_ref())?;
     progress.finish();
     if let Some(tracker) = tracker {
-        match tracker.finish() {
-            None => eprintln!("track all records delivered to MLflow"),
-            Some(problem) => eprintln!("track not every record reached MLflow: {problem}"),
+        if let Some(problem) = tracker.finish() {
+            eprintln!("track MLflow stopped answering during the run: {problem}");
+        }
+        deliver_spool(&plan.out);
+        match track::pending(&plan.out) {
+            0 => eprintln!("track all records delivered to MLflow"),
+            n => eprintln!(
+                "track not every record reached MLflow: {n} trials wait in {}; `bertlab sync {}` delivers them",
+                plan.out.join(track::spool::FOLDER).display(),
+                plan.out.display()
+            ),
         }
     }
 

@@ -44,6 +44,10 @@ impl Cell {
 pub struct Row(Vec<(String, Cell)>);
 
 impl Row {
+    pub fn iter(&self) -> impl Iterator<Item = &(String, Cell)> {
+        self.0.iter()
+    }
+
     pub fn get(&self, column: &str) -> Option<&Cell> {
         self.0.iter().find(|(c, _)| c == column).map(|(_, v)| v)
     }

@@ -5,11 +5,16 @@
 //! `metrics.parquet`. Records go through a bounded queue to a background
 //! sender that batches them, so training never waits on the network.
 pub mod client;
+pub mod reconcile;
 mod sender;
+pub mod spool;
 
 use crate::sweep::Trial;
-use client::{Endpoint, KeyValue, Metric};
+use client::{Client, Endpoint, KeyValue, Metric};
 use sender::Record;
+use spool::{Spool, Target};
+use std::path::Path;
+use std::time::Duration;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -44,6 +49,7 @@ const QUEUE: usize = 100_000;
 pub struct Tracker {
     queue: Option<SyncSender<Record>>,
     sender: Option<JoinHandle<sender::Summary>>,
+    spool: Spool,
 }
 
 pub fn now_ms() -> i64 {
@@ -51,10 +57,17 @@ pub fn now_ms() -> i64 {
 }
 
 impl Tracker {
-    pub fn start(settings: Settings, sweep_name: &str, tags: Vec<KeyValue>) -> Tracker {
+    /// Starts the sender for a sweep whose run folder is `run_dir`; the
+    /// folder's spool remembers what may not have reached the server.
+    pub fn start(settings: Settings, run_dir: &Path, sweep_name: &str, tags: Vec<KeyValue>) -> Tracker {
+        let spool = Spool::in_run(run_dir);
+        let target = Target { uri: settings.endpoint.uri.clone(), experiment: settings.experiment.clone(), parent_run_id: None };
+        if let Err(e) = spool.set_target(&target) {
+            tracing::warn!("cannot write the tracking spool in {}: {e}", run_dir.display());
+        }
         let (queue, records) = sync_channel(QUEUE);
-        let sender = sender::spawn(settings, sweep_name.to_string(), tags, records);
-        Tracker { queue: Some(queue), sender: Some(sender) }
+        let sender = sender::spawn(settings, sweep_name.to_string(), tags, records, spool);
+        Tracker { queue: Some(queue), sender: Some(sender), spool: Spool::in_run(run_dir) }
     }
 
     /// Never blocks while the queue has room; when it is full the caller
@@ -67,6 +80,11 @@ impl Tracker {
     }
 
     pub fn trial_started(&self, trial: &Trial, run_name: String) {
+        // Marked before anything is sent: until the sender confirms the
+        // whole trial, the spool says it may be incomplete in MLflow.
+        if let Err(e) = self.spool.mark(&trial.id) {
+            tracing::warn!("cannot mark {} in the tracking spool: {e}", trial.id);
+        }
         self.send(Record::TrialStarted { trial_id: trial.id.clone(), run_name, params: params(trial), start_ms: now_ms() });
     }
 
@@ -95,11 +113,36 @@ impl Drop for Tracker {
     }
 }
 
+/// How long one request may take before the server counts as unreachable.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Delivers what the spool of `run_dir` holds, to the target it names;
+/// `None` when nothing is pending. Used by `run` at its start and end and
+/// by `bertlab sync`.
+pub fn deliver_spool(run_dir: &Path) -> Option<Result<reconcile::Delivered, client::CallError>> {
+    let spool = Spool::in_run(run_dir);
+    if spool.pending().is_empty() {
+        return None;
+    }
+    let target = spool.target()?;
+    let client = Client::new(Endpoint::with_env_credentials(&target.uri), TIMEOUT);
+    Some(reconcile::deliver(&client, run_dir))
+}
+
+/// Trials still waiting in the spool of `run_dir`.
+pub fn pending(run_dir: &Path) -> usize {
+    Spool::in_run(run_dir).pending().len()
+}
+
 /// The trial's resolved configuration flattened to dotted keys.
 fn params(trial: &Trial) -> Vec<KeyValue> {
+    flatten_config(&serde_json::to_value(&trial.config).expect("configs serialise"))
+}
+
+/// `{"model": {"hidden": 64}}` as `model.hidden = 64`; lists as JSON text.
+pub fn flatten_config(config: &serde_json::Value) -> Vec<KeyValue> {
     let mut out = Vec::new();
-    let config = serde_json::to_value(&trial.config).expect("configs serialise");
-    flatten("", &config, &mut out);
+    flatten("", config, &mut out);
     out
 }
 

@@ -2,8 +2,9 @@
 //! run per trial, and delivers metrics in `log-batch` requests of up to
 //! MLflow's limit, at least once a second.
 use super::client::{CallError, Client, KeyValue, Metric, MAX_METRICS};
-use super::{now_ms, Settings};
-use std::collections::HashMap;
+use super::spool::Spool;
+use super::{now_ms, Settings, TIMEOUT};
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,11 +29,17 @@ struct Sender {
     runs: HashMap<String, String>,
     pending: HashMap<String, Vec<Metric>>,
     problem: Option<String>,
+    /// After the first failed call the sender stops calling: the server is
+    /// down, slow or refusing, and the spool delivers later instead.
+    offline: bool,
+    /// Trials some record of which may not have arrived.
+    incomplete: HashSet<String>,
+    spool: Spool,
 }
 
-pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, records: Receiver<Record>) -> JoinHandle<Summary> {
+pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, records: Receiver<Record>, spool: Spool) -> JoinHandle<Summary> {
     std::thread::spawn(move || {
-        let client = Client::new(settings.endpoint.clone(), Duration::from_secs(30));
+        let client = Client::new(settings.endpoint.clone(), TIMEOUT);
         let started = now_ms();
         let opened = client.experiment_id(&settings.experiment).and_then(|experiment_id| {
             let parent = client.create_run(&experiment_id, &sweep_name, started, &tags)?;
@@ -41,13 +48,27 @@ pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, record
         let (experiment_id, parent) = match opened {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::warn!("tracking is off for this run: {e}");
-                // Drain the queue so training never blocks on a full one.
+                // Drain the queue so training never blocks on a full one;
+                // the spool delivers later.
                 for _ in records.iter() {}
                 return Summary { problem: Some(e.to_string()) };
             }
         };
-        let mut sender = Sender { client, experiment_id, parent, runs: HashMap::new(), pending: HashMap::new(), problem: None };
+        if let Some(mut target) = spool.target() {
+            target.parent_run_id = Some(parent.clone());
+            let _ = spool.set_target(&target);
+        }
+        let mut sender = Sender {
+            client,
+            experiment_id,
+            parent,
+            runs: HashMap::new(),
+            pending: HashMap::new(),
+            problem: None,
+            offline: false,
+            incomplete: HashSet::new(),
+            spool,
+        };
         sender.serve(&records, tags);
         Summary { problem: sender.problem }
     })
@@ -69,15 +90,22 @@ impl Sender {
             }
         }
         self.flush_all();
-        let ended = self.client.finish_run(&self.parent, "FINISHED", now_ms());
-        self.note(ended);
+        if !self.offline {
+            let ended = self.client.finish_run(&self.parent, "FINISHED", now_ms());
+            self.note(ended);
+        }
     }
 
     fn take(&mut self, record: Record, sweep_tags: &[KeyValue]) {
+        if self.offline {
+            return;
+        }
         match record {
             Record::TrialStarted { trial_id, run_name, params, start_ms } => {
                 let run = self.trial_run(&trial_id, &run_name, start_ms, sweep_tags);
                 if let Some(run_id) = run {
+                    // Re-logging a param with the same value is allowed, so a
+                    // run found again takes them as well.
                     let logged = self.client.log_batch(&run_id, &[], &params, &[]);
                     self.note(logged);
                     self.runs.insert(trial_id, run_id);
@@ -86,7 +114,8 @@ impl Sender {
             Record::Metric { trial_id, metric } => self.pending.entry(trial_id).or_default().push(metric),
             Record::TrialEnded { trial_id, error, end_ms } => {
                 self.flush(&trial_id);
-                if let Some(run_id) = self.runs.get(&trial_id).cloned() {
+                let Some(run_id) = self.runs.get(&trial_id).cloned() else { return };
+                {
                     if let Some(error) = &error {
                         let tag = KeyValue { key: "bertlab.error".into(), value: error.chars().take(5000).collect() };
                         let logged = self.client.log_batch(&run_id, &[], &[], &[tag]);
@@ -95,6 +124,9 @@ impl Sender {
                     let status = if error.is_some() { "FAILED" } else { "FINISHED" };
                     let ended = self.client.finish_run(&run_id, status, end_ms);
                     self.note(ended);
+                }
+                if !self.offline && !self.incomplete.contains(&trial_id) {
+                    self.spool.clear(&trial_id);
                 }
             }
         }
@@ -129,15 +161,26 @@ impl Sender {
 
     fn flush(&mut self, trial_id: &str) {
         let Some(points) = self.pending.remove(trial_id).filter(|p| !p.is_empty()) else { return };
-        let Some(run_id) = self.runs.get(trial_id).cloned() else { return };
+        if self.offline {
+            return;
+        }
+        let Some(run_id) = self.runs.get(trial_id).cloned() else {
+            self.incomplete.insert(trial_id.to_string());
+            return;
+        };
         let logged = self.client.log_batch(&run_id, &points, &[], &[]);
+        if logged.is_err() {
+            self.incomplete.insert(trial_id.to_string());
+        }
         self.note(logged);
     }
 
-    /// Keeps the first delivery problem for the end-of-run message.
+    /// Keeps the first delivery problem for the end-of-run message and
+    /// stops calling the server after it.
     fn note<T>(&mut self, result: Result<T, CallError>) {
         if let Err(e) = result {
-            tracing::warn!("{e}");
+            tracing::debug!("{e}");
+            self.offline = true;
             self.problem.get_or_insert_with(|| e.to_string());
         }
     }

@@ -1,0 +1,34 @@
+//! `bertlab sync RUN_DIR`: delivers to MLflow the trials a run could not
+//! (its `tracking-spool/`), sending only what the server lacks.
+use crate::error::InputError;
+use crate::track;
+use anyhow::Result;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// A run folder, e.g. runs/quickstart.
+    run_dir: PathBuf,
+}
+
+pub fn sync(args: SyncArgs) -> Result<i32> {
+    if !args.run_dir.join("trials.parquet").is_file() {
+        return Err(InputError::new("not a run folder (no trials.parquet)").in_file(&args.run_dir).into());
+    }
+    match track::deliver_spool(&args.run_dir) {
+        None => {
+            println!("nothing to deliver: every trial of {} is in MLflow", args.run_dir.display());
+            Ok(0)
+        }
+        Some(Ok(done)) => {
+            let left = track::pending(&args.run_dir);
+            println!("delivered {} trials ({} points); {left} still waiting", done.trials, done.points);
+            Ok(i32::from(left > 0))
+        }
+        Some(Err(e)) => {
+            eprintln!("error: {e}; the spool is kept, run `bertlab sync` again later");
+            Ok(1)
+        }
+    }
+}

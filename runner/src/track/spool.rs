@@ -1,0 +1,59 @@
+//! `runs/<name>/tracking-spool/`: which trials MLflow may not have in full
+//! yet, and where they were meant to go. The records themselves are already
+//! durable in `trials.parquet` and `metrics.parquet` (written atomically
+//! after every trial), so the spool keeps one marker file per trial rather
+//! than a second copy of every point; delivery compares with what the
+//! server holds and sends only what is missing.
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FOLDER: &str = "tracking-spool";
+const TARGET: &str = "target.json";
+
+/// Where the spooled trials are to be delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Target {
+    pub uri: String,
+    pub experiment: String,
+    /// The sweep's parent run, once the server had created it.
+    pub parent_run_id: Option<String>,
+}
+
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    pub fn in_run(run_dir: &Path) -> Spool {
+        Spool { dir: run_dir.join(FOLDER) }
+    }
+
+    pub fn set_target(&self, target: &Target) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let temporary = self.dir.join(format!("{TARGET}.tmp"));
+        std::fs::write(&temporary, serde_json::to_string_pretty(target).expect("a target serialises"))?;
+        std::fs::rename(temporary, self.dir.join(TARGET))
+    }
+
+    pub fn target(&self) -> Option<Target> {
+        serde_json::from_str(&std::fs::read_to_string(self.dir.join(TARGET)).ok()?).ok()
+    }
+
+    /// Marks a trial as not yet confirmed in MLflow.
+    pub fn mark(&self, trial_id: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        std::fs::write(self.dir.join(format!("{trial_id}.pending")), b"")
+    }
+
+    pub fn clear(&self, trial_id: &str) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{trial_id}.pending")));
+    }
+
+    pub fn pending(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut ids: Vec<String> =
+            entries.filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".pending").map(String::from)).collect();
+        ids.sort();
+        ids
+    }
+}
