@@ -209,3 +209,29 @@ fn a_failing_or_unreachable_server_costs_no_result_and_keeps_the_spool() {
         assert_eq!(std::fs::read_dir(out.join("tracking-spool")).unwrap().filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pending")).count(), 1);
     }
 }
+
+#[test]
+fn a_trial_run_again_is_found_by_its_tag_and_gets_no_point_twice() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = write(dir.path(), "again.toml", &experiment("again", "steps = 6\neval_every = 3", ""));
+    for round in 0..2 {
+        // --fresh trains the same trial again: same id, same MLflow run.
+        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).arg("--fresh").env("MLFLOW_TRACKING_URI", &server.uri));
+        assert_eq!(r.code, 0, "round {round}: {}", r.stderr);
+        assert!(r.stderr.contains("all records delivered"), "round {round}: {}", r.stderr);
+    }
+    // Deterministic keys are equal point for point; timing differs between
+    // the two trainings and MLflow keeps the first value of each step.
+    let steps = |h: HashMap<String, HashMap<String, Vec<(i64, f64)>>>| -> HashMap<String, HashMap<String, Vec<i64>>> {
+        h.into_iter().map(|(t, by_key)| (t, by_key.into_iter().map(|(k, p)| (k, p.iter().map(|x| x.0).collect())).collect())).collect()
+    };
+    let without_timing = |mut h: HashMap<String, HashMap<String, Vec<(i64, f64)>>>| {
+        h.values_mut().for_each(|by_key| by_key.retain(|k, _| !k.starts_with("perf/")));
+        h
+    };
+    let (logged, recorded) = (mlflow_histories(&server.uri, "again"), sorted(parquet_histories(&out.join("metrics.parquet"))));
+    assert_eq!(steps(logged.clone()), steps(recorded.clone()), "every step exactly once");
+    assert_eq!(without_timing(logged), without_timing(recorded));
+}

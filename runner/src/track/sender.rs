@@ -104,8 +104,6 @@ impl Sender {
             Record::TrialStarted { trial_id, run_name, params, start_ms } => {
                 let run = self.trial_run(&trial_id, &run_name, start_ms, sweep_tags);
                 if let Some(run_id) = run {
-                    // Re-logging a param with the same value is allowed, so a
-                    // run found again takes them as well.
                     let logged = self.client.log_batch(&run_id, &[], &params, &[]);
                     self.note(logged);
                     self.runs.insert(trial_id, run_id);
@@ -132,12 +130,21 @@ impl Sender {
         }
     }
 
-    /// The trial's child run: the one an earlier execution made for it, or
-    /// a new one under this sweep's parent.
+    /// The trial's new child run under this sweep's parent. A trial that
+    /// already has a run (an earlier execution failed or was cut short) is
+    /// not streamed: it stays in the spool, whose delivery compares with
+    /// what the server holds, so no point is logged twice.
     fn trial_run(&mut self, trial_id: &str, run_name: &str, start_ms: i64, sweep_tags: &[KeyValue]) -> Option<String> {
-        let found = self.client.runs_tagged(&self.experiment_id, "bertlab.trial_id", trial_id);
-        if let Some(run) = found.as_ref().ok().and_then(|runs| runs.first()) {
-            return run["info"]["run_id"].as_str().map(String::from);
+        match self.client.runs_tagged(&self.experiment_id, "bertlab.trial_id", trial_id) {
+            Ok(runs) if !runs.is_empty() => {
+                self.incomplete.insert(trial_id.to_string());
+                return None;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.note::<()>(Err(e));
+                return None;
+            }
         }
         let mut tags: Vec<KeyValue> = sweep_tags.iter().filter(|t| t.key != "mlflow.runName").cloned().collect();
         tags.push(KeyValue { key: "mlflow.parentRunId".into(), value: self.parent.clone() });
