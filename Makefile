@@ -29,7 +29,7 @@ test: setup
 ## run sweeps with MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to track into it
 mlflow: setup
 	mkdir -p runs
-	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///runs/mlflow.db --default-artifact-root runs/mlflow-artifacts --host 127.0.0.1 --port 5000
+	$(VENV)/bin/mlflow server --backend-store-uri sqlite:///runs/mlflow.db --artifacts-destination runs/mlflow-artifacts --host 127.0.0.1 --port 5000
 
 clean:
 	cargo clean

@@ -10,7 +10,7 @@ bin=${BERTLAB:-target/release/bertlab}
 python=${BERTLAB_PYTHON:-.venv/bin/python}
 dir=$(mktemp -d)
 port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" -m mlflow server --backend-store-uri "sqlite:///$dir/mlflow.db" --default-artifact-root "$dir/artifacts" \
+"$python" -m mlflow server --backend-store-uri "sqlite:///$dir/mlflow.db" --artifacts-destination "$dir/artifacts" \
     --host 127.0.0.1 --port "$port" --workers 1 > "$dir/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; rm -rf "$dir"' EXIT

@@ -32,7 +32,8 @@ impl Server {
         let db = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
         let child = Command::new(python)
             .args(["-m", "mlflow", "server", "--backend-store-uri", &db, "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
-            .arg("--default-artifact-root")
+            // Artifacts through the server's proxy, as a shared server has them.
+            .arg("--artifacts-destination")
             .arg(dir.path().join("artifacts"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -95,6 +96,13 @@ fn a_sweep_is_one_parent_run_with_a_child_per_trial_holding_every_point() {
     let parent_id = parents[0]["info"]["run_id"].as_str().unwrap();
     assert!(tag(parents[0], "bertlab.version").is_some());
 
+    let artifacts = |run_id: &str| -> Vec<String> {
+        let listed: serde_json::Value = ureq::get(&format!("{}/api/2.0/mlflow/artifacts/list?run_id={run_id}", server.uri)).call().unwrap().body_mut().read_json().unwrap();
+        listed["files"].as_array().cloned().unwrap_or_default().iter().filter_map(|f| f["path"].as_str().map(String::from)).collect()
+    };
+    let parent_files = artifacts(parent_id);
+    assert!(parent_files.contains(&"report.html".to_string()) && parent_files.contains(&"report.md".to_string()), "{parent_files:?}");
+
     let histories = parquet_histories(&out.join("metrics.parquet"));
     assert_eq!(histories.len(), 3);
     for run in runs.iter().filter(|r| tag(r, "bertlab.trial_id").is_some()) {
@@ -106,6 +114,7 @@ fn a_sweep_is_one_parent_run_with_a_child_per_trial_holding_every_point() {
         assert_eq!(params["train.steps"], "12");
         assert!(["32", "48", "64"].contains(&params["model.hidden"].as_str()), "{params:?}");
         let run_id = run["info"]["run_id"].as_str().unwrap();
+        assert_eq!(artifacts(run_id), ["config.toml"]);
         for (key, points) in &histories[&trial] {
             let mut logged: Vec<(i64, f64)> = client.metric_history(run_id, key).unwrap().iter().map(|m| (m.step, m.value)).collect();
             logged.sort_by_key(|p| p.0);

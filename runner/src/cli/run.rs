@@ -201,7 +201,11 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     let progress = Progress::new(jobs.len() as u64);
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress, tracker.as_ref())?;
     progress.finish();
+
+    let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
+    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize, &sweep)?;
     if let Some(tracker) = tracker {
+        tracker.sweep_artifacts(vec![report.html.clone(), report.markdown.clone()]);
         if let Some(problem) = tracker.finish() {
             eprintln!("track MLflow stopped answering during the run: {problem}");
         }
@@ -215,9 +219,6 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
             ),
         }
     }
-
-    let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
-    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize, &sweep)?;
     println!("{}", report.summary);
     println!(
         "{} completed, {} failed, {} skipped (already completed). Results: {}/trials.parquet, metrics.parquet; report: {}",

@@ -89,10 +89,11 @@ pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, displ
             }
         };
         if let Some(tracker) = tracker {
-            tracker.trial_ended(&trial.id, match &ending {
+            let error = match &ending {
                 Ending::Failed { error } => Some(error.clone()),
                 Ending::Completed { .. } => None,
-            });
+            };
+            tracker.trial_ended(&trial.id, error, vec![store.dir.trial_dir(&trial.id).join("config.toml")]);
         }
         store.finish(experiment, trial, ending, wall_s, &points)?;
         display.advance();

@@ -182,6 +182,23 @@ impl Client {
             .collect())
     }
 
+    /// Stores `bytes` as `name` under `root` (an `mlflow-artifacts:` path
+    /// without its scheme) through the server's artifact proxy.
+    pub fn upload_artifact(&self, root: &str, name: &str, bytes: Vec<u8>) -> Result<(), CallError> {
+        let url = format!("{}/api/2.0/mlflow-artifacts/artifacts/{root}/{}", self.endpoint.uri, encode(name));
+        let fail = |message: String| CallError { call: format!("PUT artifact {name}"), message, code: None };
+        let mut request = self.agent.put(&url);
+        if let Some(auth) = &self.endpoint.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send(&bytes[..]).map_err(|e| fail(e.to_string()))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(fail(format!("HTTP {}", response.status().as_u16())))
+        }
+    }
+
     pub fn run(&self, run_id: &str) -> Result<Value, CallError> {
         self.call("GET", &format!("runs/get?run_id={run_id}"), None).map(|r| r["run"].clone())
     }

@@ -13,7 +13,7 @@ use crate::sweep::Trial;
 use client::{Client, Endpoint, KeyValue, Metric};
 use sender::Record;
 use spool::{Spool, Target};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -92,8 +92,14 @@ impl Tracker {
         self.send(Record::Metric { trial_id: trial_id.to_string(), metric });
     }
 
-    pub fn trial_ended(&self, trial_id: &str, error: Option<String>) {
-        self.send(Record::TrialEnded { trial_id: trial_id.to_string(), error, end_ms: now_ms() });
+    /// The trial is over; `artifacts` (its `config.toml`) go to its run.
+    pub fn trial_ended(&self, trial_id: &str, error: Option<String>, artifacts: Vec<PathBuf>) {
+        self.send(Record::TrialEnded { trial_id: trial_id.to_string(), error, end_ms: now_ms(), artifacts });
+    }
+
+    /// Files for the sweep's parent run (the report).
+    pub fn sweep_artifacts(&self, artifacts: Vec<PathBuf>) {
+        self.send(Record::SweepArtifacts { artifacts });
     }
 
     /// Closes the parent run and waits for everything queued to be sent;

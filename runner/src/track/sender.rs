@@ -5,6 +5,7 @@ use super::client::{CallError, Client, KeyValue, Metric, MAX_METRICS};
 use super::spool::Spool;
 use super::{now_ms, Settings, TIMEOUT};
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,7 +13,8 @@ use std::time::{Duration, Instant};
 pub enum Record {
     TrialStarted { trial_id: String, run_name: String, params: Vec<KeyValue>, start_ms: i64 },
     Metric { trial_id: String, metric: Metric },
-    TrialEnded { trial_id: String, error: Option<String>, end_ms: i64 },
+    TrialEnded { trial_id: String, error: Option<String>, end_ms: i64, artifacts: Vec<PathBuf> },
+    SweepArtifacts { artifacts: Vec<PathBuf> },
 }
 
 /// What the sender reports when the sweep ends.
@@ -110,9 +112,14 @@ impl Sender {
                 }
             }
             Record::Metric { trial_id, metric } => self.pending.entry(trial_id).or_default().push(metric),
-            Record::TrialEnded { trial_id, error, end_ms } => {
+            Record::SweepArtifacts { artifacts } => {
+                let parent = self.parent.clone();
+                self.upload(&parent, &artifacts);
+            }
+            Record::TrialEnded { trial_id, error, end_ms, artifacts } => {
                 self.flush(&trial_id);
                 let Some(run_id) = self.runs.get(&trial_id).cloned() else { return };
+                self.upload(&run_id, &artifacts);
                 {
                     if let Some(error) = &error {
                         let tag = KeyValue { key: "bertlab.error".into(), value: error.chars().take(5000).collect() };
@@ -180,6 +187,25 @@ impl Sender {
             self.incomplete.insert(trial_id.to_string());
         }
         self.note(logged);
+    }
+
+    /// Files into the run's artifact store, through the server's
+    /// `mlflow-artifacts` proxy. Runs whose artifacts live elsewhere (a
+    /// path on the server, a bucket) are skipped: the server cannot take
+    /// them and bertlab holds no cloud credentials.
+    fn upload(&mut self, run_id: &str, files: &[PathBuf]) {
+        let run = match self.client.run(run_id) {
+            Ok(run) => run,
+            Err(e) => return self.note::<()>(Err(e)),
+        };
+        let Some(root) = run["info"]["artifact_uri"].as_str().and_then(|u| u.strip_prefix("mlflow-artifacts:")) else { return };
+        let root = root.trim_start_matches('/').to_string();
+        for file in files {
+            let Ok(bytes) = std::fs::read(file) else { continue };
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let uploaded = self.client.upload_artifact(&root, &name, bytes);
+            self.note(uploaded);
+        }
     }
 
     /// Keeps the first delivery problem for the end-of-run message and
