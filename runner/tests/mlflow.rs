@@ -7,6 +7,7 @@ use bertlab::track::client::{Client, Endpoint};
 use common::*;
 use std::collections::HashMap;
 use std::path::Path;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant};
 struct Server {
     child: Child,
     uri: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 fn free_port() -> u16 {
@@ -28,18 +29,28 @@ impl Server {
 
     fn on(port: u16) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::with_store(port, dir.path());
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server whose database and artifacts live in `store`, so that a
+    /// restarted server finds what the first one held.
+    fn with_store(port: u16, store: &Path) -> Server {
         let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
-        let db = format!("sqlite:///{}", dir.path().join("mlflow.db").display());
+        let db = format!("sqlite:///{}", store.join("mlflow.db").display());
         let child = Command::new(python)
             .args(["-m", "mlflow", "server", "--backend-store-uri", &db, "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])
             // Artifacts through the server's proxy, as a shared server has them.
             .arg("--artifacts-destination")
-            .arg(dir.path().join("artifacts"))
+            .arg(store.join("artifacts"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // Its own process group: the server's workers go down with it.
+            .process_group(0)
             .spawn()
             .expect("mlflow server starts (make setup installs it)");
-        let server = Server { child, uri: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let server = Server { child, uri: format!("http://127.0.0.1:{port}"), _dir: None };
         let deadline = Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() || ureq::get(&format!("{}/health", server.uri)).call().is_err() {
             assert!(Instant::now() < deadline, "the MLflow server did not come up");
@@ -51,8 +62,15 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // `--`: a negative number after it is a process group, not a signal.
+        let _ = Command::new("kill").args(["-s", "KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
+        // The port is free once nothing listens on it any more.
+        let port = self.uri.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -243,4 +261,42 @@ fn a_trial_run_again_is_found_by_its_tag_and_gets_no_point_twice() {
     let (logged, recorded) = (mlflow_histories(&server.uri, "again"), sorted(parquet_histories(&out.join("metrics.parquet"))));
     assert_eq!(steps(logged.clone()), steps(recorded.clone()), "every step exactly once");
     assert_eq!(without_timing(logged), without_timing(recorded));
+}
+
+#[test]
+fn a_server_killed_mid_sweep_and_restarted_ends_complete_without_duplicates() {
+    let store = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let uri = format!("http://127.0.0.1:{port}");
+    let server = Server::with_store(port, store.path());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = write(dir.path(), "cut.toml", &experiment("cut", "steps = 400\neval_every = 100", "[sweep.grid]\n\"model.hidden\" = [32, 48, 64]"));
+    let mut sweep = bertlab()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .env("MLFLOW_TRACKING_URI", &uri)
+        .stdout(Stdio::null())
+        // A file rather than a pipe: nobody reads the pipe while the sweep runs.
+        .stderr(std::fs::File::create(dir.path().join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    // Kill the server once the first trial is recorded.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !out.join("trials.parquet").exists() || !strings(&read_table(&out.join("trials.parquet")), "status").contains(&"completed".to_string()) {
+        assert!(Instant::now() < deadline, "the first trial never completed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    let status = sweep.wait().unwrap();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("trials wait in"), "{stderr}");
+
+    let _restarted = Server::with_store(port, store.path());
+    let synced = run(bertlab().arg("sync").arg(&out));
+    assert_eq!(synced.code, 0, "{}\n{}", synced.stdout, synced.stderr);
+    assert_eq!(mlflow_histories(&uri, "cut"), sorted(parquet_histories(&out.join("metrics.parquet"))));
 }
