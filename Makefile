@@ -7,11 +7,15 @@ export VENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BERTLAB := $(TARGET_DIR)/release/bertlab
 
-.PHONY: setup build run test mlflow clean
+.PHONY: setup browser build run test report-screenshot mlflow clean
 
 ## setup: Python environment with torch==2.11.0 (libtorch) and .cargo/config.toml
 setup:
 	@bash scripts/setup.sh
+
+## browser: Debian's chromium, which the report tests render report.html in
+browser:
+	@bash scripts/setup-browser.sh
 
 ## build: release build of bertlab
 build: setup
@@ -22,8 +26,13 @@ run: build
 	$(BERTLAB) run experiments/quickstart.toml --device cpu
 
 ## test: every test of the workspace (same profile as `run`: one build)
-test: setup
+test: setup browser
 	cargo test --release --workspace
+
+## report-screenshot: the quickstart report as rendered by headless chromium
+## (docs/report.png, shown in the README); run `make run` first
+report-screenshot: browser
+	bash scripts/screenshot.sh runs/quickstart/report.html docs/report.png
 
 ## mlflow: an MLflow server and UI at http://127.0.0.1:5000 over runs/mlflow.db;
 ## run sweeps with MLFLOW_TRACKING_URI=http://127.0.0.1:5000 to track into it

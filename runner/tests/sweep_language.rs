@@ -67,6 +67,16 @@ fn malformed_files_are_refused_with_file_key_and_line() {
             "(in the trial with model.hidden=128)",
         ),
         ("extends below a section", "[train]\nextends = \"x.toml\"\n", "train.extends", 8, "top of the file"),
+        (
+            "baseline matching an unknown key",
+            "[[baseline]]\nname = \"B\"\nmatch = { \"model.hiden\" = 64 }\nmetrics = { \"eval/loss\" = 1.0 }\n",
+            "baseline.0.match.\"model.hiden\"",
+            9,
+            "did you mean `model.hidden`",
+        ),
+        ("baseline without metrics", "[[baseline]]\nname = \"B\"\n", "baseline.0.name", 8, "has no metrics"),
+        ("unknown baseline field", "[[baseline]]\nname = \"B\"\nmetric = { \"eval/loss\" = 1.0 }\n", "baseline.0.metric", 9, "did you mean `metrics`"),
+        ("heatmap over a key not swept", "[report]\nheatmap = [\"model.layers\", \"model.hidden\"]\n", "report.heatmap", 8, "not swept or derived"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (what, text, key, line, says) in cases {

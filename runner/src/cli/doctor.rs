@@ -24,6 +24,11 @@ pub fn print() -> Result<()> {
     Ok(())
 }
 
+/// The version of the libtorch this process loaded, for provenance.
+pub fn libtorch() -> String {
+    loaded_libtorch().and_then(|dir| libtorch_version(&dir)).unwrap_or_else(|| "unknown".into())
+}
+
 fn loaded_libraries() -> Vec<PathBuf> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     maps.lines().filter_map(|l| l.split_whitespace().nth(5)).map(PathBuf::from).collect()

@@ -7,6 +7,7 @@ mod forward;
 mod models;
 mod plan;
 mod progress;
+mod report;
 mod run;
 mod sync;
 
@@ -29,6 +30,9 @@ enum Command {
     /// parameters, FLOPs per token) and those its constraints drop; trains
     /// nothing.
     Plan(plan::PlanArgs),
+    /// HTML and Markdown reports of one or more run folders, compared in
+    /// one page.
+    Report(report::ReportArgs),
     /// Deliver to MLflow what a run could not (its tracking spool); never
     /// logs a point twice.
     Sync(sync::SyncArgs),
@@ -63,6 +67,7 @@ pub fn main() -> i32 {
         Command::Forward(args) => forward::forward(args),
         Command::Export(args) => export::export(args),
         Command::Sync(args) => sync::sync(args),
+        Command::Report(args) => report::report(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),
     };

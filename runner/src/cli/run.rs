@@ -150,6 +150,32 @@ fn deliver_spool(run_dir: &std::path::Path) {
     }
 }
 
+/// What the report needs to know about this execution (`run.toml`).
+fn run_info(plan: &Planned, jobs: &[Job]) -> reports::RunInfo {
+    let experiment = &plan.loaded.experiment;
+    let mut devices: Vec<String> = jobs.iter().map(|job| device::name(job.device)).collect();
+    devices.sort();
+    devices.dedup();
+    reports::RunInfo {
+        experiment: reports::run_info::ExperimentInfo {
+            name: experiment.experiment.name.clone(),
+            file: plan.loaded.path.display().to_string(),
+            model: experiment.experiment.model.clone(),
+            metric: experiment.experiment.metric.clone(),
+            goal: experiment.experiment.goal.as_str().into(),
+        },
+        report: experiment.report.clone(),
+        baseline: experiment.baseline.clone(),
+        provenance: reports::run_info::Provenance {
+            bertlab: env!("CARGO_PKG_VERSION").into(),
+            git_commit: git_commit(&plan.loaded.path),
+            libtorch: super::doctor::libtorch(),
+            devices,
+            date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        },
+    }
+}
+
 /// The commit of the git tree the experiment file is in, if any.
 fn git_commit(file: &std::path::Path) -> Option<String> {
     let folder = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -202,8 +228,9 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress, tracker.as_ref())?;
     progress.finish();
 
+    run_info(plan, jobs).write(&plan.out)?;
     let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
-    let report = reports::write(&plan.out, &experiment.name, &experiment.metric, experiment.goal == config::Goal::Maximize, &sweep)?;
+    let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join("report.html"), Some(&sweep))?;
     if let Some(tracker) = tracker {
         tracker.sweep_artifacts(vec![report.html.clone(), report.markdown.clone()]);
         if let Some(problem) = tracker.finish() {

@@ -30,6 +30,11 @@ pub struct ExperimentFile {
     pub constraints: ConstraintsSection,
     #[serde(default, skip_serializing)]
     pub tracking: TrackingSection,
+    /// Published results shown beside the measured configurations.
+    #[serde(default, skip_serializing)]
+    pub baseline: Vec<reports::Baseline>,
+    #[serde(default, skip_serializing)]
+    pub report: reports::ReportOptions,
 }
 
 /// Where results are tracked besides the Parquet tables.

@@ -78,7 +78,7 @@ pub fn run(experiment: &str, jobs: &[Job], store: &mut Store, fresh: bool, displ
                 );
                 store.dir.log(&trial.id, &summary);
                 display.line(&summary);
-                Ending::Completed { params: outcome.params, metrics: outcome.metrics }
+                Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
             }
             Err(error) => {
                 tally.failed += 1;

@@ -28,7 +28,7 @@ pub struct MetricPoint {
 
 /// How a trial ended, for its row in `trials.parquet`.
 pub enum Ending {
-    Completed { params: i64, metrics: BTreeMap<String, f64> },
+    Completed { params: i64, tokens: i64, flops: f64, metrics: BTreeMap<String, f64> },
     Failed { error: String },
 }
 
@@ -96,8 +96,10 @@ impl Store {
             Ending::Failed { .. } => base_row(experiment, trial, FAILED),
         };
         match ending {
-            Ending::Completed { params, metrics } => {
+            Ending::Completed { params, tokens, flops, metrics } => {
                 row.insert("params".into(), Cell::Int(params));
+                row.insert("tokens".into(), Cell::Int(tokens));
+                row.insert("flops".into(), Cell::Float(flops));
                 row.extend(metrics.into_iter().map(|(k, v)| (k, Cell::Float(v))));
                 row.insert("error".into(), Cell::Null);
             }

@@ -167,6 +167,31 @@ impl Fixed {
     }
 }
 
+/// `[[baseline]]` rows must match on real keys and carry numbers; the
+/// heatmap's two keys must be swept or derived.
+fn check_report_keys(loaded: &Loaded, keys: &Keys, set: &[String]) -> Result<(), InputError> {
+    for (i, baseline) in loaded.experiment.baseline.iter().enumerate() {
+        let index = i.to_string();
+        for key in baseline.matches.keys() {
+            keys.check(key).map_err(|m| loaded.entry_error(&["baseline", &index, "match"], key, m))?;
+        }
+        if baseline.metrics.is_empty() {
+            return Err(loaded.error_at(&format!("baseline.{index}.name"), format!("baseline `{}` has no metrics: add metrics = {{ \"eval/loss\" = ... }}", baseline.name)));
+        }
+    }
+    if let Some(heatmap) = &loaded.experiment.report.heatmap {
+        if heatmap.len() != 2 {
+            return Err(loaded.error_at("report.heatmap", format!("names the heatmap's two axes, e.g. [\"model.layers\", \"model.hidden\"]; got {} keys", heatmap.len())));
+        }
+        for key in heatmap {
+            if !set.contains(key) {
+                return Err(loaded.error_at("report.heatmap", format!("`{key}` is not swept or derived (those are: {})", set.join(", "))));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A point after derivation and constraints, before the seeds.
 enum Resolved {
     Kept { config: TrialConfig, identity: Sha256, derived: Point },
@@ -184,6 +209,7 @@ impl<'a> Expansion<'a> {
         let derivations = Derivations::build(loaded, &keys, &swept)?;
         let constraints = Constraints::build(loaded, &keys)?;
         let set: Vec<String> = swept.iter().copied().chain(derivations.keys()).map(String::from).collect();
+        check_report_keys(loaded, &keys, &set)?;
         let touched = |section: &str| set.iter().any(|k| k.split_once('.').map(|(s, _)| s) == Some(section));
         let (model_touched, data_touched, train_touched) = (touched("model"), touched("data"), touched("train"));
         let mut expansion = Expansion { loaded, plugin, base, space, derivations, constraints, fixed: Fixed::default() };

@@ -33,6 +33,14 @@ pub fn resolve(spec: DeviceSpec) -> Result<Device, String> {
     }
 }
 
+/// A device as `train.device` writes it: `cpu`, `cuda:0`.
+pub fn name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,6 +28,10 @@ pub trait Observer {
 pub struct Outcome {
     pub metrics: BTreeMap<String, f64>,
     pub params: i64,
+    /// Tokens trained on (padding excluded).
+    pub tokens: i64,
+    /// Training FLOPs: the plugin's count per token times `tokens`.
+    pub flops: f64,
 }
 
 /// How many of the last `train/loss` values the final one averages: a single
@@ -47,6 +51,7 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
         }
     }
     let params = plugin.param_count(&config.model)?;
+    let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
     let mut optimizer = AdamW::new(&vs, train);
 
     let vocab = &data.vocab;
@@ -109,5 +114,5 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
         ("eval/accuracy".to_string(), last.accuracy),
         ("perf/tokens_per_s".to_string(), tokens_per_s),
     ]);
-    Ok(Outcome { metrics, params })
+    Ok(Outcome { metrics, params, tokens: tokens as i64, flops: flops_per_token as f64 * tokens as f64 })
 }

@@ -107,3 +107,15 @@ pub fn series(metrics: &DataFrame, trial_id: &str, key: &str) -> Vec<(i64, f64)>
     out.sort_by_key(|p| p.0);
     out
 }
+
+/// The rows of the first Markdown table under `## {heading}`, as cells.
+pub fn markdown_rows(markdown: &str, heading: &str) -> Vec<Vec<String>> {
+    let start = markdown.find(&format!("## {heading}\n")).unwrap_or_else(|| panic!("no section {heading}:\n{markdown}"));
+    markdown[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+        .collect()
+}

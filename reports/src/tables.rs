@@ -1,0 +1,147 @@
+//! Finds run folders and reads their tables as one: `trials.parquet` of
+//! every run concatenated (columns that only some runs have are null in
+//! the others) and `metrics.parquet` as a lazy scan, both tagged with the
+//! run they came from.
+use crate::run_info::RunInfo;
+use anyhow::{bail, Context as _, Result};
+use polars::prelude::*;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const TRIALS: &str = "trials.parquet";
+pub const METRICS: &str = "metrics.parquet";
+/// The column that says which run folder (by position) a row came from.
+pub const RUN: &str = "run";
+
+pub struct Runs {
+    pub dirs: Vec<PathBuf>,
+    /// `run.toml` of each folder, where it has one.
+    pub infos: Vec<Option<RunInfo>>,
+    /// Every trial once: a trial id recorded by several runs keeps the
+    /// latest run's row.
+    pub trials: DataFrame,
+    /// `trial_id`, `step`, `key`, `value`, `wall_s`, `run`.
+    pub metrics: LazyFrame,
+}
+
+/// The run folders named by `patterns` (folders or globs); each must hold
+/// a `trials.parquet`.
+pub fn find(patterns: &[String]) -> Result<Vec<PathBuf>> {
+    let mut dirs = Vec::new();
+    for pattern in patterns {
+        let matched: Vec<PathBuf> = glob::glob(pattern).with_context(|| format!("{pattern}: not a valid glob pattern"))?.filter_map(Result::ok).collect();
+        if matched.is_empty() {
+            bail!("{pattern}: no such run folder");
+        }
+        for dir in matched {
+            if !dir.join(TRIALS).is_file() {
+                bail!("{}: not a run folder (no {TRIALS}; `bertlab run` writes one)", dir.display());
+            }
+            if !dirs.contains(&dir) {
+                dirs.push(dir);
+            }
+        }
+    }
+    Ok(dirs)
+}
+
+pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
+    let infos = dirs.iter().map(|d| RunInfo::read(d)).collect::<Result<Vec<_>>>()?;
+    let tagged = |dir: &Path, file: &str, run: usize| -> Result<LazyFrame> {
+        let path = dir.join(file);
+        let args = ScanArgsParquet { glob: false, ..Default::default() };
+        let scan = anyhow::Context::with_context(LazyFrame::scan_parquet(PlRefPath::try_from_path(&path)?, args), || format!("reading {}", path.display()))?;
+        Ok(scan.with_column(lit(run as u32).cast(DataType::UInt32).alias(RUN)))
+    };
+    let trials: Vec<LazyFrame> = dirs.iter().enumerate().map(|(i, d)| tagged(d, TRIALS, i)).collect::<Result<_>>()?;
+    let trials = anyhow::Context::context(concat_lf_diagonal(trials, UnionArgs::default())?.collect(), "reading the trials tables")?;
+    let mut trials = latest_per_trial(trials)?;
+    if dirs.len() > 1 {
+        add_differing_settings(&mut trials, dirs)?;
+    }
+
+    let metrics: Vec<LazyFrame> = dirs.iter().enumerate().filter(|(_, d)| d.join(METRICS).is_file()).map(|(i, d)| tagged(d, METRICS, i)).collect::<Result<_>>()?;
+    let metrics = if metrics.is_empty() {
+        DataFrame::new(0, vec![
+            Column::new_empty("trial_id".into(), &DataType::String),
+            Column::new_empty("step".into(), &DataType::Int64),
+            Column::new_empty("key".into(), &DataType::String),
+            Column::new_empty("value".into(), &DataType::Float64),
+            Column::new_empty("wall_s".into(), &DataType::Float64),
+            Column::new_empty(RUN.into(), &DataType::UInt32),
+        ])?
+        .lazy()
+    } else {
+        concat(metrics, UnionArgs::default())?
+    };
+    Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics })
+}
+
+/// Within one run, settings that are not swept are the same for every
+/// trial, so the table has no column for them. Across runs they may
+/// differ: such settings are read from each trial's resolved `config.toml`
+/// and added as columns, so the comparison shows them.
+fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf]) -> Result<()> {
+    let ids = trials.column("trial_id")?.str()?.clone();
+    let runs = trials.column(RUN)?.u32()?.clone();
+    let settings: Vec<HashMap<String, toml::Value>> = ids
+        .iter()
+        .zip(runs.iter())
+        .map(|(id, run)| match (id, run) {
+            (Some(id), Some(run)) => resolved_settings(&dirs[run as usize].join("trials").join(id).join("config.toml")),
+            _ => HashMap::new(),
+        })
+        .collect();
+    let mut keys: Vec<&String> = settings.iter().flat_map(|s| s.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let existing: Vec<String> = trials.get_column_names().iter().map(|s| s.to_string()).collect();
+    let mut added = Vec::new();
+    for key in keys {
+        let values: Vec<Option<&toml::Value>> = settings.iter().map(|s| s.get(key)).collect();
+        if existing.contains(key) || values.iter().all(|v| *v == values[0]) {
+            continue;
+        }
+        let numbers: Option<Vec<Option<f64>>> = values.iter().map(|v| v.map(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).map_or(Some(None), |n| n.map(Some))).collect();
+        added.push(match numbers {
+            Some(numbers) => Column::new(key.as_str().into(), numbers),
+            None => Column::new(key.as_str().into(), values.iter().map(|v| v.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Vec<_>>()),
+        });
+    }
+    for column in added {
+        trials.with_column(column)?;
+    }
+    Ok(())
+}
+
+/// `model.*`, `data.*` and `train.*` of a trial's `config.toml` by dotted
+/// key; empty if the file is missing or unreadable.
+fn resolved_settings(path: &Path) -> HashMap<String, toml::Value> {
+    let Some(table) = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str::<toml::Table>(&t).ok()) else { return HashMap::new() };
+    let mut out = HashMap::new();
+    for section in ["model", "data", "train"] {
+        if let Some(toml::Value::Table(values)) = table.get(section) {
+            for (name, value) in values {
+                // Where a trial ran is not part of its configuration.
+                if section == "train" && name == "device" {
+                    continue;
+                }
+                out.insert(format!("{section}.{name}"), value.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Keeps the last row of each trial id: the same trial run into two folders
+/// counts once, with its latest result.
+fn latest_per_trial(trials: DataFrame) -> Result<DataFrame> {
+    let ids = trials.column("trial_id")?.str()?;
+    let mut last: HashMap<&str, u32> = HashMap::new();
+    for (row, id) in ids.iter().enumerate() {
+        last.insert(id.unwrap_or_default(), row as u32);
+    }
+    let mut keep: Vec<u32> = last.into_values().collect();
+    keep.sort_unstable();
+    Ok(trials.take(&IdxCa::from_vec("rows".into(), keep))?)
+}
