@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Times `bertlab report` on a synthetic run folder of 500 trials × 200
-# steps (250 configurations of 5 swept keys, 2 seeds each; 105,000 metric
+# steps (250 configurations of 5 swept keys, 2 seeds each; 110,000 metric
 # points), written by reports/examples/synthetic_run.rs. Prints the median
 # of 5 renders and the report's size. A benchmark, not a test.
 # Usage: bench/report_500.sh   (after `make build`)
