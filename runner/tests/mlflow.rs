@@ -221,9 +221,23 @@ fn failing_server() -> String {
     uri
 }
 
+/// Accepts connections and never answers, like a hung server: every call
+/// ends in the client's timeout.
+fn silent_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    uri
+}
+
 #[test]
-fn a_failing_or_unreachable_server_costs_no_result_and_keeps_the_spool() {
-    for uri in [failing_server(), "http://127.0.0.1:9".to_string()] {
+fn a_failing_hung_or_unreachable_server_costs_no_result_and_keeps_the_spool() {
+    for uri in [failing_server(), silent_server(), "http://127.0.0.1:9".to_string()] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let file = write(dir.path(), "offline.toml", &experiment("offline", "steps = 6\neval_every = 0", ""));
