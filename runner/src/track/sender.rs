@@ -23,6 +23,10 @@ pub struct Summary {
 }
 
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// The first wait before asking a server that failed again; it doubles up
+/// to [`MAX_BACKOFF`] while the server keeps failing.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 struct Sender {
     client: Client,
@@ -31,9 +35,13 @@ struct Sender {
     runs: HashMap<String, String>,
     pending: HashMap<String, Vec<Metric>>,
     problem: Option<String>,
-    /// After the first failed call the sender stops calling: the server is
-    /// down, slow or refusing, and the spool delivers later instead.
+    /// After a failed call the sender stops streaming: the server is down,
+    /// slow or refusing. It asks again after a back-off; the trials whose
+    /// records it dropped meanwhile stay in the spool, which delivers them
+    /// at the end of the run or with `bertlab sync`.
     offline: bool,
+    retry_at: Instant,
+    backoff: Duration,
     /// Trials some record of which may not have arrived.
     incomplete: HashSet<String>,
     spool: Spool,
@@ -68,6 +76,8 @@ pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, record
             pending: HashMap::new(),
             problem: None,
             offline: false,
+            retry_at: Instant::now(),
+            backoff: FIRST_BACKOFF,
             incomplete: HashSet::new(),
             spool,
         };
@@ -85,6 +95,9 @@ impl Sender {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            if self.offline && Instant::now() >= self.retry_at {
+                self.probe();
+            }
             let buffered: usize = self.pending.values().map(Vec::len).sum();
             if buffered >= MAX_METRICS || last_flush.elapsed() >= FLUSH_EVERY {
                 self.flush_all();
@@ -100,6 +113,10 @@ impl Sender {
 
     fn take(&mut self, record: Record, sweep_tags: &[KeyValue]) {
         if self.offline {
+            // Dropped here, so its trial must be delivered from the spool.
+            if let Record::TrialStarted { trial_id, .. } | Record::Metric { trial_id, .. } | Record::TrialEnded { trial_id, .. } = &record {
+                self.incomplete.insert(trial_id.clone());
+            }
             return;
         }
         match record {
@@ -176,6 +193,7 @@ impl Sender {
     fn flush(&mut self, trial_id: &str) {
         let Some(points) = self.pending.remove(trial_id).filter(|p| !p.is_empty()) else { return };
         if self.offline {
+            self.incomplete.insert(trial_id.to_string());
             return;
         }
         let Some(run_id) = self.runs.get(trial_id).cloned() else {
@@ -209,12 +227,33 @@ impl Sender {
     }
 
     /// Keeps the first delivery problem for the end-of-run message and
-    /// stops calling the server after it.
+    /// stops streaming until the back-off has passed.
     fn note<T>(&mut self, result: Result<T, CallError>) {
         if let Err(e) = result {
             tracing::debug!("{e}");
-            self.offline = true;
+            if !self.offline {
+                self.offline = true;
+                self.retry_at = Instant::now() + self.backoff;
+            }
             self.problem.get_or_insert_with(|| e.to_string());
+        }
+    }
+
+    /// Asks the server for the sweep's run: an answer resumes streaming
+    /// (new trials only; the others wait in the spool), a failure doubles
+    /// the wait.
+    fn probe(&mut self) {
+        match self.client.run(&self.parent) {
+            Ok(_) => {
+                tracing::debug!("MLflow answers again; streaming resumes");
+                self.offline = false;
+                self.backoff = FIRST_BACKOFF;
+            }
+            Err(e) => {
+                tracing::debug!("MLflow still failing: {e}");
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.retry_at = Instant::now() + self.backoff;
+            }
         }
     }
 }
