@@ -36,6 +36,16 @@ impl Level {
         }
     }
 
+    /// A value of a trial's resolved `config.toml`.
+    pub fn from_toml(value: &toml::Value) -> Level {
+        match value {
+            toml::Value::Integer(i) => Level::Number(*i as f64),
+            toml::Value::Float(f) => Level::Number(*f),
+            toml::Value::String(s) => Level::Text(s.clone()),
+            other => Level::Text(other.to_string()),
+        }
+    }
+
     pub fn as_f64(&self) -> Option<f64> {
         match self {
             Level::Number(v) => Some(*v),

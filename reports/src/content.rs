@@ -8,7 +8,7 @@ use crate::format;
 use crate::run_info::{Baseline, RunInfo};
 use crate::tables::Runs;
 use anyhow::Result;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// One table cell: its text, and machine-readable values for sorting and
 /// for tests (`data-*` attributes in HTML).
@@ -63,8 +63,11 @@ pub struct Content {
     pub provenance: Table,
 }
 
-/// Configurations beyond this many are drawn with thinner curves.
+/// Configurations beyond this many are drawn with curves of
+/// [`POINTS_WHEN_MANY`] points instead of [`POINTS`].
 const MANY: usize = 30;
+const POINTS: usize = 150;
+const POINTS_WHEN_MANY: usize = 40;
 
 pub fn build(runs: &Runs) -> Result<Content> {
     let first = runs.infos.iter().flatten().next();
@@ -76,12 +79,11 @@ pub fn build(runs: &Runs) -> Result<Content> {
     names.dedup();
     let title = if names.is_empty() { runs.dirs[0].display().to_string() } else { names.join(" + ") };
 
-    let many = configs.rows.len() > MANY;
     let mut wanted = vec!["eval/loss", "train/loss"];
     if !wanted.contains(&metric.as_str()) {
         wanted.push(&metric);
     }
-    let curves = curves::read(runs, &configs, &wanted, if many { 40 } else { 150 })?;
+    let curves = curves::read(runs, &configs, &wanted, if configs.rows.len() > MANY { POINTS_WHEN_MANY } else { POINTS })?;
     let palette = Palette::choose(&configs);
 
     let mut sections = vec![curve_section(&configs, &curves, &palette, &metric)?];
@@ -220,10 +222,9 @@ struct Palette {
 
 impl Palette {
     fn choose(configs: &Configurations) -> Palette {
-        let levels_of = |k: usize| configs.levels(k);
-        let key = (0..configs.keys.len()).min_by_key(|&k| levels_of(k).len());
+        let key = (0..configs.keys.len()).min_by_key(|&k| configs.levels(k).len());
         let short = key.map(|k| configs.short_names()[k].clone()).unwrap_or_default();
-        Palette { levels: key.map(levels_of).unwrap_or_default(), key, short }
+        Palette { levels: key.map(|k| configs.levels(k)).unwrap_or_default(), key, short }
     }
 
     fn color(&self, c: &Configuration) -> plotters::style::RGBColor {
@@ -244,7 +245,7 @@ impl Palette {
 fn curve_section(configs: &Configurations, curves: &BTreeMap<String, Vec<Curve>>, palette: &Palette, metric: &str) -> Result<Section> {
     let mut section = Section { id: "curves", heading: "Learning curves", notes: Vec::new(), charts: Vec::new() };
     if configs.rows.len() > MANY {
-        section.notes.push(format!("{} configurations: each curve is thinned to 40 points (bucket means).", configs.rows.len()));
+        section.notes.push(format!("{} configurations: each curve is thinned to {POINTS_WHEN_MANY} points (bucket means).", configs.rows.len()));
     }
     let mut draw = |key: &str, x: &str, pick: fn(&curves::Point) -> Option<f64>, unit: &str| -> Result<()> {
         let Some(series) = curves.get(key) else { return Ok(()) };
@@ -275,7 +276,7 @@ fn curve_section(configs: &Configurations, curves: &BTreeMap<String, Vec<Curve>>
     Ok(section)
 }
 
-/// The mean of the metric's configuration means, grouped by `levels_of`.
+/// The metric's configuration means, grouped by `key_of`.
 fn averaged<K: PartialEq + Clone>(configs: &Configurations, key_of: impl Fn(&Configuration) -> K) -> Vec<(K, Vec<f64>)> {
     let mut groups: Vec<(K, Vec<f64>)> = Vec::new();
     for c in &configs.rows {
@@ -295,7 +296,6 @@ fn mean(values: &[f64]) -> f64 {
 
 fn heatmap_section(configs: &Configurations, chosen: Option<Vec<String>>) -> Result<Section> {
     let mut section = Section { id: "heatmap", heading: "Heatmap", notes: Vec::new(), charts: Vec::new() };
-    let levels_of = |k: usize| configs.levels(k);
     let axes: Option<(usize, usize)> = match chosen {
         Some(keys) => {
             let found: Vec<Option<usize>> = keys.iter().map(|k| configs.keys.iter().position(|c| c == k)).collect();
@@ -309,7 +309,7 @@ fn heatmap_section(configs: &Configurations, chosen: Option<Vec<String>>) -> Res
         }
         None => {
             let mut by_levels: Vec<usize> = (0..configs.keys.len()).collect();
-            by_levels.sort_by_key(|&k| std::cmp::Reverse(levels_of(k).len()));
+            by_levels.sort_by_cached_key(|&k| std::cmp::Reverse(configs.levels(k).len()));
             match by_levels.as_slice() {
                 [a, b, ..] => Some((*a.min(b), *a.max(b))),
                 _ => {
@@ -320,7 +320,7 @@ fn heatmap_section(configs: &Configurations, chosen: Option<Vec<String>>) -> Res
         }
     };
     let Some((y, x)) = axes else { return Ok(section) };
-    let (ys, xs) = (levels_of(y), levels_of(x));
+    let (ys, xs) = (configs.levels(y), configs.levels(x));
     let groups = averaged(configs, |c| (c.levels[y].clone(), c.levels[x].clone()));
     let cells = ys
         .iter()
@@ -405,43 +405,21 @@ fn scaling_section(configs: &Configurations, palette: &Palette) -> Result<Sectio
 /// A value of `key` for a configuration: swept or shared values from the
 /// trials table, else the first trial's resolved `config.toml` (a
 /// baseline may match on a key nobody swept).
-fn value_of(configs: &Configurations, c: &Configuration, key: &str, runs: &Runs, run_of: &HashMap<String, usize>) -> Option<Level> {
+fn value_of(configs: &Configurations, c: &Configuration, key: &str, runs: &Runs) -> Option<Level> {
     if let Some(level) = c.level(configs, key) {
         return Some(level.clone());
     }
-    let id = c.trial_ids.first()?;
-    let dir = runs.dirs.get(*run_of.get(id)?)?;
-    let text = std::fs::read_to_string(dir.join("trials").join(id).join("config.toml")).ok()?;
-    let root = toml::Value::Table(toml::from_str(&text).ok()?);
-    let value = key.split('.').try_fold(&root, |v, k| v.get(k))?.clone();
-    Some(match value {
-        toml::Value::Integer(i) => Level::Number(i as f64),
-        toml::Value::Float(f) => Level::Number(f),
-        toml::Value::String(s) => Level::Text(s),
-        toml::Value::Boolean(b) => Level::Text(b.to_string()),
-        other => Level::Text(other.to_string()),
-    })
+    runs.settings(c.trial_ids.first()?).get(key).map(Level::from_toml)
 }
 
 fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> Table {
     let header = ["baseline", "source", "configuration", "metric", "published", "measured", "difference"].map(String::from).to_vec();
     let mut table = Table { header, ..Default::default() };
-    let run_of: HashMap<String, usize> = match (runs.trials.column("trial_id"), runs.trials.column(crate::tables::RUN)) {
-        (Ok(ids), Ok(run)) => ids
-            .str()
-            .map(|ids| ids.iter())
-            .into_iter()
-            .flatten()
-            .zip(run.u32().map(|runs| runs.iter()).into_iter().flatten())
-            .filter_map(|(id, r)| Some((id?.to_string(), r? as usize)))
-            .collect(),
-        _ => HashMap::new(),
-    };
     for baseline in baselines {
         let matching: Vec<&Configuration> = configs
             .rows
             .iter()
-            .filter(|c| baseline.matches.iter().all(|(k, v)| value_of(configs, c, k, runs, &run_of).is_some_and(|l| l.equals_json(v))))
+            .filter(|c| baseline.matches.iter().all(|(k, v)| value_of(configs, c, k, runs).is_some_and(|l| l.equals_json(v))))
             .collect();
         let named = |c: Option<&Configuration>, metric: &str, published: f64| -> Vec<Cell> {
             let measured = c.and_then(|c| match metric {

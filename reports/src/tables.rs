@@ -2,6 +2,7 @@
 //! every run concatenated (columns that only some runs have are null in
 //! the others) and `metrics.parquet` as a lazy scan, both tagged with the
 //! run they came from.
+use crate::configs::Level;
 use crate::run_info::RunInfo;
 use anyhow::{bail, Context as _, Result};
 use polars::prelude::*;
@@ -22,6 +23,15 @@ pub struct Runs {
     pub trials: DataFrame,
     /// `trial_id`, `step`, `key`, `value`, `wall_s`, `run`.
     pub metrics: LazyFrame,
+    /// Trial id to the position of its run folder in `dirs`.
+    run_of: HashMap<String, usize>,
+}
+
+impl Runs {
+    /// The resolved settings of trial `id` (its `config.toml`).
+    pub fn settings(&self, id: &str) -> HashMap<String, toml::Value> {
+        settings_of(&self.dirs, &self.run_of, id)
+    }
 }
 
 /// The run folders named by `patterns` (folders or globs); each must hold
@@ -56,8 +66,11 @@ pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     let trials: Vec<LazyFrame> = dirs.iter().enumerate().map(|(i, d)| tagged(d, TRIALS, i)).collect::<Result<_>>()?;
     let trials = anyhow::Context::context(concat_lf_diagonal(trials, UnionArgs::default())?.collect(), "reading the trials tables")?;
     let mut trials = latest_per_trial(trials)?;
+    let ids = trials.column("trial_id")?.str()?;
+    let runs = trials.column(RUN)?.u32()?;
+    let run_of: HashMap<String, usize> = ids.iter().zip(runs.iter()).filter_map(|(id, run)| Some((id?.to_string(), run? as usize))).collect();
     if dirs.len() > 1 {
-        add_differing_settings(&mut trials, dirs)?;
+        add_differing_settings(&mut trials, dirs, &run_of)?;
     }
 
     let metrics: Vec<LazyFrame> = dirs.iter().enumerate().filter(|(_, d)| d.join(METRICS).is_file()).map(|(i, d)| tagged(d, METRICS, i)).collect::<Result<_>>()?;
@@ -74,38 +87,30 @@ pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     } else {
         concat(metrics, UnionArgs::default())?
     };
-    Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics })
+    Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics, run_of })
 }
 
 /// Within one run, settings that are not swept are the same for every
 /// trial, so the table has no column for them. Across runs they may
 /// differ: such settings are read from each trial's resolved `config.toml`
 /// and added as columns, so the comparison shows them.
-fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf]) -> Result<()> {
-    let ids = trials.column("trial_id")?.str()?.clone();
-    let runs = trials.column(RUN)?.u32()?.clone();
-    let settings: Vec<HashMap<String, toml::Value>> = ids
-        .iter()
-        .zip(runs.iter())
-        .map(|(id, run)| match (id, run) {
-            (Some(id), Some(run)) => resolved_settings(&dirs[run as usize].join("trials").join(id).join("config.toml")),
-            _ => HashMap::new(),
-        })
-        .collect();
+fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf], run_of: &HashMap<String, usize>) -> Result<()> {
+    let ids = trials.column("trial_id")?.str()?;
+    let settings: Vec<HashMap<String, toml::Value>> = ids.iter().map(|id| id.map(|id| settings_of(dirs, run_of, id)).unwrap_or_default()).collect();
     let mut keys: Vec<&String> = settings.iter().flat_map(|s| s.keys()).collect();
     keys.sort();
     keys.dedup();
     let existing: Vec<String> = trials.get_column_names().iter().map(|s| s.to_string()).collect();
     let mut added = Vec::new();
     for key in keys {
-        let values: Vec<Option<&toml::Value>> = settings.iter().map(|s| s.get(key)).collect();
+        let values: Vec<Option<Level>> = settings.iter().map(|s| s.get(key).map(Level::from_toml)).collect();
         if existing.contains(key) || values.iter().all(|v| *v == values[0]) {
             continue;
         }
-        let numbers: Option<Vec<Option<f64>>> = values.iter().map(|v| v.map(|v| v.as_float().or(v.as_integer().map(|i| i as f64))).map_or(Some(None), |n| n.map(Some))).collect();
+        let numbers: Option<Vec<Option<f64>>> = values.iter().map(|v| v.as_ref().map_or(Some(None), |l| l.as_f64().map(Some))).collect();
         added.push(match numbers {
             Some(numbers) => Column::new(key.as_str().into(), numbers),
-            None => Column::new(key.as_str().into(), values.iter().map(|v| v.map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect::<Vec<_>>()),
+            None => Column::new(key.as_str().into(), values.iter().map(|v| v.as_ref().map(Level::to_string)).collect::<Vec<_>>()),
         });
     }
     for column in added {
@@ -114,9 +119,11 @@ fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf]) -> Result<()
     Ok(())
 }
 
-/// `model.*`, `data.*` and `train.*` of a trial's `config.toml` by dotted
-/// key; empty if the file is missing or unreadable.
-fn resolved_settings(path: &Path) -> HashMap<String, toml::Value> {
+/// `model.*`, `data.*` and `train.*` of trial `id`'s `config.toml` by
+/// dotted key; empty if the file is missing or unreadable.
+fn settings_of(dirs: &[PathBuf], run_of: &HashMap<String, usize>, id: &str) -> HashMap<String, toml::Value> {
+    let Some(dir) = run_of.get(id).and_then(|&run| dirs.get(run)) else { return HashMap::new() };
+    let path = dir.join("trials").join(id).join("config.toml");
     let Some(table) = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str::<toml::Table>(&t).ok()) else { return HashMap::new() };
     let mut out = HashMap::new();
     for section in ["model", "data", "train"] {
