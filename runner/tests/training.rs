@@ -117,3 +117,29 @@ fn a_diverging_trial_is_recorded_as_failed_and_the_others_still_run() {
     assert_eq!(status[1 - failed], "completed");
     assert!(out.join("report.html").is_file(), "the report is written even when a trial fails");
 }
+
+#[test]
+fn every_precision_trains_and_auto_is_fp32_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = "[sweep.grid]\n\"train.precision\" = [\"fp32\", \"bf16\", \"fp16\", \"auto\"]";
+    let file = write(dir.path(), "precision.toml", &experiment("precision", "steps = 40\neval_every = 0", sweep));
+    let out = dir.path().join("out");
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let trials = read_table(&out.join("trials.parquet"));
+    let metrics = read_table(&out.join("metrics.parquet"));
+    let mut last = std::collections::BTreeMap::new();
+    for (id, precision) in strings(&trials, "trial_id").iter().zip(strings(&trials, "train.precision")) {
+        let eval = series(&metrics, id, "eval/loss");
+        let (first, end) = (eval[0].1, eval[eval.len() - 1].1);
+        assert!(end < first - 0.5, "{precision}: eval/loss went from {first} to {end}");
+        last.insert(precision, end);
+    }
+    // Mixed precision changes the arithmetic, not the training: the curves end
+    // close to fp32's. `auto` on the CPU is fp32, bit for bit.
+    for precision in ["bf16", "fp16"] {
+        assert!((last[precision] - last["fp32"]).abs() < 0.25, "{last:?}");
+    }
+    assert_eq!(last["auto"], last["fp32"], "{last:?}");
+}

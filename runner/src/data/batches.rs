@@ -2,7 +2,7 @@
 //! epoch and masked anew each time (dynamic masking), and evaluation batches
 //! in a fixed order with fixed masks so every evaluation of every trial
 //! scores the same predictions.
-use super::masking::Masker;
+use super::masking::{Masker, IGNORE};
 use super::packing::Packed;
 use models::EncoderInput;
 use rand::seq::SliceRandom;
@@ -15,10 +15,35 @@ const EVAL_MASK_SEED: u64 = 0x5eed_e7a1;
 
 pub struct Batch {
     pub input: EncoderInput,
-    /// `[batch, seq]`, the original token at masked positions, else `IGNORE`.
-    pub labels: Tensor,
+    /// Flat indices (into `batch × seq`) of the masked positions, found on
+    /// the host so the step needs no `nonzero` (which waits for the device).
+    pub positions: Tensor,
+    /// The original token at each of `positions`.
+    pub targets: Tensor,
     /// Real (non-padding) tokens in the batch: what tokens/s counts.
     pub tokens: usize,
+}
+
+impl Batch {
+    /// The batch on `device`. To a GPU it goes from pinned (page-locked)
+    /// memory with a non-blocking copy, so the copy overlaps the GPU's work
+    /// instead of stalling the host.
+    pub fn to(self, device: Device) -> Batch {
+        if device == Device::Cpu {
+            return self;
+        }
+        let copy = |t: &Tensor| t.pin_memory(device).to_device_(device, t.kind(), true, false);
+        Batch {
+            input: EncoderInput {
+                input_ids: copy(&self.input.input_ids),
+                token_type_ids: copy(&self.input.token_type_ids),
+                attention_mask: self.input.attention_mask.as_ref().map(copy),
+            },
+            positions: copy(&self.positions),
+            targets: copy(&self.targets),
+            tokens: self.tokens,
+        }
+    }
 }
 
 fn to_batch(packed: &Packed, rows: &[usize], masker: &Masker, rng: &mut ChaCha8Rng, device: Device) -> Batch {
@@ -32,31 +57,33 @@ fn to_batch(packed: &Packed, rows: &[usize], masker: &Masker, rng: &mut ChaCha8R
         Tensor::from_slice(&mask).view(shape).to(device)
     });
     let input_ids = Tensor::from_slice(&masked.input_ids).view(shape).to(device);
+    let (positions, targets): (Vec<i64>, Vec<i64>) =
+        masked.labels.iter().enumerate().filter(|(_, &label)| label != IGNORE).map(|(at, &label)| (at as i64, label)).unzip();
     Batch {
         input: EncoderInput { token_type_ids: input_ids.zeros_like(), input_ids, attention_mask },
-        labels: Tensor::from_slice(&masked.labels).view(shape).to(device),
+        positions: Tensor::from_slice(&positions).to(device),
+        targets: Tensor::from_slice(&targets).to(device),
         tokens: lengths.iter().sum(),
     }
 }
 
-/// An endless stream of training batches for one trial.
+/// An endless stream of training batches for one trial, on the CPU (the
+/// trainer prepares them on another thread and moves them itself).
 pub struct TrainBatches<'a> {
     packed: &'a Packed,
     masker: &'a Masker,
     batch_size: usize,
-    device: Device,
     rng: ChaCha8Rng,
     order: Vec<usize>,
     next: usize,
 }
 
 impl<'a> TrainBatches<'a> {
-    pub fn new(packed: &'a Packed, masker: &'a Masker, batch_size: usize, seed: u64, device: Device) -> Self {
+    pub fn new(packed: &'a Packed, masker: &'a Masker, batch_size: usize, seed: u64) -> Self {
         TrainBatches {
             packed,
             masker,
             batch_size,
-            device,
             rng: ChaCha8Rng::seed_from_u64(seed),
             order: Vec::new(),
             next: 0,
@@ -74,7 +101,7 @@ impl<'a> TrainBatches<'a> {
             rows.push(self.order[self.next]);
             self.next += 1;
         }
-        to_batch(self.packed, &rows, self.masker, &mut self.rng, self.device)
+        to_batch(self.packed, &rows, self.masker, &mut self.rng, Device::Cpu)
     }
 }
 
@@ -83,4 +110,19 @@ pub fn eval_batches(packed: &Packed, masker: &Masker, batch_size: usize, device:
     let mut rng = ChaCha8Rng::seed_from_u64(EVAL_MASK_SEED);
     let rows: Vec<usize> = (0..packed.len()).collect();
     rows.chunks(batch_size).map(|chunk| to_batch(packed, chunk, masker, &mut rng, device)).collect()
+}
+
+/// How many batches the drawing thread may prepare ahead of training.
+const AHEAD: usize = 2;
+
+/// Runs `f` with a source of `batches` drawn on another thread, so that
+/// masking and tensor building overlap the training step instead of
+/// preceding it. The thread stops once `f` returns.
+pub fn prefetched<R>(mut batches: TrainBatches<'_>, f: impl FnOnce(&mut dyn FnMut() -> Batch) -> R) -> R {
+    std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(AHEAD);
+        scope.spawn(move || while sender.send(batches.next_batch()).is_ok() {});
+        let mut next = move || receiver.recv().expect("the drawing thread runs until the trainer is done");
+        f(&mut next)
+    })
 }

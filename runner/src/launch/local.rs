@@ -146,8 +146,11 @@ impl Observer for Recorder<'_> {
         }
     }
 
-    fn step_done(&mut self, step: i64, loss: f64) {
+    fn step_done(&mut self, step: i64) {
         self.bar.set_position(step as u64);
+    }
+
+    fn loss_read(&mut self, _step: i64, loss: f64) {
         self.bar.set_message(format!("loss {loss:.3}"));
     }
 }

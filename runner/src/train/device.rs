@@ -41,6 +41,22 @@ pub fn name(device: Device) -> String {
     }
 }
 
+/// Whether CUDA device `index` computes bf16 natively (compute capability
+/// 8.0 or later, as `torch.cuda.is_bf16_supported` checks). tch binds no
+/// device properties, so the driver's tool answers; without it, assume a
+/// current GPU.
+pub fn native_bf16(index: usize) -> bool {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=compute_cap", "--format=csv,noheader", "-i", &index.to_string()])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().map_or(true, |capability| capability >= 8.0)
+        }
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

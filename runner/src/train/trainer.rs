@@ -1,11 +1,14 @@
 //! The training loop of one trial: seed, build the model, then for each step
-//! draw a masked batch, take an AdamW step on the masked-LM loss, and report
-//! `train/loss` and `train/lr`; evaluate at step 0, every `eval_every` steps
-//! and at the end; save the weights as `model.safetensors`.
-use super::eval::{evaluate, masked_loss};
-use super::optimizer::AdamW;
+//! take a masked batch (drawn on another thread) and an optimisation step,
+//! and report `train/loss` and `train/lr`; evaluate at step 0, every
+//! `eval_every` steps and at the end; save the weights as
+//! `model.safetensors`. Losses are read back in batches, never inside a
+//! step, so a GPU is never idle waiting for the host.
+use super::eval::{evaluate, EvalResult};
+use super::precision::Precision;
 use super::schedule::linear_warmup_decay;
-use crate::data::batches::{eval_batches, TrainBatches};
+use super::step::Stepper;
+use crate::data::batches::{eval_batches, prefetched, TrainBatches};
 use crate::data::masking::Masker;
 use crate::data::Dataset;
 use crate::sweep::TrialConfig;
@@ -14,14 +17,17 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use tch::{nn::VarStore, Device};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// What a trial reports while it runs.
 pub trait Observer {
     /// One point of a metric series (`train/loss`, `eval/loss`, ...).
     fn metric(&mut self, step: i64, key: &str, value: f64);
     /// A step finished; for progress display.
-    fn step_done(&mut self, _step: i64, _loss: f64) {}
+    fn step_done(&mut self, _step: i64) {}
+    /// The loss of a step, once read back from the device (in batches,
+    /// after the step itself).
+    fn loss_read(&mut self, _step: i64, _loss: f64) {}
 }
 
 /// Final numbers of a completed trial, keyed like the metric series.
@@ -52,67 +58,113 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     }
     let params = plugin.param_count(&config.model)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
-    let mut optimizer = AdamW::new(&vs, train);
+    let precision = Precision::resolve(&train.precision, device);
+    torch_ops::allow_tf32(train.tf32)?;
+    let mut stepper = Stepper::new(&vs, train, precision);
 
     let vocab = &data.vocab;
     let masker = Masker::new(config.data.mask_prob, vocab.mask, vocab.size() as u32, &vocab.special);
     let batch_size = train.batch_size as usize;
-    let mut batches = TrainBatches::new(&data.train, &masker, batch_size, config.seed, device);
     let held_out = eval_batches(&data.eval, &masker, batch_size, device);
-
-    let report_eval = |step: i64, observer: &mut dyn Observer| {
-        let result = evaluate(model.as_ref(), &held_out);
+    let report_eval = |step: i64, observer: &mut dyn Observer| -> Result<EvalResult> {
+        let result = precision.forward(device, || evaluate(model.as_ref(), &held_out))?;
         observer.metric(step, "eval/loss", result.loss);
         observer.metric(step, "eval/accuracy", result.accuracy);
-        result
+        Ok(result)
     };
-    report_eval(0, observer);
+    report_eval(0, observer)?;
 
-    let (mut tokens, mut training_time) = (0usize, Duration::ZERO);
-    let mut recent_losses = Vec::new();
-    for step in 0..train.steps {
-        let started = Instant::now();
-        let batch = batches.next_batch();
-        let lr = linear_warmup_decay(train.lr, step, train.warmup_steps, train.steps);
-        optimizer.zero_grad();
-        let loss = masked_loss(model.as_ref(), &batch);
-        loss.backward();
-        optimizer.clip_grad_norm(train.grad_clip);
-        optimizer.step(lr);
-        let loss = f64::try_from(&loss)?;
-        training_time += started.elapsed();
-        tokens += batch.tokens;
-
-        let done = step + 1;
-        if !loss.is_finite() {
-            bail!("train/loss is {loss} at step {done}: training diverged (try a lower train.lr or more train.warmup_steps)");
+    let started = Instant::now();
+    let mut eval_time = Duration::ZERO;
+    let mut tokens = 0usize;
+    let mut losses = Losses::default();
+    let source = TrainBatches::new(&data.train, &masker, batch_size, config.seed);
+    prefetched(source, |next_batch| -> Result<()> {
+        for step in 0..train.steps {
+            let batch = next_batch().to(device);
+            let lr = linear_warmup_decay(train.lr, step, train.warmup_steps, train.steps);
+            let loss = stepper.step(model.as_ref(), &batch, lr)?;
+            tokens += batch.tokens;
+            let done = step + 1;
+            losses.push(done, loss, lr);
+            observer.step_done(done);
+            let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && done != train.steps;
+            if losses.pending() >= LOSS_READ_EVERY || evaluates || done == train.steps {
+                losses.read(train.log_every, train.steps, observer)?;
+            }
+            if evaluates {
+                let eval_started = Instant::now();
+                report_eval(done, observer)?;
+                eval_time += eval_started.elapsed();
+                observer.metric(done, "perf/tokens_per_s", tokens as f64 / (started.elapsed() - eval_time).as_secs_f64());
+            }
         }
-        recent_losses.push(loss);
-        if recent_losses.len() > FINAL_LOSS_WINDOW {
-            recent_losses.remove(0);
-        }
-        if done % train.log_every == 0 || done == train.steps {
-            observer.metric(done, "train/loss", loss);
-            observer.metric(done, "train/lr", lr);
-        }
-        observer.step_done(done, loss);
-        if train.eval_every > 0 && done % train.eval_every == 0 && done != train.steps {
-            report_eval(done, observer);
-            observer.metric(done, "perf/tokens_per_s", tokens as f64 / training_time.as_secs_f64());
-        }
+        Ok(())
+    })?;
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
     }
-    let last = report_eval(train.steps, observer);
+    let training_time = started.elapsed() - eval_time;
+    let last = report_eval(train.steps, observer)?;
     let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
     observer.metric(train.steps, "perf/tokens_per_s", tokens_per_s);
     models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
     data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
 
-    let train_loss = recent_losses.iter().sum::<f64>() / recent_losses.len().max(1) as f64;
     let metrics = BTreeMap::from([
-        ("train/loss".to_string(), train_loss),
+        ("train/loss".to_string(), losses.final_loss()),
         ("eval/loss".to_string(), last.loss),
         ("eval/accuracy".to_string(), last.accuracy),
         ("perf/tokens_per_s".to_string(), tokens_per_s),
     ]);
     Ok(Outcome { metrics, params, tokens: tokens as i64, flops: flops_per_token as f64 * tokens as f64 })
+}
+
+/// Steps between reads of the losses: reading one waits for the device to
+/// finish the step, so they stay on the device and come back in batches.
+const LOSS_READ_EVERY: usize = 25;
+
+/// Step losses still on the device, and the last ones read.
+#[derive(Default)]
+struct Losses {
+    /// (step, loss, learning rate) not yet read.
+    pending: Vec<(i64, Tensor, f64)>,
+    recent: Vec<f64>,
+}
+
+impl Losses {
+    fn push(&mut self, step: i64, loss: Tensor, lr: f64) {
+        self.pending.push((step, loss, lr));
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Reads the pending losses in one transfer, reports those on a log
+    /// step, and fails on the first that is not finite.
+    fn read(&mut self, log_every: i64, steps: i64, observer: &mut dyn Observer) -> Result<()> {
+        let pending = std::mem::take(&mut self.pending);
+        let stacked = Tensor::stack(&pending.iter().map(|(_, loss, _)| loss.to_kind(Kind::Double)).collect::<Vec<_>>(), 0);
+        let values = Vec::<f64>::try_from(stacked.to_device(Device::Cpu))?;
+        for ((step, _, lr), loss) in pending.into_iter().zip(values) {
+            if !loss.is_finite() {
+                bail!("train/loss is {loss} at step {step}: training diverged (try a lower train.lr or more train.warmup_steps)");
+            }
+            if step % log_every == 0 || step == steps {
+                observer.metric(step, "train/loss", loss);
+                observer.metric(step, "train/lr", lr);
+            }
+            observer.loss_read(step, loss);
+            self.recent.push(loss);
+        }
+        let excess = self.recent.len().saturating_sub(FINAL_LOSS_WINDOW);
+        self.recent.drain(..excess);
+        Ok(())
+    }
+
+    /// The mean of the last [`FINAL_LOSS_WINDOW`] losses.
+    fn final_loss(&self) -> f64 {
+        self.recent.iter().sum::<f64>() / self.recent.len().max(1) as f64
+    }
 }

@@ -1,0 +1,57 @@
+//! One optimisation step of the masked-LM objective, shared by training and
+//! `bertlab bench`: forward under the trial's precision, backward (with loss
+//! scaling in fp16), clip, fused AdamW. Nothing in it reads a value back to
+//! the host, so on a GPU the CPU runs ahead queueing the next steps; the
+//! loss comes back as a device tensor for the caller to read when it logs.
+use super::eval::masked_loss;
+use super::optimizer::AdamW;
+use super::precision::{LossScaler, Precision};
+use crate::config::TrainSection;
+use crate::data::batches::Batch;
+use anyhow::Result;
+use models::MaskedLm;
+use tch::{nn::VarStore, Device};
+
+pub struct Stepper {
+    optimizer: AdamW,
+    precision: Precision,
+    scaler: Option<LossScaler>,
+    device: Device,
+    grad_clip: f64,
+}
+
+impl Stepper {
+    pub fn new(vs: &VarStore, train: &TrainSection, precision: Precision) -> Stepper {
+        let device = vs.device();
+        Stepper {
+            optimizer: AdamW::new(vs, train),
+            scaler: (precision == Precision::Fp16).then(|| LossScaler::new(device)),
+            precision,
+            device,
+            grad_clip: train.grad_clip,
+        }
+    }
+
+    /// Trains on `batch` at learning rate `lr`; returns the batch's loss as
+    /// a 0-dim fp32 tensor on the device, detached from the graph.
+    pub fn step(&mut self, model: &dyn MaskedLm, batch: &Batch, lr: f64) -> Result<tch::Tensor> {
+        self.optimizer.zero_grad();
+        let loss = self.precision.forward(self.device, || masked_loss(model, batch))?;
+        let found_inf = match &mut self.scaler {
+            None => {
+                loss.backward();
+                None
+            }
+            Some(scaler) => {
+                scaler.scale(&loss).backward();
+                Some(scaler.unscale(&self.optimizer.grads())?.shallow_clone())
+            }
+        };
+        let _norm_before_clipping = self.optimizer.clip_grad_norm(self.grad_clip)?;
+        self.optimizer.step(lr, found_inf.as_ref())?;
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update();
+        }
+        Ok(loss.detach())
+    }
+}

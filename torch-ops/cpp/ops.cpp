@@ -1,0 +1,122 @@
+// The libtorch calls bertlab needs that tch 0.24 does not bind. Each entry
+// point catches C++ exceptions and returns non-zero, leaving the message for
+// torch_ops_error(), so a libtorch error becomes a Rust error, not an abort.
+// Tensors cross as `at::Tensor*`, the representation tch's C API uses.
+#include <ATen/ATen.h>
+#include <ATen/Context.h>
+#include <ATen/DeviceAccelerator.h>
+#include <ATen/autocast_mode.h>
+#include <string>
+#include <vector>
+
+namespace {
+thread_local std::string last_error;
+
+std::vector<at::Tensor> list(at::Tensor** tensors, int n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
+  return out;
+}
+
+std::optional<at::Tensor> maybe(at::Tensor* t) {
+  return t ? std::optional<at::Tensor>(*t) : std::nullopt;
+}
+
+at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
+
+template <typename F>
+int guarded(F f) {
+  try {
+    f();
+    return 0;
+  } catch (const std::exception& e) {
+    last_error = e.what();
+    return 1;
+  }
+}
+}  // namespace
+
+extern "C" {
+
+const char* torch_ops_error() { return last_error.c_str(); }
+
+// Autocast state is per thread and per device type; `dtype` is a c10
+// ScalarType code (BFloat16 = 15, Half = 5).
+int torch_ops_autocast_enter(int cuda, int dtype) {
+  return guarded([&] {
+    at::autocast::set_autocast_dtype(device_type(cuda), static_cast<at::ScalarType>(dtype));
+    at::autocast::set_autocast_enabled(device_type(cuda), true);
+    at::autocast::increment_nesting();
+  });
+}
+
+// Leaving the outermost region drops the cached low-precision copies of the
+// weights, as torch.autocast's __exit__ does.
+int torch_ops_autocast_exit(int cuda) {
+  return guarded([&] {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_autocast_enabled(device_type(cuda), false);
+  });
+}
+
+// One multi-tensor AdamW step over a parameter group (torch.optim.AdamW with
+// fused=True). `steps` are per-parameter float step counters, advanced here
+// before the kernel reads them, as torch.optim does; with `found_inf`
+// non-null the update is skipped on the device when it is non-zero, with no
+// host synchronisation.
+int torch_ops_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** exp_avgs, at::Tensor** exp_avg_sqs,
+                          at::Tensor** steps, int n, double lr, double beta1, double beta2, double weight_decay,
+                          double eps, at::Tensor* found_inf) {
+  return guarded([&] {
+    auto counters = list(steps, n);
+    at::_foreach_add_(counters, 1);
+    at::_fused_adamw_(list(params, n), list(grads, n), list(exp_avgs, n), list(exp_avg_sqs, n), {}, counters, lr,
+                      beta1, beta2, weight_decay, eps, /*amsgrad=*/false, /*maximize=*/false, std::nullopt,
+                      maybe(found_inf));
+    // A skipped update does not count as a step (torch.optim does the same).
+    if (found_inf) at::_foreach_sub_(counters, std::vector<at::Tensor>(n, found_inf->reshape({})));
+  });
+}
+
+// Scales gradients so their global L2 norm is at most max_norm, computing the
+// factor on the device (torch.nn.utils.clip_grad_norm_): nothing is read back.
+// Writes the norm before clipping, a 0-dim tensor, to *total.
+int torch_ops_clip_grad_norm(at::Tensor** grads, int n, double max_norm, at::Tensor** total) {
+  return guarded([&] {
+    auto gs = list(grads, n);
+    auto norms = at::_foreach_norm(gs, 2);
+    auto norm = at::linalg_vector_norm(at::stack(norms), 2);
+    if (max_norm > 0) {
+      auto coef = (max_norm / (norm + 1e-6)).clamp_max(1.0);
+      at::_foreach_mul_(gs, coef);
+    }
+    *total = new at::Tensor(norm);
+  });
+}
+
+// Divides gradients by the loss scale and sets found_inf if any is not finite
+// (torch.amp.GradScaler.unscale_).
+int torch_ops_unscale(at::Tensor** grads, int n, at::Tensor* found_inf, at::Tensor* inv_scale) {
+  return guarded([&] { at::_amp_foreach_non_finite_check_and_unscale_(list(grads, n), *found_inf, *inv_scale); });
+}
+
+int torch_ops_allow_tf32(int allow) {
+  return guarded([&] {
+    at::globalContext().setAllowTF32CuBLAS(allow != 0);
+    at::globalContext().setAllowTF32CuDNN(allow != 0);
+  });
+}
+
+// Peak bytes allocated on an accelerator device since the last reset.
+int torch_ops_peak_memory(int device, int64_t* bytes) {
+  return guarded([&] {
+    auto stats = at::accelerator::getDeviceStats(device);
+    *bytes = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  });
+}
+
+int torch_ops_reset_peak_memory(int device) {
+  return guarded([&] { at::accelerator::resetPeakStats(device); });
+}
+}
