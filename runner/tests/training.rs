@@ -143,3 +143,36 @@ fn every_precision_trains_and_auto_is_fp32_on_the_cpu() {
     }
     assert_eq!(last["auto"], last["fp32"], "{last:?}");
 }
+
+#[test]
+fn jobs_2_runs_trials_in_worker_processes_with_the_results_of_jobs_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let sweep = "[sweep.grid]\n\"model.hidden\" = [16, 32]\n\"train.lr\" = [1e-3, 2e-3]";
+    let file = write(dir.path(), "jobs.toml", &experiment("jobs", "steps = 30\neval_every = 15", sweep));
+    let mut finals = Vec::new();
+    for jobs in ["1", "2"] {
+        let out = dir.path().join(format!("jobs{jobs}"));
+        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--jobs", jobs]));
+        assert_eq!(r.code, 0, "--jobs {jobs}: {}", r.stderr);
+        let trials = read_table(&out.join("trials.parquet"));
+        assert_eq!(strings(&trials, "status"), ["completed"; 4], "--jobs {jobs}");
+        let metrics = read_table(&out.join("metrics.parquet"));
+        let mut by_trial = std::collections::BTreeMap::new();
+        for id in strings(&trials, "trial_id") {
+            // Every point of every series arrived, in order.
+            assert_eq!(series(&metrics, &id, "train/loss").len(), 30, "--jobs {jobs}");
+            let eval: Vec<i64> = series(&metrics, &id, "eval/loss").iter().map(|p| p.0).collect();
+            assert_eq!(eval, [0, 15, 30], "--jobs {jobs}");
+            assert!(out.join("trials").join(&id).join("model.safetensors").is_file());
+            by_trial.insert(id.clone(), series(&metrics, &id, "eval/loss").last().unwrap().1);
+        }
+        finals.push(by_trial);
+    }
+    // Same trials, same seeds: the same losses, up to the summation order of
+    // a different thread count per process.
+    assert_eq!(finals[0].keys().collect::<Vec<_>>(), finals[1].keys().collect::<Vec<_>>());
+    for (id, loss) in &finals[0] {
+        let other = finals[1][id];
+        assert!((loss - other).abs() < 1e-3 * loss.abs(), "{id}: --jobs 1 {loss} vs --jobs 2 {other}");
+    }
+}

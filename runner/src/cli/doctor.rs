@@ -12,7 +12,7 @@ pub fn print() -> Result<()> {
     let count = tch::Cuda::device_count();
     if tch::Cuda::is_available() {
         println!("cuda          available: {count} device(s), cuDNN {}", tch::utils::version_cudnn());
-        let names = nvidia_gpu_names();
+        let names = crate::train::device::gpu_names();
         for index in 0..count as usize {
             println!("  cuda:{index}      {}", names.get(index).map(String::as_str).unwrap_or("(name unknown)"));
         }
@@ -56,21 +56,4 @@ fn libtorch_version(lib_dir: &Path) -> Option<String> {
         return Some(line.split(['\'', '"']).nth(1)?.to_string());
     }
     std::fs::read_to_string(root.join("build-version")).ok().map(|s| s.trim().to_string())
-}
-
-/// GPU names as the NVIDIA driver reports them, in PCI bus order (CUDA's
-/// order for identical devices). tch has no binding for device properties.
-fn nvidia_gpu_names() -> Vec<String> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir("/proc/driver/nvidia/gpus")
-        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    entries.sort();
-    entries
-        .iter()
-        .filter_map(|gpu| {
-            let info = std::fs::read_to_string(gpu.join("information")).ok()?;
-            let model = info.lines().find_map(|l| l.strip_prefix("Model:"))?;
-            Some(model.trim().to_string())
-        })
-        .collect()
 }

@@ -1,6 +1,7 @@
 //! The command line: argument parsing and one module per subcommand.
 //! Exit codes: 0 everything ran, 1 a trial (or the tool) failed, 2 the
 //! input was rejected and nothing ran.
+mod bench;
 mod doctor;
 mod export;
 mod forward;
@@ -10,6 +11,7 @@ mod progress;
 mod report;
 mod run;
 mod sync;
+mod worker;
 
 use crate::error::InputError;
 use clap::{Parser, Subcommand};
@@ -46,6 +48,12 @@ enum Command {
     Export(export::ExportArgs),
     /// libtorch version, CUDA devices, threads.
     Doctor,
+    /// Time training steps of one configuration: tokens/s, step time, model
+    /// FLOPs utilisation, peak memory.
+    Bench(bench::BenchArgs),
+    /// One trial of `run --jobs N`, configured on stdin (internal).
+    #[command(hide = true)]
+    Worker(worker::WorkerArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -70,6 +78,8 @@ pub fn main() -> i32 {
         Command::Report(args) => report::report(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),
+        Command::Bench(args) => bench::bench(args),
+        Command::Worker(args) => worker::serve(args),
     };
     match result {
         Ok(code) => code,

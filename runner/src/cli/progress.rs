@@ -1,6 +1,6 @@
 //! The sweep's display: a bar for the sweep and one for the running trial on
 //! a terminal; plain lines (one per trial) when output goes to a file or CI.
-use crate::launch::local::SweepDisplay;
+use crate::launch::SweepDisplay;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 

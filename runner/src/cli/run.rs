@@ -5,7 +5,7 @@ use super::progress::Progress;
 use crate::config::{self, Loaded};
 use crate::data::{self, cache::Cache, Dataset};
 use crate::error::InputError;
-use crate::launch::local::{self, Job, Tally};
+use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
 use crate::sweep::{self, Trial};
 use crate::track::{self, client::KeyValue, Tracker};
@@ -29,7 +29,8 @@ pub struct RunArgs {
     /// Device for every trial, overriding train.device: auto, cpu, cuda, cuda:N.
     #[arg(long)]
     device: Option<String>,
-    /// Trials run one at a time on this machine; only 1 is supported yet.
+    /// Trials run at once, each in its own worker process: GPUs are taken in
+    /// turn, CPU threads are divided between CPU trials.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     /// Run every trial again, even those completed in an earlier run.
@@ -48,8 +49,8 @@ struct Planned {
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
-    if args.jobs != 1 {
-        return Err(InputError::new("only --jobs 1 is supported yet").key("--jobs").into());
+    if args.jobs == 0 {
+        return Err(InputError::new("must be at least 1").key("--jobs").into());
     }
     let files = expand_files(&args.files)?;
     if args.out.is_some() && files.len() > 1 {
@@ -72,7 +73,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     for plan in &mut planned {
         let datasets = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &datasets)?;
-        let tally = run_one(plan, &jobs, args.fresh)?;
+        let tally = run_one(plan, &jobs, args.fresh, args.jobs)?;
         worst = worst.max(i32::from(tally.failed > 0));
     }
     Ok(worst)
@@ -210,7 +211,7 @@ fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Ve
     Ok(jobs)
 }
 
-fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
+fn run_one(plan: &Planned, jobs: &[Job], fresh: bool, parallel: usize) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let mut store = Store::open(&plan.out)?;
     let mut notes = Vec::new();
@@ -225,7 +226,8 @@ fn run_one(plan: &Planned, jobs: &[Job], fresh: bool) -> Result<Tally> {
     deliver_spool(&plan.out);
     let tracker = tracker(plan, jobs);
     let progress = Progress::new(jobs.len() as u64);
-    let tally = local::run(&experiment.name, jobs, &mut store, fresh, &progress, tracker.as_ref())?;
+    let sinks = Sinks { experiment: &experiment.name, display: &progress, tracker: tracker.as_ref() };
+    let tally = launch::run(jobs, &mut store, fresh, parallel, &sinks)?;
     progress.finish();
 
     run_info(plan, jobs).write(&plan.out)?;

@@ -26,16 +26,30 @@ pub struct Loaded {
 pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
     let layers = extends::chain(path)?;
     let files = layers.iter().fold(Figment::new(), |f, layer| f.merge(Toml::file_exact(&layer.path)));
+    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
+    let loaded = layered(files, path.to_owned(), layers, sets, &name)?;
+    if loaded.experiment.data.corpus.is_empty() {
+        return Err(loaded.error_at("data.corpus", "no corpus given: add glob patterns, e.g. [\"data/*.txt\"]"));
+    }
+    Ok(loaded)
+}
+
+/// The built-in defaults with environment variables and `--set` flags on
+/// top, for commands that need a configuration but no corpus (`bench`).
+pub fn load_defaults(sets: &[String], name: &str) -> Result<Loaded, InputError> {
+    layered(Figment::new(), PathBuf::from("(built-in defaults)"), Vec::new(), sets, name)
+}
+
+fn layered(files: Figment, path: PathBuf, layers: Vec<Layer>, sets: &[String], default_name: &str) -> Result<Loaded, InputError> {
     let figment = files
         // Only double-underscore names are keys (BERTLAB_TRAIN__STEPS): other
         // BERTLAB_ variables (BERTLAB_CACHE_DIR) configure the tool itself.
         .merge(Env::prefixed("BERTLAB_").filter(|k| k.as_str().contains("__")).split("__"))
         .merge(SetFlags::parse(sets)?);
     let experiment = figment.extract().map_err(|e| figment_error(e, &layers))?;
-    let mut loaded = Loaded { path: path.to_owned(), experiment, figment, layers };
+    let mut loaded = Loaded { path, experiment, figment, layers };
     if loaded.experiment.experiment.name.is_empty() {
-        loaded.experiment.experiment.name =
-            path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
+        loaded.experiment.experiment.name = default_name.into();
     }
     let checks = [loaded.experiment.data.check(), loaded.experiment.train.check()];
     if let Some(Err((key, message))) = checks.into_iter().find(Result::is_err) {

@@ -6,5 +6,5 @@ pub mod load;
 pub mod locate;
 pub mod schema;
 
-pub use load::{load, Loaded};
+pub use load::{load, load_defaults, Loaded};
 pub use schema::{ConstraintsSection, DataSection, ExperimentFile, ExperimentSection, Goal, SweepSection, TrainSection};

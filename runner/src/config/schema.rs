@@ -227,7 +227,6 @@ fn require(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Res
 
 impl DataSection {
     pub fn check(&self) -> Result<(), Violation> {
-        require(!self.corpus.is_empty(), "data.corpus", || "no corpus given: add glob patterns, e.g. [\"data/*.txt\"]".into())?;
         require(self.vocab_size >= 16, "data.vocab_size", || format!("{} is too small (at least 16)", self.vocab_size))?;
         require(self.seq_len >= 4, "data.seq_len", || format!("{} is too short (at least 4: [CLS], two tokens, [SEP])", self.seq_len))?;
         require(self.eval_fraction > 0.0 && self.eval_fraction <= 0.5, "data.eval_fraction", || {

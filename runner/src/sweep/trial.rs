@@ -16,7 +16,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Everything one training run needs, as written to its `config.toml`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrialConfig {
     /// The plugin name (`[experiment] model`).
     pub plugin: String,

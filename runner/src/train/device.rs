@@ -1,5 +1,6 @@
 //! `train.device`: `auto` (the first CUDA device if there is one, else the
 //! CPU), `cpu`, `cuda` or `cuda:N`.
+use std::path::PathBuf;
 use tch::Device;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,6 +56,23 @@ pub fn native_bf16(index: usize) -> bool {
         }
         _ => true,
     }
+}
+
+/// GPU names as the NVIDIA driver reports them, in PCI bus order (CUDA's
+/// order for identical devices). tch has no binding for device properties.
+pub fn gpu_names() -> Vec<String> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+        .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    entries.sort();
+    entries
+        .iter()
+        .filter_map(|gpu| {
+            let info = std::fs::read_to_string(gpu.join("information")).ok()?;
+            let model = info.lines().find_map(|l| l.strip_prefix("Model:"))?;
+            Some(model.trim().to_string())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,10 +2,13 @@
 //! precision ([`precision`]), the optimiser ([`optimizer`]) and its schedule
 //! ([`schedule`]), the masked-LM loss and evaluation ([`eval`]), one
 //! optimisation step ([`step`]), and the loop that ties them together
-//! ([`trainer`]).
+//! ([`trainer`]); timing steps for `bertlab bench` ([`benchmark`]) against
+//! the device's peak ([`peak_flops`]).
+pub mod benchmark;
 pub mod device;
 pub mod eval;
 pub mod optimizer;
+pub mod peak_flops;
 pub mod precision;
 pub mod schedule;
 pub mod step;

@@ -1,0 +1,25 @@
+//! `bertlab worker` (hidden): one trial of `run --jobs N`; see
+//! `launch::protocol` for what it reads and writes.
+use crate::launch::protocol;
+use crate::train::device;
+use anyhow::{anyhow, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// The device the sweep placed this trial on: cpu or cuda:N.
+    #[arg(long)]
+    device: String,
+    /// libtorch's intra-op threads: this worker's share of the machine.
+    #[arg(long)]
+    threads: i32,
+    /// The trial's folder in the run folder.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+pub fn serve(args: WorkerArgs) -> Result<i32> {
+    let target = device::parse(&args.device).and_then(device::resolve).map_err(|m| anyhow!(m))?;
+    protocol::serve(target, args.threads, &args.dir)
+}

@@ -1,0 +1,128 @@
+//! What a worker process (`bertlab worker`, started by `run --jobs N`) and
+//! the sweep that started it say to each other: the worker reads its trial's
+//! resolved configuration as JSON on stdin and writes one JSON event per
+//! line on stdout (metric points, progress, then how the trial ended). Its
+//! stderr goes to the trial's `worker.log`.
+use super::local::catch_panics;
+use crate::data::{self, cache::Cache};
+use crate::sweep::TrialConfig;
+use crate::train::{self, Observer, Outcome};
+use anyhow::{Context, Result};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::Path;
+use tch::Device;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Metric { step: i64, key: String, value: Number },
+    Step { step: i64 },
+    Loss { step: i64, loss: Number },
+    Completed { params: i64, tokens: i64, flops: f64, metrics: BTreeMap<String, Number> },
+    Failed { error: String },
+}
+
+/// An f64 that survives JSON even when it is NaN or infinite (written as
+/// text), as an evaluation of a diverged model can be.
+#[derive(Debug, Clone, Copy)]
+pub struct Number(pub f64);
+
+impl Serialize for Number {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_finite() {
+            s.serialize_f64(self.0)
+        } else {
+            s.serialize_str(&self.0.to_string())
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Wire {
+            Finite(f64),
+            Text(String),
+        }
+        match Wire::deserialize(d)? {
+            Wire::Finite(v) => Ok(Number(v)),
+            Wire::Text(t) => t.parse().map(Number).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Event {
+    /// The outcome this event reports, if it is the last one.
+    pub fn ending(self) -> Option<Result<Outcome>> {
+        match self {
+            Event::Completed { params, tokens, flops, metrics } => {
+                Some(Ok(Outcome { params, tokens, flops, metrics: metrics.into_iter().map(|(k, v)| (k, v.0)).collect() }))
+            }
+            Event::Failed { error } => Some(Err(anyhow::anyhow!(error))),
+            _ => None,
+        }
+    }
+
+    /// Replays a progress event on `observer`; false for an ending.
+    pub fn replay(&self, observer: &mut dyn Observer) -> bool {
+        match self {
+            Event::Metric { step, key, value } => observer.metric(*step, key, value.0),
+            Event::Step { step } => observer.step_done(*step),
+            Event::Loss { step, loss } => observer.loss_read(*step, loss.0),
+            Event::Completed { .. } | Event::Failed { .. } => return false,
+        }
+        true
+    }
+}
+
+/// The worker's side: trains the trial on stdin into `trial_dir` and
+/// reports on stdout. The tokenizer and packed data come from the cache the
+/// sweep filled before starting workers.
+pub fn serve(device: Device, threads: i32, trial_dir: &Path) -> Result<i32> {
+    tch::set_num_threads(threads);
+    let mut input = String::new();
+    std::io::stdin().lock().read_line(&mut input).context("reading the trial configuration")?;
+    let config: TrialConfig = serde_json::from_str(&input).context("parsing the trial configuration")?;
+    let mut out = Emitter(std::io::stdout().lock());
+    let result = catch_panics(|| {
+        let data = data::prepare(&config.data, &Cache::from_env())?;
+        train::train(&config, &data, device, trial_dir, &mut out)
+    });
+    out.emit(&match result {
+        Ok(o) => Event::Completed {
+            params: o.params,
+            tokens: o.tokens,
+            flops: o.flops,
+            metrics: o.metrics.into_iter().map(|(k, v)| (k, Number(v))).collect(),
+        },
+        Err(e) => Event::Failed { error: format!("{e:#}") },
+    });
+    Ok(0)
+}
+
+struct Emitter<W: Write>(W);
+
+impl<W: Write> Emitter<W> {
+    fn emit(&mut self, event: &Event) {
+        // A sweep that stopped listening has nothing left to tell.
+        let line = serde_json::to_string(event).expect("events serialise");
+        let _ = writeln!(self.0, "{line}").and_then(|_| self.0.flush());
+    }
+}
+
+impl<W: Write> Observer for Emitter<W> {
+    fn metric(&mut self, step: i64, key: &str, value: f64) {
+        self.emit(&Event::Metric { step, key: key.into(), value: Number(value) });
+    }
+
+    fn step_done(&mut self, step: i64) {
+        self.emit(&Event::Step { step });
+    }
+
+    fn loss_read(&mut self, step: i64, loss: f64) {
+        self.emit(&Event::Loss { step, loss: Number(loss) });
+    }
+}

@@ -1,0 +1,142 @@
+//! One trial's bookkeeping from its start to its end, whichever process
+//! trains it: the store's `running` row and log, the progress bar, the
+//! metric points (with their wall time) and the MLflow records; at the end
+//! the summary line and the trial's row in the tables.
+use crate::data::Dataset;
+use crate::store::{Ending, MetricPoint, RunDir, Store};
+use crate::sweep::Trial;
+use crate::track::client::Metric;
+use crate::track::Tracker;
+use crate::train::{Observer, Outcome};
+use anyhow::Result;
+use indicatif::ProgressBar;
+use std::time::Instant;
+use tch::Device;
+
+/// A trial ready to run: its data and device resolved.
+pub struct Job<'a> {
+    pub trial: Trial,
+    pub data: &'a Dataset,
+    pub device: Device,
+}
+
+/// What the sweep display needs from its caller.
+pub trait SweepDisplay: Sync {
+    /// A message for the user (above the bars on a terminal).
+    fn line(&self, message: &str);
+    /// A progress bar for one trial of `steps` steps.
+    fn trial_bar(&self, label: &str, steps: u64) -> ProgressBar;
+    /// One trial is done (run or skipped).
+    fn advance(&self);
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Tally {
+    pub completed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+}
+
+/// Where a sweep's records go.
+pub struct Sinks<'a> {
+    pub experiment: &'a str,
+    pub display: &'a dyn SweepDisplay,
+    pub tracker: Option<&'a Tracker>,
+}
+
+pub struct Session<'a> {
+    trial: &'a Trial,
+    dir: RunDir,
+    started: Instant,
+    /// The start as epoch milliseconds, for MLflow's timestamps.
+    start_ms: i64,
+    points: Vec<MetricPoint>,
+    bar: ProgressBar,
+    tracker: Option<&'a Tracker>,
+}
+
+impl<'a> Session<'a> {
+    /// Records the trial as running and opens its progress bar.
+    pub fn open(trial: &'a Trial, store: &mut Store, sinks: &Sinks<'a>) -> Result<Session<'a>> {
+        store.begin(sinks.experiment, trial)?;
+        let label = format!("{} {}", trial.id, trial.label());
+        let bar = sinks.display.trial_bar(&label, trial.config.train.steps as u64);
+        if let Some(tracker) = sinks.tracker {
+            tracker.trial_started(trial, label);
+        }
+        Ok(Session {
+            trial,
+            dir: RunDir { root: store.dir.root.clone() },
+            started: Instant::now(),
+            start_ms: crate::track::now_ms(),
+            points: Vec::new(),
+            bar,
+            tracker: sinks.tracker,
+        })
+    }
+
+    /// Records how the trial ended, in the tables, the log, the display and
+    /// MLflow.
+    pub fn close(self, result: Result<Outcome>, store: &mut Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+        let trial = self.trial;
+        self.bar.finish_and_clear();
+        let wall_s = self.started.elapsed().as_secs_f64();
+        let ending = match result {
+            Ok(outcome) => {
+                tally.completed += 1;
+                let summary = format!(
+                    "done  {} {}: eval/loss {:.4}, eval/accuracy {:.3}, {:.0} tokens/s, {:.1}s",
+                    trial.id,
+                    trial.label(),
+                    outcome.metrics["eval/loss"],
+                    outcome.metrics["eval/accuracy"],
+                    outcome.metrics["perf/tokens_per_s"],
+                    wall_s
+                );
+                self.dir.log(&trial.id, &summary);
+                sinks.display.line(&summary);
+                Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
+            }
+            Err(error) => {
+                tally.failed += 1;
+                let error = format!("{error:#}");
+                self.dir.log(&trial.id, &format!("failed: {error}"));
+                sinks.display.line(&format!("FAIL  {} {}: {error}", trial.id, trial.label()));
+                Ending::Failed { error }
+            }
+        };
+        if let Some(tracker) = sinks.tracker {
+            let error = match &ending {
+                Ending::Failed { error } => Some(error.clone()),
+                Ending::Completed { .. } => None,
+            };
+            tracker.trial_ended(&trial.id, error, vec![self.dir.trial_dir(&trial.id).join("config.toml")]);
+        }
+        store.finish(sinks.experiment, trial, ending, wall_s, &self.points)?;
+        sinks.display.advance();
+        Ok(())
+    }
+}
+
+impl Observer for Session<'_> {
+    fn metric(&mut self, step: i64, key: &str, value: f64) {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        if !key.starts_with("train/") {
+            self.dir.log(&self.trial.id, &format!("step {step} {key} {value:.6} ({wall_s:.1}s)"));
+        }
+        self.points.push(MetricPoint { step, key: key.to_string(), value, wall_s });
+        // JSON has no NaN or infinity, so MLflow's REST API cannot take them.
+        if let Some(tracker) = self.tracker.filter(|_| value.is_finite()) {
+            let timestamp = self.start_ms + (wall_s * 1000.0) as i64;
+            tracker.metric(&self.trial.id, Metric { key: key.to_string(), value, timestamp, step });
+        }
+    }
+
+    fn step_done(&mut self, step: i64) {
+        self.bar.set_position(step as u64);
+    }
+
+    fn loss_read(&mut self, _step: i64, loss: f64) {
+        self.bar.set_message(format!("loss {loss:.3}"));
+    }
+}
