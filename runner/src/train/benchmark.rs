@@ -11,7 +11,7 @@ use crate::sweep::TrialConfig;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
-use tch::{nn::VarStore, Device};
+use tch::Device;
 
 /// Token ids below this are reserved, as in the tokenizers bertlab trains:
 /// [PAD], [UNK], [CLS], [SEP], [MASK].
@@ -36,9 +36,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).context("model.vocab_size is set")? as u32;
     let seq_len = config.data.seq_len as usize;
-    tch::manual_seed(config.seed as i64);
-    let vs = VarStore::new(device);
-    let model = plugin.build(&vs.root(), &config.model)?;
+    let (vs, model) = super::trainer::build(config, device)?;
     let precision = Precision::resolve(&config.train.precision, device);
     torch_ops::allow_tf32(config.train.tf32)?;
     let mut stepper = Stepper::new(&vs, &config.train, precision);
@@ -51,14 +49,14 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     let source = TrainBatches::new(&packed, &masker, config.train.batch_size as usize, config.seed);
     let lr = config.train.lr;
 
+    if let Device::Cuda(index) = device {
+        torch_ops::reset_peak_memory(index)?;
+    }
     let (elapsed, final_loss) = prefetched(source, |next_batch| -> Result<_> {
         for _ in 0..warmup {
             let _loss = stepper.step(model.as_ref(), &next_batch().to(device), lr)?;
         }
         synchronize(device);
-        if let Device::Cuda(index) = device {
-            torch_ops::reset_peak_memory(index)?;
-        }
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {

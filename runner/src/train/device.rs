@@ -59,20 +59,31 @@ pub fn native_bf16(index: usize) -> bool {
 }
 
 /// GPU names as the NVIDIA driver reports them, in PCI bus order (CUDA's
-/// order for identical devices). tch has no binding for device properties.
+/// order for identical devices): from /proc, else from nvidia-smi (some
+/// sandboxes hide the driver's /proc folder). tch binds no device properties.
 pub fn gpu_names() -> Vec<String> {
     let mut entries: Vec<PathBuf> = std::fs::read_dir("/proc/driver/nvidia/gpus")
         .map(|dir| dir.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default();
     entries.sort();
-    entries
+    let names: Vec<String> = entries
         .iter()
         .filter_map(|gpu| {
             let info = std::fs::read_to_string(gpu.join("information")).ok()?;
             let model = info.lines().find_map(|l| l.strip_prefix("Model:"))?;
             Some(model.trim().to_string())
         })
-        .collect()
+        .collect();
+    if !names.is_empty() {
+        return names;
+    }
+    std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

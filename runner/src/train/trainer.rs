@@ -14,6 +14,7 @@ use crate::data::Dataset;
 use crate::sweep::TrialConfig;
 use crate::model_dir::ModelDir;
 use anyhow::{bail, Context, Result};
+use models::MaskedLm;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -47,9 +48,7 @@ const FINAL_LOSS_WINDOW: usize = 10;
 pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let train = &config.train;
-    tch::manual_seed(config.seed as i64);
-    let vs = VarStore::new(device);
-    let model = plugin.build(&vs.root(), &config.model)?;
+    let (vs, model) = build(config, device)?;
     if let Some(init) = &config.init {
         let report = ModelDir::open(std::path::Path::new(init))?.load(&vs)?;
         if !report.fresh.is_empty() {
@@ -118,6 +117,18 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
         ("perf/tokens_per_s".to_string(), tokens_per_s),
     ]);
     Ok(Outcome { metrics, params, tokens: tokens as i64, flops: flops_per_token as f64 * tokens as f64 })
+}
+
+/// The trial's model with its initial weights, on `device`. The weights are
+/// drawn on the CPU and then moved, so a seed gives the same initial model
+/// on every device (CUDA's generator draws different numbers).
+pub fn build(config: &TrialConfig, device: Device) -> Result<(VarStore, Box<dyn MaskedLm>)> {
+    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    tch::manual_seed(config.seed as i64);
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = plugin.build(&vs.root(), &config.model)?;
+    vs.set_device(device);
+    Ok((vs, model))
 }
 
 /// Steps between reads of the losses: reading one waits for the device to
