@@ -176,3 +176,31 @@ fn jobs_2_runs_trials_in_worker_processes_with_the_results_of_jobs_1() {
         assert!((loss - other).abs() < 1e-3 * loss.abs(), "{id}: --jobs 1 {loss} vs --jobs 2 {other}");
     }
 }
+
+/// Runs only where libtorch sees a GPU (CI has none; run it on a GPU machine
+/// with `cargo test --release --test training -- gpu`).
+#[test]
+fn gpu_fp32_curve_matches_the_cpu_curve_for_the_same_seed() {
+    let doctor = run(bertlab().arg("doctor"));
+    if !doctor.stdout.contains("cuda          available") {
+        eprintln!("skipped: no CUDA device");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // No dropout: the CPU's and the GPU's random generators differ.
+    let model = "[model]\nlayers = 2\nhidden = 64\nheads = 2\ndropout = 0.0\nattention_dropout = 0.0";
+    let file = write(dir.path(), "gpu.toml", &experiment("gpu", "steps = 60\neval_every = 20\nprecision = \"fp32\"", "").replace("[model]\nlayers = 1\nhidden = 32\nheads = 2", model));
+    let mut curves = Vec::new();
+    for device in ["cpu", "cuda"] {
+        let out = dir.path().join(device);
+        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--device", device]));
+        assert_eq!(r.code, 0, "{device}: {}", r.stderr);
+        let metrics = read_table(&out.join("metrics.parquet"));
+        let id = &strings(&read_table(&out.join("trials.parquet")), "trial_id")[0];
+        curves.push(series(&metrics, id, "train/loss"));
+    }
+    assert_eq!(curves[0].len(), 60);
+    for ((step, cpu), (_, gpu)) in curves[0].iter().zip(&curves[1]) {
+        assert!((cpu - gpu).abs() < 1e-4 * cpu.abs(), "step {step}: cpu {cpu} vs cuda {gpu}");
+    }
+}

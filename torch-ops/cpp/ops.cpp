@@ -101,6 +101,21 @@ int torch_ops_unscale(at::Tensor** grads, int n, at::Tensor* found_inf, at::Tens
   return guarded([&] { at::_amp_foreach_non_finite_check_and_unscale_(list(grads, n), *found_inf, *inv_scale); });
 }
 
+// Drops the gradients (optimizer.zero_grad(set_to_none=True)): the next
+// backward pass then writes fresh gradients instead of adding into zeroed
+// ones, which saves a fill and an add per parameter.
+int torch_ops_clear_grads(at::Tensor** params, int n) {
+  return guarded([&] {
+    for (int i = 0; i < n; ++i) params[i]->mutable_grad().reset();
+  });
+}
+
+// A page-locked copy of a CPU tensor, from which a copy to the GPU can run
+// asynchronously (tch's binding passes a device argument libtorch deprecates).
+int torch_ops_pin_memory(at::Tensor* t, at::Tensor** out) {
+  return guarded([&] { *out = new at::Tensor(t->pin_memory()); });
+}
+
 int torch_ops_allow_tf32(int allow) {
   return guarded([&] {
     at::globalContext().setAllowTF32CuBLAS(allow != 0);

@@ -1,6 +1,7 @@
 //! Safe wrappers over the libtorch calls tch 0.24 does not bind (compiled
 //! from `cpp/ops.cpp`): the fused multi-tensor AdamW step, gradient clipping
-//! and loss-scale unscaling without host synchronisation, autocast on a given
+//! and loss-scale unscaling without host synchronisation, gradients dropped
+//! rather than zeroed, pinned host memory, autocast on a given
 //! device type with a given dtype (tch's `autocast` is CUDA-only and float16),
 //! TF32 matmuls, and an accelerator's peak-memory counter.
 use std::ffi::{c_char, c_int, CStr};
@@ -30,6 +31,8 @@ mod ffi {
         pub fn torch_ops_clip_grad_norm(grads: *const *mut C_tensor, n: c_int, max_norm: f64, total: *mut *mut C_tensor) -> c_int;
         pub fn torch_ops_unscale(grads: *const *mut C_tensor, n: c_int, found_inf: *mut C_tensor, inv_scale: *mut C_tensor) -> c_int;
         pub fn torch_ops_allow_tf32(allow: c_int) -> c_int;
+        pub fn torch_ops_clear_grads(params: *const *mut C_tensor, n: c_int) -> c_int;
+        pub fn torch_ops_pin_memory(t: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
         pub fn torch_ops_peak_memory(device: c_int, bytes: *mut i64) -> c_int;
         pub fn torch_ops_reset_peak_memory(device: c_int) -> c_int;
     }
@@ -154,6 +157,23 @@ pub fn unscale(grads: &[&Tensor], found_inf: &Tensor, inv_scale: &Tensor) -> Res
     check(unsafe { ffi::torch_ops_unscale(g.as_ptr(), g.len() as c_int, found_inf.as_ptr() as *mut C_tensor, inv_scale.as_ptr() as *mut C_tensor) })
 }
 
+/// Drops the parameters' gradients, like PyTorch's
+/// `zero_grad(set_to_none=True)`: the next backward pass writes fresh ones.
+pub fn clear_grads(params: &[&Tensor]) -> Result<()> {
+    let p = pointers(params);
+    // SAFETY: live tensors borrowed for the call.
+    check(unsafe { ffi::torch_ops_clear_grads(p.as_ptr(), p.len() as c_int) })
+}
+
+/// A copy of CPU tensor `t` in page-locked memory, for asynchronous copies
+/// to a GPU.
+pub fn pin_memory(t: &Tensor) -> Result<Tensor> {
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    // SAFETY: a live tensor; on success `out` is a new tensor we own.
+    check(unsafe { ffi::torch_ops_pin_memory(t.as_ptr() as *mut C_tensor, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
 /// Lets float32 matrix products and convolutions on CUDA use TF32.
 pub fn allow_tf32(allow: bool) -> Result<()> {
     // SAFETY: sets a process-wide flag.
@@ -218,6 +238,16 @@ mod tests {
         fused_adamw(&group, &hyper, None).unwrap();
         assert!((f64::try_from(&p.sum(Kind::Float)).unwrap() - 1.99).abs() < 1e-6);
         assert_eq!(f64::try_from(&step).unwrap(), 1.0);
+    }
+
+    #[test]
+    fn cleared_gradients_are_undefined_and_the_next_backward_writes_them() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        (&x * 2.0).sum(Kind::Float).backward();
+        clear_grads(&[&x]).unwrap();
+        assert!(!x.grad().defined());
+        (&x * 3.0).sum(Kind::Float).backward();
+        assert_eq!(f64::try_from(x.grad().sum(Kind::Float)).unwrap(), 6.0);
     }
 
     #[test]

@@ -317,10 +317,15 @@ impl BertSelfAttention {
     /// `mask`: `[batch, 1, 1, seq]` booleans, true where attention may look.
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
         let (batch, seq, hidden) = xs.size3().expect("hidden states are [batch, seq, hidden]");
-        let split = |t: Tensor| t.view([batch, seq, self.heads, hidden / self.heads]).transpose(1, 2);
-        let q = split(self.query.forward(xs));
-        let k = split(self.key.forward(xs));
-        let v = split(self.value.forward(xs));
+        // One matrix product for the three projections instead of three:
+        // fewer, larger kernels. The variables stay apart, as Hugging Face
+        // names them.
+        let parts = [&self.query, &self.key, &self.value];
+        let weight = Tensor::cat(&parts.map(|l| &l.ws), 0);
+        let bias = Tensor::cat(&parts.map(|l| l.bs.as_ref().expect("BERT's projections have biases")), 0);
+        // [batch, seq, 3, heads, head size] -> three [batch, heads, seq, head size]
+        let qkv = xs.linear(&weight, Some(&bias)).view([batch, seq, 3, self.heads, hidden / self.heads]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let dropout = if train { self.dropout } else { 0.0 };
         // libtorch's fused kernel (flash / memory-efficient / math, chosen per
         // device); scale defaults to 1/sqrt(head size) as in BERT.

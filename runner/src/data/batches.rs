@@ -32,7 +32,9 @@ impl Batch {
         if device == Device::Cpu {
             return self;
         }
-        let copy = |t: &Tensor| t.pin_memory(device).to_device_(device, t.kind(), true, false);
+        // Pinning can only fail for want of page-locked memory; a plain copy
+        // still works then.
+        let copy = |t: &Tensor| torch_ops::pin_memory(t).unwrap_or_else(|_| t.shallow_clone()).to_device_(device, t.kind(), true, false);
         Batch {
             input: EncoderInput {
                 input_ids: copy(&self.input.input_ids),

@@ -63,12 +63,10 @@ impl AdamW {
         self.groups.iter().flat_map(|g| g.params.iter())
     }
 
-    pub fn zero_grad(&mut self) {
-        for group in &mut self.groups {
-            for p in &mut group.params {
-                p.zero_grad();
-            }
-        }
+    /// Drops the gradients before a backward pass (set to none rather than
+    /// zeroed, as PyTorch's default).
+    pub fn zero_grad(&mut self) -> Result<()> {
+        Ok(torch_ops::clear_grads(&self.params().collect::<Vec<_>>())?)
     }
 
     /// The gradients of every parameter that has one.

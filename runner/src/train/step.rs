@@ -35,7 +35,7 @@ impl Stepper {
     /// Trains on `batch` at learning rate `lr`; returns the batch's loss as
     /// a 0-dim fp32 tensor on the device, detached from the graph.
     pub fn step(&mut self, model: &dyn MaskedLm, batch: &Batch, lr: f64) -> Result<tch::Tensor> {
-        self.optimizer.zero_grad();
+        self.optimizer.zero_grad()?;
         let loss = self.precision.forward(self.device, || masked_loss(model, batch))?;
         let found_inf = match &mut self.scaler {
             None => {
