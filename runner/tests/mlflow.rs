@@ -98,7 +98,9 @@ fn a_sweep_is_one_parent_run_with_a_child_per_trial_holding_every_point() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let file = write(dir.path(), "tracked.toml", &experiment("tracked", "steps = 12\neval_every = 4", "[sweep.grid]\n\"model.hidden\" = [32, 48, 64]"));
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &server.uri));
+    // Two at a time, in worker processes: their points reach MLflow through
+    // the sweep process like those of in-process trials (the other tests).
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--jobs", "2"]).env("MLFLOW_TRACKING_URI", &server.uri));
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("all records delivered to MLflow"), "{}", r.stderr);
 

@@ -100,12 +100,19 @@ fn rerun_skips_completed_trials_and_a_changed_value_runs_only_new_ones() {
 
 #[test]
 fn a_diverging_trial_is_recorded_as_failed_and_the_others_still_run() {
+    // In this process, and in worker processes.
+    for jobs in ["1", "2"] {
+        diverging_trial(jobs);
+    }
+}
+
+fn diverging_trial(jobs: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let text = experiment("diverge", "steps = 10\neval_every = 0\ngrad_clip = 0.0", "[sweep.grid]\n\"train.lr\" = [1e30, 1e-3]");
     let file = write(dir.path(), "diverge.toml", &text);
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(r.code, 1, "one failed trial means exit 1: {}", r.stderr);
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--jobs", jobs]));
+    assert_eq!(r.code, 1, "one failed trial means exit 1 (--jobs {jobs}): {}", r.stderr);
 
     let trials = read_table(&out.join("trials.parquet"));
     let lrs = floats(&trials, "train.lr");
