@@ -42,9 +42,12 @@ extern "C" {
 const char* torch_ops_error() { return last_error.c_str(); }
 
 // Autocast state is per thread and per device type; `dtype` is a c10
-// ScalarType code (BFloat16 = 15, Half = 5).
-int torch_ops_autocast_enter(int cuda, int dtype) {
+// ScalarType code (BFloat16 = 15, Half = 5). Entering reports the state it
+// replaces, which leaving restores (torch.autocast's __enter__/__exit__).
+int torch_ops_autocast_enter(int cuda, int dtype, int* was_enabled, int* previous_dtype) {
   return guarded([&] {
+    *was_enabled = at::autocast::is_autocast_enabled(device_type(cuda));
+    *previous_dtype = static_cast<int>(at::autocast::get_autocast_dtype(device_type(cuda)));
     at::autocast::set_autocast_dtype(device_type(cuda), static_cast<at::ScalarType>(dtype));
     at::autocast::set_autocast_enabled(device_type(cuda), true);
     at::autocast::increment_nesting();
@@ -52,11 +55,12 @@ int torch_ops_autocast_enter(int cuda, int dtype) {
 }
 
 // Leaving the outermost region drops the cached low-precision copies of the
-// weights, as torch.autocast's __exit__ does.
-int torch_ops_autocast_exit(int cuda) {
+// weights: they would be stale after the next optimiser step.
+int torch_ops_autocast_exit(int cuda, int was_enabled, int previous_dtype) {
   return guarded([&] {
     if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_autocast_enabled(device_type(cuda), false);
+    at::autocast::set_autocast_enabled(device_type(cuda), was_enabled != 0);
+    at::autocast::set_autocast_dtype(device_type(cuda), static_cast<at::ScalarType>(previous_dtype));
   });
 }
 
@@ -84,6 +88,10 @@ int torch_ops_fused_adamw(at::Tensor** params, at::Tensor** grads, at::Tensor** 
 // Writes the norm before clipping, a 0-dim tensor, to *total.
 int torch_ops_clip_grad_norm(at::Tensor** grads, int n, double max_norm, at::Tensor** total) {
   return guarded([&] {
+    if (n == 0) {
+      *total = new at::Tensor(at::zeros({}));
+      return;
+    }
     auto gs = list(grads, n);
     auto norms = at::_foreach_norm(gs, 2);
     auto norm = at::linalg_vector_norm(at::stack(norms), 2);

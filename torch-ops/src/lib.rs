@@ -12,8 +12,8 @@ mod ffi {
     use super::*;
     extern "C" {
         pub fn torch_ops_error() -> *const c_char;
-        pub fn torch_ops_autocast_enter(cuda: c_int, dtype: c_int) -> c_int;
-        pub fn torch_ops_autocast_exit(cuda: c_int) -> c_int;
+        pub fn torch_ops_autocast_enter(cuda: c_int, dtype: c_int, was_enabled: *mut c_int, previous_dtype: *mut c_int) -> c_int;
+        pub fn torch_ops_autocast_exit(cuda: c_int, was_enabled: c_int, previous_dtype: c_int) -> c_int;
         pub fn torch_ops_fused_adamw(
             params: *const *mut C_tensor,
             grads: *const *mut C_tensor,
@@ -80,14 +80,37 @@ fn scalar_type(kind: Kind) -> c_int {
 }
 
 /// Runs `f` with autocast on for `device`'s type, casting eligible ops to
-/// `kind` (`Kind::BFloat16` or `Kind::Half`), as `torch.autocast` does.
+/// `kind` (`Kind::BFloat16` or `Kind::Half`), as `torch.autocast` does: the
+/// previous state comes back when `f` returns or panics.
 pub fn autocast<T>(device: Device, kind: Kind, f: impl FnOnce() -> T) -> Result<T> {
-    let cuda = is_cuda(device);
-    // SAFETY: plain calls on this thread's autocast state.
-    check(unsafe { ffi::torch_ops_autocast_enter(cuda, scalar_type(kind)) })?;
-    let value = f();
-    check(unsafe { ffi::torch_ops_autocast_exit(cuda) })?;
-    Ok(value)
+    let _region = AutocastRegion::enter(device, kind)?;
+    Ok(f())
+}
+
+/// An entered autocast region; leaving it (on drop, unwinding included)
+/// restores the state it replaced and drops the cast-weight cache.
+struct AutocastRegion {
+    cuda: c_int,
+    was_enabled: c_int,
+    previous_dtype: c_int,
+}
+
+impl AutocastRegion {
+    fn enter(device: Device, kind: Kind) -> Result<AutocastRegion> {
+        let (mut was_enabled, mut previous_dtype) = (0, 0);
+        let cuda = is_cuda(device);
+        // SAFETY: plain calls on this thread's autocast state.
+        check(unsafe { ffi::torch_ops_autocast_enter(cuda, scalar_type(kind), &mut was_enabled, &mut previous_dtype) })?;
+        Ok(AutocastRegion { cuda, was_enabled, previous_dtype })
+    }
+}
+
+impl Drop for AutocastRegion {
+    fn drop(&mut self) {
+        // Restoring a state read a moment ago cannot fail in a way to act on.
+        // SAFETY: as in `enter`.
+        let _ = check(unsafe { ffi::torch_ops_autocast_exit(self.cuda, self.was_enabled, self.previous_dtype) });
+    }
 }
 
 /// The state of one parameter group of [`fused_adamw`].
@@ -204,6 +227,16 @@ mod tests {
         let inside = autocast(Device::Cpu, Kind::BFloat16, || a.matmul(&a)).unwrap();
         assert_eq!(inside.kind(), Kind::BFloat16);
         assert_eq!(a.matmul(&a).kind(), Kind::Float, "autocast is off again after the region");
+    }
+
+    #[test]
+    fn a_panic_inside_the_region_still_leaves_it() {
+        let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
+        let caught = std::panic::catch_unwind(|| autocast(Device::Cpu, Kind::BFloat16, || panic!("inside")));
+        assert!(caught.is_err());
+        assert_eq!(a.matmul(&a).kind(), Kind::Float, "autocast is off after a panic inside it");
+        let nested = autocast(Device::Cpu, Kind::BFloat16, || autocast(Device::Cpu, Kind::Half, || ()).map(|_| a.matmul(&a).kind())).unwrap();
+        assert_eq!(nested.unwrap(), Kind::BFloat16, "an inner region gives back the outer one's state");
     }
 
     #[test]

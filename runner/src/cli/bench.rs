@@ -37,8 +37,11 @@ enum Format {
 }
 
 pub fn bench(args: BenchArgs) -> Result<i32> {
-    if args.steps < 1 || args.warmup < 0 {
-        return Err(InputError::new("--steps must be at least 1 and --warmup at least 0").key("--steps").into());
+    if args.steps < 1 {
+        return Err(InputError::new("must be at least 1").key("--steps").into());
+    }
+    if args.warmup < 0 {
+        return Err(InputError::new("must be at least 0").key("--warmup").into());
     }
     let loaded = match &args.file {
         Some(file) => config::load(file, &args.sets)?,
@@ -58,7 +61,8 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     let spec = device::parse(device_text).map_err(|m| InputError::new(m).key("--device"))?;
     let target = device::resolve(spec).map_err(|m| InputError::new(m).key("--device"))?;
 
-    let m = benchmark::measure(config, target, args.warmup, args.steps)?;
+    // An out-of-memory at a large batch is an answer, not a crash.
+    let m = crate::launch::local::catch_panics(|| benchmark::measure(config, target, args.warmup, args.steps))?;
     let peak = peak_flops::peak(target, m.precision, config.train.tf32);
     let mfu = m.flops_per_token as f64 * m.tokens_per_s / peak.flops;
     let device_name = match target {

@@ -152,7 +152,10 @@ pub struct TrainSection {
     /// forward pass under autocast; fp16 adds dynamic loss scaling.
     pub precision: String,
     /// Let fp32 matrix products on CUDA use TF32 tensor cores (faster, about
-    /// 10 bits of mantissa); PyTorch's default is off.
+    /// 10 bits of mantissa); PyTorch's default is off. Left out of the
+    /// serialised config when off, so trial ids from before the key existed
+    /// stay the same.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tf32: bool,
     /// auto | cpu | cuda | cuda:N
     pub device: String,

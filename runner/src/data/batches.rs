@@ -25,26 +25,33 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The batch on `device`. To a GPU it goes from pinned (page-locked)
-    /// memory with a non-blocking copy, so the copy overlaps the GPU's work
-    /// instead of stalling the host.
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Batch {
+        Batch {
+            input: EncoderInput {
+                input_ids: f(&self.input.input_ids),
+                token_type_ids: f(&self.input.token_type_ids),
+                attention_mask: self.input.attention_mask.as_ref().map(&f),
+            },
+            positions: f(&self.positions),
+            targets: f(&self.targets),
+            tokens: self.tokens,
+        }
+    }
+
+    /// The batch in pinned (page-locked) host memory, from which a copy to a
+    /// GPU runs asynchronously. Pinning fails only for want of page-locked
+    /// memory; the plain batch still works then.
+    fn pinned(self) -> Batch {
+        self.map(|t| torch_ops::pin_memory(t).unwrap_or_else(|_| t.shallow_clone()))
+    }
+
+    /// The batch on `device`; from pinned memory the copy does not block the
+    /// host, so it overlaps the GPU's work.
     pub fn to(self, device: Device) -> Batch {
         if device == Device::Cpu {
             return self;
         }
-        // Pinning can only fail for want of page-locked memory; a plain copy
-        // still works then.
-        let copy = |t: &Tensor| torch_ops::pin_memory(t).unwrap_or_else(|_| t.shallow_clone()).to_device_(device, t.kind(), true, false);
-        Batch {
-            input: EncoderInput {
-                input_ids: copy(&self.input.input_ids),
-                token_type_ids: copy(&self.input.token_type_ids),
-                attention_mask: self.input.attention_mask.as_ref().map(copy),
-            },
-            positions: copy(&self.positions),
-            targets: copy(&self.targets),
-            tokens: self.tokens,
-        }
+        self.map(|t| t.to_device_(device, t.kind(), true, false))
     }
 }
 
@@ -118,12 +125,16 @@ pub fn eval_batches(packed: &Packed, masker: &Masker, batch_size: usize, device:
 const AHEAD: usize = 2;
 
 /// Runs `f` with a source of `batches` drawn on another thread, so that
-/// masking and tensor building overlap the training step instead of
-/// preceding it. The thread stops once `f` returns.
-pub fn prefetched<R>(mut batches: TrainBatches<'_>, f: impl FnOnce(&mut dyn FnMut() -> Batch) -> R) -> R {
+/// masking, tensor building and (for a GPU `device`) pinning overlap the
+/// training step instead of preceding it. The thread stops once `f` returns.
+pub fn prefetched<R>(mut batches: TrainBatches<'_>, device: Device, f: impl FnOnce(&mut dyn FnMut() -> Batch) -> R) -> R {
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(AHEAD);
-        scope.spawn(move || while sender.send(batches.next_batch()).is_ok() {});
+        let mut draw = move || match device {
+            Device::Cpu => batches.next_batch(),
+            _ => batches.next_batch().pinned(),
+        };
+        scope.spawn(move || while sender.send(draw()).is_ok() {});
         let mut next = move || receiver.recv().expect("the drawing thread runs until the trainer is done");
         f(&mut next)
     })

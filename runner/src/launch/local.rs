@@ -1,7 +1,6 @@
-//! Runs trials one after another in this process: skips those already
-//! completed, and keeps going when one fails (a NaN loss, a libtorch error,
-//! even a panic inside libtorch's bindings), so one bad configuration never
-//! costs the rest of the sweep.
+//! Runs trials one after another in this process, and keeps going when one
+//! fails (a NaN loss, a libtorch error, even a panic inside libtorch's
+//! bindings), so one bad configuration never costs the rest of the sweep.
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;
 use crate::train;

@@ -107,9 +107,13 @@ struct Emitter<W: Write>(W);
 
 impl<W: Write> Emitter<W> {
     fn emit(&mut self, event: &Event) {
-        // A sweep that stopped listening has nothing left to tell.
         let line = serde_json::to_string(event).expect("events serialise");
-        let _ = writeln!(self.0, "{line}").and_then(|_| self.0.flush());
+        if writeln!(self.0, "{line}").and_then(|_| self.0.flush()).is_err() {
+            // The sweep that started this worker is gone: nobody would
+            // record the trial, so training on would only hold the device.
+            eprintln!("the sweep process stopped listening; worker exits");
+            std::process::exit(3);
+        }
     }
 }
 

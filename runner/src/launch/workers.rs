@@ -1,8 +1,8 @@
 //! Runs up to N trials at once, each in its own worker process
 //! (`bertlab worker`), so trials never share libtorch state and a crash
-//! costs one trial. Placement: trials on `auto`/`cuda` take the GPUs in
-//! turn (several small trials may share one); CPU workers split this
-//! machine's threads between them. This process stays the only writer of
+//! costs one trial. Placement: trials on `auto`/`cuda` go to the GPU running
+//! the fewest workers (several small trials may share one); the workers
+//! split this machine's CPU threads between them. This process stays the only writer of
 //! the tables, the display and MLflow: workers report over a pipe.
 use super::protocol::Event;
 use super::session::{Job, Session, Sinks, Tally};
@@ -11,6 +11,7 @@ use crate::train::device;
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
 use tch::Device;
@@ -22,23 +23,44 @@ type Message = (usize, Option<Event>);
 struct Running<'a> {
     session: Session<'a>,
     child: Child,
+    device: Device,
     ending: Option<Result<crate::train::Outcome>>,
 }
 
+/// Where a worker's stderr goes, in its trial's folder.
+const WORKER_LOG: &str = "worker.log";
+
 pub fn run(jobs: &[&Job], slots: usize, store: &mut Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+    let mut running: HashMap<usize, Running> = HashMap::new();
+    let result = schedule(jobs, slots, store, sinks, tally, &mut running);
+    // Stopped early (the store failed): no worker may train on unwatched.
+    for worker in running.values_mut() {
+        let _ = worker.child.kill();
+        let _ = worker.child.wait();
+    }
+    result
+}
+
+fn schedule<'a>(
+    jobs: &[&'a Job],
+    slots: usize,
+    store: &mut Store,
+    sinks: &Sinks<'a>,
+    tally: &mut Tally,
+    running: &mut HashMap<usize, Running<'a>>,
+) -> Result<()> {
     let threads = (tch::get_num_threads() / slots as i32).max(1);
     let gpus = tch::Cuda::device_count().max(1) as usize;
     let (sender, receiver) = channel::<Message>();
-    let mut running: HashMap<usize, Running> = HashMap::new();
     let mut next = 0;
     loop {
         while running.len() < slots && next < jobs.len() {
             let job = jobs[next];
             let session = Session::open(&job.trial, store, sinks)?;
-            let placed = place(job, next, gpus);
+            let placed = place(job, running.values().map(|w| w.device), gpus);
             match spawn(job, placed, threads, store, next, sender.clone()) {
                 Ok(child) => {
-                    running.insert(next, Running { session, child, ending: None });
+                    running.insert(next, Running { session, child, device: placed, ending: None });
                 }
                 Err(e) => session.close(Err(e), store, sinks, tally)?,
             }
@@ -58,7 +80,7 @@ pub fn run(jobs: &[&Job], slots: usize, store: &mut Store, sinks: &Sinks, tally:
             None => {
                 let mut worker = running.remove(&index).expect("running");
                 let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                let log = store.dir.trial_dir(&jobs[index].trial.id).join("worker.log");
+                let log = store.dir.trial_dir(&jobs[index].trial.id).join(WORKER_LOG);
                 // An empty log says nothing; keep only one that does.
                 if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&log);
@@ -72,19 +94,31 @@ pub fn run(jobs: &[&Job], slots: usize, store: &mut Store, sinks: &Sinks, tally:
     }
 }
 
-/// The device worker `k` trains on: GPUs in turn for trials that let
-/// bertlab choose (`auto`, `cuda`), the named one otherwise.
-fn place(job: &Job, k: usize, gpus: usize) -> Device {
+/// The device a new worker trains on: for trials that let bertlab choose
+/// (`auto`, `cuda`), the GPU running the fewest workers; the named one
+/// otherwise.
+fn place(job: &Job, busy: impl Iterator<Item = Device>, gpus: usize) -> Device {
     match (job.device, job.trial.config.train.device.as_str()) {
-        (Device::Cuda(_), "auto" | "cuda") => Device::Cuda(k % gpus),
+        (Device::Cuda(_), "auto" | "cuda") => {
+            let mut load = vec![0usize; gpus];
+            for device in busy {
+                if let Device::Cuda(index) = device {
+                    load[index.min(gpus - 1)] += 1;
+                }
+            }
+            Device::Cuda((0..gpus).min_by_key(|&i| load[i]).unwrap_or(0))
+        }
         (placed, _) => placed,
     }
 }
 
 fn spawn(job: &Job, placed: Device, threads: i32, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
     let dir = store.dir.trial_dir(&job.trial.id);
-    let log = std::fs::File::create(dir.join("worker.log")).context("creating worker.log")?;
-    let exe = std::env::current_exe().context("locating the bertlab executable")?;
+    let log_path = dir.join(WORKER_LOG);
+    let log = std::fs::File::create(&log_path).context("creating worker.log")?;
+    // /proc/self/exe, not current_exe(): a binary rebuilt during the sweep
+    // leaves the running one's path "(deleted)", but this link still opens it.
+    let exe = if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { std::env::current_exe().context("locating the bertlab executable")? };
     let mut child = Command::new(exe)
         .arg("worker")
         .arg("--device")
@@ -99,16 +133,25 @@ fn spawn(job: &Job, placed: Device, threads: i32, store: &Store, index: usize, s
         .spawn()
         .context("starting a worker process")?;
     let config = serde_json::to_string(&job.trial.config).context("serialising the trial")?;
-    writeln!(child.stdin.take().expect("piped stdin"), "{config}").context("sending the trial to its worker")?;
+    if let Err(e) = writeln!(child.stdin.take().expect("piped stdin"), "{config}") {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(anyhow!("sending the trial to its worker: {e}; see {}", log_path.display()));
+    }
     let stdout = child.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            match serde_json::from_str::<Event>(&line) {
+        // Bytes, not lines of UTF-8: a stray non-UTF-8 line from a native
+        // library must not end the reading, or the worker would block.
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            match serde_json::from_slice::<Event>(&line) {
                 Ok(event) => {
                     let _ = sender.send((index, Some(event)));
                 }
-                Err(e) => tracing::warn!("worker {index}: unreadable line {line:?}: {e}"),
+                Err(_) => tracing::warn!("worker {index}: not an event: {}", String::from_utf8_lossy(&line).trim_end()),
             }
+            line.clear();
         }
         let _ = sender.send((index, None));
     });

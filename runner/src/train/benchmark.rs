@@ -52,17 +52,17 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     if let Device::Cuda(index) = device {
         torch_ops::reset_peak_memory(index)?;
     }
-    let (elapsed, final_loss) = prefetched(source, |next_batch| -> Result<_> {
+    let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         for _ in 0..warmup {
             let _loss = stepper.step(model.as_ref(), &next_batch().to(device), lr)?;
         }
-        synchronize(device);
+        super::device::synchronize(device);
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {
             loss = Some(stepper.step(model.as_ref(), &next_batch().to(device), lr)?);
         }
-        synchronize(device);
+        super::device::synchronize(device);
         let elapsed = started.elapsed().as_secs_f64();
         Ok((elapsed, loss.map_or(f64::NAN, |l| f64::try_from(l).unwrap_or(f64::NAN))))
     })?;
@@ -76,12 +76,6 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
         peak_memory_bytes: peak_memory(device)?,
         final_loss,
     })
-}
-
-pub fn synchronize(device: Device) {
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
 }
 
 fn peak_memory(device: Device) -> Result<i64> {

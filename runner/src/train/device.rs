@@ -34,6 +34,13 @@ pub fn resolve(spec: DeviceSpec) -> Result<Device, String> {
     }
 }
 
+/// Waits for the work queued on `device` (a no-op on the CPU).
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
+
 /// A device as `train.device` writes it: `cpu`, `cuda:0`.
 pub fn name(device: Device) -> String {
     match device {

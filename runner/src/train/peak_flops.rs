@@ -15,8 +15,9 @@ pub struct Peak {
 
 /// Dense tensor-core rates in TFLOP/s from NVIDIA's data sheets (without
 /// sparsity): bf16/fp16, tf32, plain fp32.
-const DATA_SHEETS: [(&str, [f64; 3]); 4] = [
+const DATA_SHEETS: [(&str, [f64; 3]); 5] = [
     ("H100 PCIe", [756.0, 378.0, 51.2]),
+    ("H100 NVL", [835.0, 418.0, 60.0]),
     ("H100", [989.4, 494.7, 66.9]),
     ("H200", [989.4, 494.7, 66.9]),
     ("A100", [312.0, 156.0, 19.5]),
@@ -51,10 +52,10 @@ fn measured(target: Device, precision: Precision) -> Peak {
     let a = Tensor::randn([n, n], (kind, target));
     let mut best = f64::INFINITY;
     for _ in 0..8 {
-        super::benchmark::synchronize(target);
+        device::synchronize(target);
         let started = Instant::now();
         let _ = a.matmul(&a);
-        super::benchmark::synchronize(target);
+        device::synchronize(target);
         best = best.min(started.elapsed().as_secs_f64());
     }
     let flops = 2.0 * (n as f64).powi(3) / best;

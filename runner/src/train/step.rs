@@ -47,7 +47,9 @@ impl Stepper {
                 Some(scaler.unscale(&self.optimizer.grads())?.shallow_clone())
             }
         };
-        let _norm_before_clipping = self.optimizer.clip_grad_norm(self.grad_clip)?;
+        if self.grad_clip > 0.0 {
+            let _norm_before_clipping = self.optimizer.clip_grad_norm(self.grad_clip)?;
+        }
         self.optimizer.step(lr, found_inf.as_ref())?;
         if let Some(scaler) = &mut self.scaler {
             scaler.update();

@@ -2,8 +2,9 @@
 //! take a masked batch (drawn on another thread) and an optimisation step,
 //! and report `train/loss` and `train/lr`; evaluate at step 0, every
 //! `eval_every` steps and at the end; save the weights as
-//! `model.safetensors`. Losses are read back in batches, never inside a
-//! step, so a GPU is never idle waiting for the host.
+//! `model.safetensors`. Losses are read back 25 steps at a time, never
+//! inside a step, so the GPU waits for the host only at those reads and at
+//! evaluations.
 use super::eval::{evaluate, EvalResult};
 use super::precision::Precision;
 use super::schedule::linear_warmup_decay;
@@ -78,7 +79,7 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     let mut tokens = 0usize;
     let mut losses = Losses::default();
     let source = TrainBatches::new(&data.train, &masker, batch_size, config.seed);
-    prefetched(source, |next_batch| -> Result<()> {
+    prefetched(source, device, |next_batch| -> Result<()> {
         for step in 0..train.steps {
             let batch = next_batch().to(device);
             let lr = linear_warmup_decay(train.lr, step, train.warmup_steps, train.steps);
@@ -100,9 +101,7 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
         }
         Ok(())
     })?;
-    if let Device::Cuda(index) = device {
-        tch::Cuda::synchronize(index as i64);
-    }
+    super::device::synchronize(device);
     let training_time = started.elapsed() - eval_time;
     let last = report_eval(train.steps, observer)?;
     let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
