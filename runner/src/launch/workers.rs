@@ -11,6 +11,7 @@ use crate::train::device;
 use anyhow::{anyhow, Context, Result};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Sender};
@@ -118,8 +119,11 @@ fn spawn(job: &Job, placed: Device, threads: i32, store: &Store, index: usize, s
     let log = std::fs::File::create(&log_path).context("creating worker.log")?;
     // /proc/self/exe, not current_exe(): a binary rebuilt during the sweep
     // leaves the running one's path "(deleted)", but this link still opens it.
-    let exe = if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { std::env::current_exe().context("locating the bertlab executable")? };
+    let named = std::env::current_exe().context("locating the bertlab executable")?;
+    let exe = if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { named.clone() };
     let mut child = Command::new(exe)
+        // What `ps` and `nvidia-smi` show: bertlab, not /proc/self/exe.
+        .arg0(&named)
         .arg("worker")
         .arg("--device")
         .arg(device::name(placed))
