@@ -22,6 +22,8 @@ fn malformed_files_are_refused_with_file_key_and_line() {
         ("syntax error", "[train]\nsteps = = 3\n", "", 8, "TOML syntax"),
         ("unknown key", "[train]\nstpes = 3\n", "train.stpes", 8, "did you mean `steps`"),
         ("wrong type", "[train]\nsteps = \"many\"\n", "train.steps", 8, "expected i64"),
+        ("not a duration", "[train]\nbudget = \"a day\"\n", "train.budget", 8, "not a duration like"),
+        ("unknown precision", "[train]\nprecision = \"fp8\"\n", "train.precision", 8, "not one of fp32, bf16, fp16, auto"),
         ("out-of-range value", "[model]\ndropout = 1.5\n", "model.dropout", 8, "out of range"),
         ("unknown plugin", "[train]\nsteps = 3\n", "experiment.model", 3, "did you mean `bert`"),
         ("bad expression", "[derive]\n\"model.heads\" = \"model.hidden / / 2\"\n", "derive.\"model.heads\"", 8, "operator"),

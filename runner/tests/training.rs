@@ -211,3 +211,25 @@ fn gpu_fp32_curve_matches_the_cpu_curve_for_the_same_seed() {
         assert!((cpu - gpu).abs() < 1e-4 * cpu.abs(), "step {step}: cpu {cpu} vs cuda {gpu}");
     }
 }
+
+#[test]
+fn a_time_budget_ends_training_and_the_learning_rate_decays_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "budget.toml", &experiment("budget", "steps = 1000000\nbudget = \"3s\"\neval_every = 0", ""));
+    let out = dir.path().join("out");
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let trials = read_table(&out.join("trials.parquet"));
+    assert_eq!(strings(&trials, "status"), ["completed"]);
+    let id = &strings(&trials, "trial_id")[0];
+    let metrics = read_table(&out.join("metrics.parquet"));
+    let losses = series(&metrics, id, "train/loss");
+    let last = losses.last().unwrap().0;
+    assert!(last > 10 && last < 1_000_000, "stopped after {last} steps");
+    assert_eq!(series(&metrics, id, "eval/loss").iter().map(|p| p.0).collect::<Vec<_>>(), [0, last], "evaluated at the start and where it stopped");
+    let lr = series(&metrics, id, "train/lr");
+    // Warm-up of 5 steps, then down towards zero as the budget runs out.
+    let peak = lr.iter().map(|p| p.1).fold(0.0, f64::max);
+    assert!(lr.last().unwrap().1 < 0.1 * peak, "{:?}", &lr[lr.len() - 3..]);
+    assert!(lr.windows(2).skip(5).all(|w| w[1].1 <= w[0].1), "the rate only decreases after warm-up");
+}

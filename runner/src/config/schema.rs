@@ -157,6 +157,11 @@ pub struct TrainSection {
     /// stay the same.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tf32: bool,
+    /// A wall-clock budget for training ("24h", "90m"; evaluations not
+    /// counted): training stops when it is spent, and the learning rate
+    /// decays over it. `steps` still caps the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<String>,
     /// auto | cpu | cuda | cuda:N
     pub device: String,
 }
@@ -178,6 +183,7 @@ impl Default for TrainSection {
             log_every: 1,
             precision: "auto".into(),
             tf32: false,
+            budget: None,
             device: "auto".into(),
         }
     }
@@ -241,6 +247,12 @@ impl DataSection {
 }
 
 impl TrainSection {
+    /// `budget` as a duration; `None` when unset (or invalid, which
+    /// `check` rejects).
+    pub fn budget_duration(&self) -> Option<std::time::Duration> {
+        self.budget.as_deref().and_then(|b| humantime::parse_duration(b).ok())
+    }
+
     pub fn check(&self) -> Result<(), Violation> {
         require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
@@ -256,6 +268,12 @@ impl TrainSection {
         require(self.grad_clip >= 0.0, "train.grad_clip", || "must be >= 0 (0 turns clipping off)".into())?;
         require(self.eval_every >= 0, "train.eval_every", || "must be >= 0".into())?;
         require(self.log_every >= 1, "train.log_every", || "must be >= 1".into())?;
+        if let Some(budget) = &self.budget {
+            let parsed = humantime::parse_duration(budget);
+            require(parsed.as_ref().is_ok_and(|d| !d.is_zero()), "train.budget", || {
+                format!("`{budget}` is not a duration like \"24h\", \"90m\" or \"30s\"")
+            })?;
+        }
         require(crate::train::precision::NAMES.contains(&self.precision.as_str()), "train.precision", || {
             format!("`{}` is not one of {}", self.precision, crate::train::precision::NAMES.join(", "))
         })?;

@@ -1,13 +1,13 @@
-//! The training loop of one trial: seed, build the model, then for each step
-//! take a masked batch (drawn on another thread) and an optimisation step,
-//! and report `train/loss` and `train/lr`; evaluate at step 0, every
-//! `eval_every` steps and at the end; save the weights as
+//! The training loop of one trial: seed, build the model, then until the
+//! last step or the end of the time budget take a masked batch (drawn on
+//! another thread) and an optimisation step, and report `train/loss` and
+//! `train/lr`; evaluate at step 0, every `eval_every` steps and at the end; save the weights as
 //! `model.safetensors`. Losses are read back 25 steps at a time, never
 //! inside a step, so the GPU waits for the host only at those reads and at
 //! evaluations.
 use super::eval::{evaluate, EvalResult};
 use super::precision::Precision;
-use super::schedule::linear_warmup_decay;
+use super::schedule::Schedule;
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, TrainBatches};
 use crate::data::masking::Masker;
@@ -78,19 +78,22 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     let mut eval_time = Duration::ZERO;
     let mut tokens = 0usize;
     let mut losses = Losses::default();
+    let schedule = Schedule::new(train);
+    let mut done = 0;
     let source = TrainBatches::new(&data.train, &masker, batch_size, config.seed);
     prefetched(source, device, |next_batch| -> Result<()> {
-        for step in 0..train.steps {
+        while !schedule.finished(done, started.elapsed() - eval_time) {
             let batch = next_batch().to(device);
-            let lr = linear_warmup_decay(train.lr, step, train.warmup_steps, train.steps);
+            let lr = schedule.lr(done, started.elapsed() - eval_time);
             let loss = stepper.step(model.as_ref(), &batch, lr)?;
             tokens += batch.tokens;
-            let done = step + 1;
+            done += 1;
             losses.push(done, loss, lr);
             observer.step_done(done);
-            let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && done != train.steps;
-            if losses.pending() >= LOSS_READ_EVERY || evaluates || done == train.steps {
-                losses.read(train.log_every, train.steps, observer)?;
+            let last = schedule.finished(done, started.elapsed() - eval_time);
+            let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && !last;
+            if losses.pending() >= LOSS_READ_EVERY || evaluates || last {
+                losses.read(train.log_every, last, observer)?;
             }
             if evaluates {
                 let eval_started = Instant::now();
@@ -103,9 +106,9 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     })?;
     super::device::synchronize(device);
     let training_time = started.elapsed() - eval_time;
-    let last = report_eval(train.steps, observer)?;
+    let last = report_eval(done, observer)?;
     let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
-    observer.metric(train.steps, "perf/tokens_per_s", tokens_per_s);
+    observer.metric(done, "perf/tokens_per_s", tokens_per_s);
     models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
     data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
 
@@ -152,16 +155,18 @@ impl Losses {
     }
 
     /// Reads the pending losses in one transfer, reports those on a log
-    /// step, and fails on the first that is not finite.
-    fn read(&mut self, log_every: i64, steps: i64, observer: &mut dyn Observer) -> Result<()> {
+    /// step (and the very last, when `last`), and fails on the first that
+    /// is not finite.
+    fn read(&mut self, log_every: i64, last: bool, observer: &mut dyn Observer) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
+        let final_step = pending.last().map(|(step, _, _)| *step).filter(|_| last);
         let stacked = Tensor::stack(&pending.iter().map(|(_, loss, _)| loss.to_kind(Kind::Double)).collect::<Vec<_>>(), 0);
         let values = Vec::<f64>::try_from(stacked.to_device(Device::Cpu))?;
         for ((step, _, lr), loss) in pending.into_iter().zip(values) {
             if !loss.is_finite() {
                 bail!("train/loss is {loss} at step {step}: training diverged (try a lower train.lr or more train.warmup_steps)");
             }
-            if step % log_every == 0 || step == steps {
+            if step % log_every == 0 || Some(step) == final_step {
                 observer.metric(step, "train/loss", loss);
                 observer.metric(step, "train/lr", lr);
             }
