@@ -52,6 +52,8 @@ pub struct Session<'a> {
     start_ms: i64,
     points: Vec<MetricPoint>,
     bar: ProgressBar,
+    /// `train.budget`, which the bar's length follows.
+    budget: Option<std::time::Duration>,
     tracker: Option<&'a Tracker>,
 }
 
@@ -71,6 +73,7 @@ impl<'a> Session<'a> {
             start_ms: crate::track::now_ms(),
             points: Vec::new(),
             bar,
+            budget: trial.config.train.budget_duration(),
             tracker: sinks.tracker,
         })
     }
@@ -134,6 +137,15 @@ impl Observer for Session<'_> {
 
     fn step_done(&mut self, step: i64) {
         self.bar.set_position(step as u64);
+        // Under a time budget the last step is not known in advance: the bar
+        // shows the steps the budget will allow at the pace so far.
+        if let Some(budget) = self.budget {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            if elapsed > 1.0 {
+                let projected = step as f64 * budget.as_secs_f64() / elapsed;
+                self.bar.set_length(projected.clamp(step as f64, self.trial.config.train.steps as f64) as u64);
+            }
+        }
     }
 
     fn loss_read(&mut self, _step: i64, loss: f64) {
