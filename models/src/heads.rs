@@ -1,5 +1,6 @@
 //! Heads that work on any encoder of the zoo: sequence classification and
-//! regression (BERT's pooler and classifier).
+//! regression (BERT's pooler and classifier), and BERT's next-sentence
+//! prediction head for pretraining.
 use crate::knob::{KnobError, KnobValues};
 use crate::plugin::{Encoder, EncoderInput};
 use tch::nn::{self, Module};
@@ -32,5 +33,38 @@ impl SequenceClassifier {
         let first = self.encoder.encode(input, train).select(1, 0);
         let pooled = self.pooler.forward(&first).tanh().dropout(self.dropout, train);
         self.classifier.forward(&pooled)
+    }
+}
+
+/// BERT's next-sentence prediction: the pooler (dense + tanh on the first
+/// token's hidden state) and a two-way classifier, named as in Hugging
+/// Face's `BertForPreTraining` (`bert.pooler.dense`, `cls.seq_relationship`).
+pub struct NextSentenceHead {
+    pooler: nn::Linear,
+    seq_relationship: nn::Linear,
+}
+
+impl NextSentenceHead {
+    /// `pooler` is where the pooler's dense layer goes; the classifier goes
+    /// to `root / "cls" / "seq_relationship"`.
+    pub fn new(root: &nn::Path, pooler: &nn::Path, knobs: &KnobValues) -> Result<Self, KnobError> {
+        let number = |name: &str| knobs.get(name).and_then(|v| v.as_f64()).ok_or_else(|| KnobError::new(name, "missing"));
+        let hidden = number("hidden")? as i64;
+        let config = nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: number("initializer_range")? }, bs_init: Some(nn::Init::Const(0.0)), bias: true };
+        Ok(NextSentenceHead {
+            pooler: nn::linear(pooler / "dense", hidden, hidden, config),
+            seq_relationship: nn::linear(root / "cls" / "seq_relationship", hidden, 2, config),
+        })
+    }
+
+    /// Trainable parameters the head adds to a model of width `hidden`.
+    pub fn param_count(hidden: i64) -> i64 {
+        (hidden * hidden + hidden) + (2 * hidden + 2)
+    }
+
+    /// `[batch, 2]` logits (0: B follows A, 1: B is random) from the
+    /// encoder's final hidden states `[batch, seq, hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        self.seq_relationship.forward(&self.pooler.forward(&hidden.select(1, 0)).tanh())
     }
 }

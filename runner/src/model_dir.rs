@@ -59,7 +59,14 @@ impl ModelDir {
             (Layout::HuggingFace, Some(hf)) => {
                 load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), &|v| hf.is_head(v))
             }
-            _ => load_weights(vs, &weights, &|name| Some(name.to_string()), &|_| false),
+            _ => {
+                // A trial pretrained with next-sentence prediction (`data.nsp`)
+                // also holds the pooler and the NSP head; its masked-LM model
+                // is the rest, which must match exactly.
+                let pooler = format!("{}.", self.plugin.pooler_path());
+                let next_sentence_head = |v: &str| v.starts_with("cls.seq_relationship.") || v.starts_with(&pooler);
+                load_weights(vs, &weights, &|name| Some(name.to_string()), &next_sentence_head)
+            }
         }
         .map_err(InputError::new)
     }

@@ -233,3 +233,29 @@ fn a_time_budget_ends_training_and_the_learning_rate_decays_over_it() {
     assert!(lr.last().unwrap().1 < 0.1 * peak, "{:?}", &lr[lr.len() - 3..]);
     assert!(lr.windows(2).skip(5).all(|w| w[1].1 <= w[0].1), "the rate only decreases after warm-up");
 }
+
+#[test]
+fn next_sentence_prediction_trains_on_sentence_pairs_and_counts_bert_for_pretraining() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "nsp.toml", &experiment("nsp", "steps = 40\neval_every = 20", "").replace("seq_len = 32", "seq_len = 64\nnsp = true"));
+    let out = dir.path().join("out");
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let trials = read_table(&out.join("trials.parquet"));
+    let accuracy = floats(&trials, "eval/nsp_accuracy")[0];
+    assert!((0.0..=1.0).contains(&accuracy) && floats(&trials, "eval/nsp_loss")[0].is_finite());
+    let id = &strings(&trials, "trial_id")[0];
+    let metrics = read_table(&out.join("metrics.parquet"));
+    assert_eq!(series(&metrics, id, "eval/nsp_loss").iter().map(|p| p.0).collect::<Vec<_>>(), [0, 20, 40]);
+    let eval = series(&metrics, id, "eval/loss");
+    assert!(eval[2].1 < eval[0].1 - 0.5, "the masked-LM part still learns: {eval:?}");
+
+    // With the next-sentence head (and its pooler), `params` is Hugging Face's
+    // BertForPreTraining count: the size Turc et al. publish for BERT-Mini
+    // (11.3M); `transformers` gives 11,267,900 for this configuration.
+    let mini = "--set=model.layers=4 --set=model.hidden=256 --set=model.heads=4 --set=model.intermediate=1024 --set=model.vocab_size=30522 --set=data.nsp=true";
+    let plan = run(bertlab().arg("plan").arg(&file).args(mini.split(' ')).args(["--format", "json"]));
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let plan: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(plan["trials"][0]["params"], 11_267_900, "{plan}");
+}

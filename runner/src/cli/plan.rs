@@ -178,7 +178,7 @@ impl Renderer<'_> {
                     knobs.insert("vocab_size".into(), vocab.of(data)?.into());
                 }
                 let plugin = self.expansion.plugin();
-                let params = plugin.param_count(&knobs)?;
+                let params = crate::train::eval::Pretraining::param_count(plugin, &knobs, trial.config.data.nsp)?;
                 let flops = plugin.flops_per_token(&knobs, trial.config.data.seq_len)?;
                 let done = self.completed.contains(&trial.id);
                 if done {

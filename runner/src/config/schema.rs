@@ -110,6 +110,11 @@ pub struct DataSection {
     pub eval_max_sequences: i64,
     /// Share of tokens selected for masked-LM prediction.
     pub mask_prob: f64,
+    /// Next-sentence prediction beside masked-LM (BERT's pretraining):
+    /// sequences become sentence pairs, half of them with a random B.
+    /// Left out of the serialised config when off, so earlier trial ids stay.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nsp: bool,
 }
 
 impl Default for DataSection {
@@ -122,6 +127,7 @@ impl Default for DataSection {
             eval_fraction: 0.05,
             eval_max_sequences: 256,
             mask_prob: 0.15,
+            nsp: false,
         }
     }
 }

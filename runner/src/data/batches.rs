@@ -20,6 +20,8 @@ pub struct Batch {
     pub positions: Tensor,
     /// The original token at each of `positions`.
     pub targets: Tensor,
+    /// `[batch]`, 1 where segment B is random (next-sentence prediction).
+    pub next_labels: Option<Tensor>,
     /// Real (non-padding) tokens in the batch: what tokens/s counts.
     pub tokens: usize,
 }
@@ -34,6 +36,7 @@ impl Batch {
             },
             positions: f(&self.positions),
             targets: f(&self.targets),
+            next_labels: self.next_labels.as_ref().map(&f),
             tokens: self.tokens,
         }
     }
@@ -68,10 +71,31 @@ fn to_batch(packed: &Packed, rows: &[usize], masker: &Masker, rng: &mut ChaCha8R
     let input_ids = Tensor::from_slice(&masked.input_ids).view(shape).to(device);
     let (positions, targets): (Vec<i64>, Vec<i64>) =
         masked.labels.iter().enumerate().filter(|(_, &label)| label != IGNORE).map(|(at, &label)| (at as i64, label)).unzip();
+    // Segment B (sentence pairs) is type 1 up to its closing [SEP]; padding
+    // is type 0, as in BERT.
+    let token_type_ids = match &packed.pairs {
+        None => input_ids.zeros_like(),
+        Some(pairs) => {
+            let types: Vec<i64> = rows
+                .iter()
+                .zip(&lengths)
+                .flat_map(|(&r, &length)| {
+                    let b_start = pairs.b_start[r] as usize;
+                    (0..seq_len).map(move |i| i64::from(i >= b_start && i < length))
+                })
+                .collect();
+            Tensor::from_slice(&types).view(shape).to(device)
+        }
+    };
+    let next_labels = packed.pairs.as_ref().map(|pairs| {
+        let labels: Vec<i64> = rows.iter().map(|&r| i64::from(pairs.random_next[r])).collect();
+        Tensor::from_slice(&labels).to(device)
+    });
     Batch {
-        input: EncoderInput { token_type_ids: input_ids.zeros_like(), input_ids, attention_mask },
+        input: EncoderInput { token_type_ids, input_ids, attention_mask },
         positions: Tensor::from_slice(&positions).to(device),
         targets: Tensor::from_slice(&targets).to(device),
+        next_labels,
         tokens: lengths.iter().sum(),
     }
 }

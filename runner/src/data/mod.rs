@@ -8,6 +8,8 @@ pub mod cache;
 pub mod corpus;
 pub mod masking;
 pub mod packing;
+pub mod pairs;
+pub mod sentences;
 pub mod tokenizer;
 
 use crate::config::DataSection;
@@ -28,7 +30,7 @@ pub struct Dataset {
 pub fn prepare(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
     let corpus = corpus::read(&data.corpus)?;
     let vocab = tokenizer::prepare(data, &corpus, cache)?;
-    let packed = packing::pack_cached(&corpus, &vocab, data.seq_len as usize, cache)?;
+    let packed = packing::pack_cached(&corpus, &vocab, data.seq_len as usize, data.nsp, cache)?;
     let (train, eval) = packed.split(data.eval_fraction, data.eval_max_sequences as usize);
     if train.is_empty() || eval.is_empty() {
         return Err(InputError::new(format!(

@@ -16,6 +16,17 @@ pub struct Packed {
     pub ids: Vec<u32>,
     /// Real (unpadded) length of each sequence.
     pub lengths: Vec<u32>,
+    /// For sentence pairs (next-sentence prediction), per sequence.
+    pub pairs: Option<Pairs>,
+}
+
+/// Per sequence of sentence pairs: where segment B starts, and whether B
+/// is a random sentence rather than A's continuation (the NSP label, 1 for
+/// random as in Hugging Face's `next_sentence_label`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pairs {
+    pub b_start: Vec<u32>,
+    pub random_next: Vec<u8>,
 }
 
 impl Packed {
@@ -31,11 +42,16 @@ impl Packed {
         &self.ids[index * self.seq_len..(index + 1) * self.seq_len]
     }
 
-    fn from_rows<'a>(seq_len: usize, rows: impl Iterator<Item = (&'a [u32], u32)>) -> Packed {
-        let mut packed = Packed { seq_len, ids: Vec::new(), lengths: Vec::new() };
-        for (row, length) in rows {
-            packed.ids.extend_from_slice(row);
-            packed.lengths.push(length);
+    /// The sequences at `rows`, in that order.
+    fn select(&self, rows: impl Iterator<Item = usize>) -> Packed {
+        let mut packed = Packed { seq_len: self.seq_len, ids: Vec::new(), lengths: Vec::new(), pairs: self.pairs.as_ref().map(|_| Pairs::default()) };
+        for i in rows {
+            packed.ids.extend_from_slice(self.row(i));
+            packed.lengths.push(self.lengths[i]);
+            if let (Some(to), Some(from)) = (packed.pairs.as_mut(), self.pairs.as_ref()) {
+                to.b_start.push(from.b_start[i]);
+                to.random_next.push(from.random_next[i]);
+            }
         }
         packed
     }
@@ -46,8 +62,8 @@ impl Packed {
     pub fn split(&self, fraction: f64, max_eval: usize) -> (Packed, Packed) {
         let every = (1.0 / fraction).ceil().max(2.0) as usize;
         let is_eval = |i: usize| i % every == every - 1 && i / every < max_eval;
-        let rows = |eval: bool| (0..self.len()).filter(move |&i| is_eval(i) == eval).map(|i| (self.row(i), self.lengths[i]));
-        (Packed::from_rows(self.seq_len, rows(false)), Packed::from_rows(self.seq_len, rows(true)))
+        let rows = |eval: bool| (0..self.len()).filter(move |&i| is_eval(i) == eval);
+        (self.select(rows(false)), self.select(rows(true)))
     }
 }
 
@@ -59,7 +75,7 @@ pub fn pack(documents: &[Vec<u32>], vocab: &Vocab, seq_len: usize) -> Packed {
         .enumerate()
         .flat_map(|(i, d)| (i > 0).then_some(vocab.sep).into_iter().chain(d.iter().copied()))
         .collect();
-    let mut packed = Packed { seq_len, ids: Vec::with_capacity(stream.len() + stream.len() / window * 2), lengths: Vec::new() };
+    let mut packed = Packed { seq_len, ids: Vec::with_capacity(stream.len() + stream.len() / window * 2), lengths: Vec::new(), pairs: None };
     for chunk in stream.chunks(window) {
         packed.ids.push(vocab.cls);
         packed.ids.extend_from_slice(chunk);
@@ -70,17 +86,27 @@ pub fn pack(documents: &[Vec<u32>], vocab: &Vocab, seq_len: usize) -> Packed {
     packed
 }
 
-/// [`pack`] of the whole corpus, through the cache.
-pub fn pack_cached(corpus: &Corpus, vocab: &Vocab, seq_len: usize, cache: &Cache) -> Result<Packed, InputError> {
-    let entry = cache.entry(
-        "packed",
-        &key(&[b"pack-v1", corpus.fingerprint.as_bytes(), vocab.fingerprint.as_bytes(), &seq_len.to_le_bytes()]),
-        "safetensors",
-    );
-    if let Some(packed) = read(&entry, seq_len) {
+/// Seed of the sentence-pair sampling: pairs are data, the same for every
+/// trial, as BERT made them once before training.
+const PAIR_SEED: u64 = 0x9a1e_d5e7;
+
+/// [`pack`] of the whole corpus, or with `pairs` its sentence pairs
+/// ([`super::pairs::pair`]), through the cache.
+pub fn pack_cached(corpus: &Corpus, vocab: &Vocab, seq_len: usize, pairs: bool, cache: &Cache) -> Result<Packed, InputError> {
+    let kind: &[u8] = if pairs { b"pairs-v1" } else { b"pack-v1" };
+    let entry = cache.entry("packed", &key(&[kind, corpus.fingerprint.as_bytes(), vocab.fingerprint.as_bytes(), &seq_len.to_le_bytes()]), "safetensors");
+    if let Some(packed) = read(&entry, seq_len).filter(|p| p.pairs.is_some() == pairs) {
         return Ok(packed);
     }
-    let packed = pack(&vocab.encode_all(&corpus.documents)?, vocab, seq_len);
+    let packed = if pairs {
+        let documents: Vec<Vec<String>> = corpus.documents.iter().map(|d| super::sentences::split(d)).collect();
+        let flat: Vec<String> = documents.iter().flatten().cloned().collect();
+        let mut encoded = vocab.encode_all(&flat)?.into_iter();
+        let by_document: Vec<Vec<Vec<u32>>> = documents.iter().map(|d| encoded.by_ref().take(d.len()).collect()).collect();
+        super::pairs::pair(&by_document, vocab.into(), seq_len, PAIR_SEED)
+    } else {
+        pack(&vocab.encode_all(&corpus.documents)?, vocab, seq_len)
+    };
     if let Err(e) = cache.store(&entry, |path| write(&packed, path)) {
         tracing::warn!("could not cache packed sequences at {}: {e}", entry.display());
     }
@@ -89,7 +115,12 @@ pub fn pack_cached(corpus: &Corpus, vocab: &Vocab, seq_len: usize, cache: &Cache
 
 fn write(packed: &Packed, path: &std::path::Path) -> anyhow::Result<()> {
     let as_i32 = |v: &[u32]| Tensor::from_slice(&v.iter().map(|&x| x as i32).collect::<Vec<_>>());
-    Tensor::write_safetensors(&[("ids", as_i32(&packed.ids)), ("lengths", as_i32(&packed.lengths))], path)?;
+    let mut tensors = vec![("ids", as_i32(&packed.ids)), ("lengths", as_i32(&packed.lengths))];
+    if let Some(pairs) = &packed.pairs {
+        tensors.push(("b_start", as_i32(&pairs.b_start)));
+        tensors.push(("random_next", as_i32(&pairs.random_next.iter().map(|&x| u32::from(x)).collect::<Vec<_>>())));
+    }
+    Tensor::write_safetensors(&tensors, path)?;
     Ok(())
 }
 
@@ -100,6 +131,10 @@ fn read(path: &std::path::Path, seq_len: usize) -> Option<Packed> {
         let values: Vec<i32> = Vec::try_from(t.to_kind(Kind::Int)).ok()?;
         Some(values.into_iter().map(|x| x as u32).collect())
     };
-    let packed = Packed { seq_len, ids: get("ids")?, lengths: get("lengths")? };
+    let pairs = match (get("b_start"), get("random_next")) {
+        (Some(b_start), Some(random_next)) => Some(Pairs { b_start, random_next: random_next.into_iter().map(|x| x as u8).collect() }),
+        _ => None,
+    };
+    let packed = Packed { seq_len, ids: get("ids")?, lengths: get("lengths")?, pairs };
     (packed.ids.len() == packed.lengths.len() * seq_len).then_some(packed)
 }

@@ -43,7 +43,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let ids = (0..ROWS * seq_len).map(|_| rng.random_range(SPECIAL_IDS..vocab)).collect();
-    let packed = Packed { seq_len, ids, lengths: vec![seq_len as u32; ROWS] };
+    let packed = Packed { seq_len, ids, lengths: vec![seq_len as u32; ROWS], pairs: None };
     let special: Vec<u32> = (0..SPECIAL_IDS).collect();
     let masker = Masker::new(config.data.mask_prob, MASK_ID, vocab, &special);
     let source = TrainBatches::new(&packed, &masker, config.train.batch_size as usize, config.seed);
@@ -54,13 +54,13 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         for _ in 0..warmup {
-            let _loss = stepper.step(model.as_ref(), &next_batch().to(device), lr)?;
+            let _loss = stepper.step(&model, &next_batch().to(device), lr)?;
         }
         super::device::synchronize(device);
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {
-            loss = Some(stepper.step(model.as_ref(), &next_batch().to(device), lr)?);
+            loss = Some(stepper.step(&model, &next_batch().to(device), lr)?);
         }
         super::device::synchronize(device);
         let elapsed = started.elapsed().as_secs_f64();
@@ -70,7 +70,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     Ok(Measurement {
         step_ms: elapsed * 1000.0 / steps as f64,
         tokens_per_s: tokens / elapsed,
-        params: plugin.param_count(&config.model)?,
+        params: super::eval::Pretraining::param_count(plugin, &config.model, config.data.nsp)?,
         flops_per_token: plugin.flops_per_token(&config.model, config.data.seq_len)?,
         precision,
         peak_memory_bytes: peak_memory(device)?,

@@ -1,46 +1,106 @@
-//! The masked-LM objective, scored only where tokens were masked, and the
-//! held-out evaluation built on it (`eval/loss`, `eval/accuracy`).
+//! The pretraining objective: masked-LM scored only where tokens were
+//! masked, plus BERT's next-sentence prediction when the data are sentence
+//! pairs (`data.nsp`); and the held-out evaluation built on it
+//! (`eval/loss`, `eval/accuracy`, and `eval/nsp_loss`, `eval/nsp_accuracy`).
 use crate::data::batches::Batch;
 use crate::data::masking::IGNORE;
+use models::heads::NextSentenceHead;
 use models::MaskedLm;
 use tch::{Kind, Reduction, Tensor};
 
-/// Logits and targets at the masked positions of a batch: the MLM head runs
-/// only there, not over every token (BERT's own implementation did the same).
-pub fn masked_logits(model: &dyn MaskedLm, batch: &Batch, train: bool) -> (Tensor, Tensor) {
-    let hidden = model.encode(&batch.input, train);
-    let width = hidden.size()[2];
-    let selected = hidden.view([-1, width]).index_select(0, &batch.positions);
-    (model.mlm_logits(&selected), batch.targets.shallow_clone())
+/// What a pretraining trial trains: the plugin's masked-LM model, and with
+/// `data.nsp` a next-sentence head on the same encoder output.
+pub struct Pretraining {
+    pub model: Box<dyn MaskedLm>,
+    pub next_sentence: Option<NextSentenceHead>,
 }
 
-/// Mean cross-entropy over masked positions, for training.
-pub fn masked_loss(model: &dyn MaskedLm, batch: &Batch) -> Tensor {
-    let (logits, targets) = masked_logits(model, batch, true);
-    logits.to_kind(Kind::Float).cross_entropy_loss::<Tensor>(&targets, None, Reduction::Mean, IGNORE, 0.0)
+/// One forward pass: MLM logits and targets at the masked positions (the
+/// MLM head runs only there, not over every token, as in BERT's own code),
+/// and the next-sentence logits when there is a head for them.
+struct Outputs {
+    mlm_logits: Tensor,
+    targets: Tensor,
+    next_sentence: Option<Tensor>,
+}
+
+impl Pretraining {
+    /// Trainable parameters of the model `knobs` describe, with the
+    /// next-sentence head when `nsp` (then Hugging Face's
+    /// `BertForPreTraining` count, the one published sizes quote).
+    pub fn param_count(plugin: &dyn models::Plugin, knobs: &models::KnobValues, nsp: bool) -> Result<i64, models::KnobError> {
+        let hidden = knobs.get("hidden").and_then(|v| v.as_i64()).unwrap_or(0);
+        Ok(plugin.param_count(knobs)? + if nsp { NextSentenceHead::param_count(hidden) } else { 0 })
+    }
+
+    fn forward(&self, batch: &Batch, train: bool) -> Outputs {
+        let hidden = self.model.encode(&batch.input, train);
+        let width = hidden.size()[2];
+        let selected = hidden.view([-1, width]).index_select(0, &batch.positions);
+        Outputs {
+            mlm_logits: self.model.mlm_logits(&selected).to_kind(Kind::Float),
+            targets: batch.targets.shallow_clone(),
+            next_sentence: self.next_sentence.as_ref().map(|head| head.logits(&hidden).to_kind(Kind::Float)),
+        }
+    }
+
+    /// The training loss: mean cross-entropy over masked positions, plus
+    /// the next-sentence cross-entropy (BERT's sum of the two).
+    pub fn loss(&self, batch: &Batch) -> Tensor {
+        let out = self.forward(batch, true);
+        let mlm = out.mlm_logits.cross_entropy_loss::<Tensor>(&out.targets, None, Reduction::Mean, IGNORE, 0.0);
+        match (out.next_sentence, &batch.next_labels) {
+            (Some(logits), Some(labels)) => mlm + logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, IGNORE, 0.0),
+            _ => mlm,
+        }
+    }
+
+    /// Loss and accuracy over every masked position of the held-out set,
+    /// and over its sentence pairs, in eval mode (no dropout).
+    pub fn evaluate(&self, batches: &[Batch]) -> EvalResult {
+        tch::no_grad(|| {
+            let (mut mlm, mut nsp) = (Tally::default(), Tally::default());
+            for batch in batches {
+                let out = self.forward(batch, false);
+                mlm.add(&out.mlm_logits, &out.targets);
+                if let (Some(logits), Some(labels)) = (&out.next_sentence, &batch.next_labels) {
+                    nsp.add(logits, labels);
+                }
+            }
+            EvalResult { loss: mlm.loss(), accuracy: mlm.accuracy(), next_sentence: (nsp.count > 0).then(|| (nsp.loss(), nsp.accuracy())) }
+        })
+    }
+}
+
+/// Summed cross-entropy and correct predictions over a held-out set.
+#[derive(Default)]
+struct Tally {
+    loss_sum: f64,
+    correct: i64,
+    count: i64,
+}
+
+impl Tally {
+    fn add(&mut self, logits: &Tensor, targets: &Tensor) {
+        self.loss_sum += f64::try_from(logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, IGNORE, 0.0)).unwrap_or(f64::NAN);
+        self.correct += i64::try_from(logits.argmax(-1, false).eq_tensor(targets).sum(Kind::Int64)).unwrap_or(0);
+        self.count += targets.size()[0];
+    }
+
+    fn loss(&self) -> f64 {
+        self.loss_sum / self.count.max(1) as f64
+    }
+
+    fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.count.max(1) as f64
+    }
 }
 
 pub struct EvalResult {
     pub loss: f64,
     pub accuracy: f64,
-}
-
-/// Loss and accuracy over every masked position of the held-out set, in
-/// eval mode (no dropout).
-pub fn evaluate(model: &dyn MaskedLm, batches: &[Batch]) -> EvalResult {
-    tch::no_grad(|| {
-        let (mut loss_sum, mut correct, mut count) = (0.0, 0i64, 0i64);
-        for batch in batches {
-            let (logits, targets) = masked_logits(model, batch, false);
-            let logits = logits.to_kind(Kind::Float);
-            loss_sum += f64::try_from(logits.cross_entropy_loss::<Tensor>(&targets, None, Reduction::Sum, IGNORE, 0.0))
-                .unwrap_or(f64::NAN);
-            correct += i64::try_from(logits.argmax(-1, false).eq_tensor(&targets).sum(Kind::Int64)).unwrap_or(0);
-            count += targets.size()[0];
-        }
-        let count = count.max(1) as f64;
-        EvalResult { loss: loss_sum / count, accuracy: correct as f64 / count }
-    })
+    /// Next-sentence loss and accuracy, with `data.nsp`.
+    pub next_sentence: Option<(f64, f64)>,
 }
 
 #[cfg(test)]
@@ -57,7 +117,7 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let plugin = models::registry::find("bert").unwrap();
         let knobs: KnobValues = serde_json::from_str(r#"{"layers": 2, "hidden": 32, "heads": 2, "vocab_size": 64, "dropout": 0.0, "attention_dropout": 0.0}"#).unwrap();
-        let model = plugin.build(&vs.root(), &plugin.resolve(&knobs).unwrap()).unwrap();
+        let model = Pretraining { model: plugin.build(&vs.root(), &plugin.resolve(&knobs).unwrap()).unwrap(), next_sentence: None };
         let ids: Vec<u32> = (0..4 * 16).map(|i| 5 + (i * 7 % 59) as u32).collect();
         let masked = Masker::new(0.3, 4, 64, &[0, 1, 2, 3, 4]).mask(&ids, 16, &mut rand_chacha::ChaCha8Rng::seed_from_u64(1));
         let input_ids = Tensor::from_slice(&masked.input_ids).view([4, 16]);
@@ -67,14 +127,15 @@ mod tests {
             input: models::EncoderInput { token_type_ids: input_ids.zeros_like(), input_ids, attention_mask: None },
             targets: labels.index_select(0, &positions),
             positions,
+            next_labels: None,
             tokens: 64,
         };
         // Without dropout, training mode computes the same function.
-        let masked_only = tch::no_grad(|| f64::try_from(masked_loss(model.as_ref(), &batch)).unwrap());
+        let masked_only = tch::no_grad(|| f64::try_from(model.loss(&batch)).unwrap());
         // The decoder over every position, as Hugging Face's BertForMaskedLM
         // computes it, with unmasked positions ignored by the loss.
         let full = tch::no_grad(|| {
-            let logits = model.mlm_logits(&model.encode(&batch.input, false));
+            let logits = model.model.mlm_logits(&model.model.encode(&batch.input, false));
             let loss = logits.view([-1, 64]).cross_entropy_loss::<Tensor>(&labels, None, Reduction::Mean, IGNORE, 0.0);
             f64::try_from(loss).unwrap()
         });

@@ -1,15 +1,14 @@
-//! One optimisation step of the masked-LM objective, shared by training and
+//! One optimisation step of the pretraining objective, shared by training and
 //! `bertlab bench`: forward under the trial's precision, backward (with loss
 //! scaling in fp16), clip, fused AdamW. Nothing in it reads a value back to
 //! the host, so on a GPU the CPU runs ahead queueing the next steps; the
 //! loss comes back as a device tensor for the caller to read when it logs.
-use super::eval::masked_loss;
+use super::eval::Pretraining;
 use super::optimizer::AdamW;
 use super::precision::{LossScaler, Precision};
 use crate::config::TrainSection;
 use crate::data::batches::Batch;
 use anyhow::Result;
-use models::MaskedLm;
 use tch::{nn::VarStore, Device};
 
 pub struct Stepper {
@@ -34,9 +33,9 @@ impl Stepper {
 
     /// Trains on `batch` at learning rate `lr`; returns the batch's loss as
     /// a 0-dim fp32 tensor on the device, detached from the graph.
-    pub fn step(&mut self, model: &dyn MaskedLm, batch: &Batch, lr: f64) -> Result<tch::Tensor> {
+    pub fn step(&mut self, objective: &Pretraining, batch: &Batch, lr: f64) -> Result<tch::Tensor> {
         self.optimizer.zero_grad()?;
-        let loss = self.precision.forward(self.device, || masked_loss(model, batch))?;
+        let loss = self.precision.forward(self.device, || objective.loss(batch))?;
         let found_inf = match &mut self.scaler {
             None => {
                 loss.backward();

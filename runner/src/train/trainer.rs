@@ -5,7 +5,7 @@
 //! `model.safetensors`. Losses are read back 25 steps at a time, never
 //! inside a step, so the GPU waits for the host only at those reads and at
 //! evaluations.
-use super::eval::{evaluate, EvalResult};
+use super::eval::{EvalResult, Pretraining};
 use super::precision::Precision;
 use super::schedule::Schedule;
 use super::step::Stepper;
@@ -15,7 +15,7 @@ use crate::data::Dataset;
 use crate::sweep::TrialConfig;
 use crate::model_dir::ModelDir;
 use anyhow::{bail, Context, Result};
-use models::MaskedLm;
+use models::heads::NextSentenceHead;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
             tracing::warn!("{init} has no {}: initialised fresh", report.fresh.join(", "));
         }
     }
-    let params = plugin.param_count(&config.model)?;
+    let params = Pretraining::param_count(plugin, &config.model, config.data.nsp)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
     let precision = Precision::resolve(&train.precision, device);
     torch_ops::allow_tf32(train.tf32)?;
@@ -67,9 +67,13 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     let batch_size = train.batch_size as usize;
     let held_out = eval_batches(&data.eval, &masker, batch_size, device);
     let report_eval = |step: i64, observer: &mut dyn Observer| -> Result<EvalResult> {
-        let result = precision.forward(device, || evaluate(model.as_ref(), &held_out))?;
+        let result = precision.forward(device, || model.evaluate(&held_out))?;
         observer.metric(step, "eval/loss", result.loss);
         observer.metric(step, "eval/accuracy", result.accuracy);
+        if let Some((loss, accuracy)) = result.next_sentence {
+            observer.metric(step, "eval/nsp_loss", loss);
+            observer.metric(step, "eval/nsp_accuracy", accuracy);
+        }
         Ok(result)
     };
     report_eval(0, observer)?;
@@ -85,7 +89,7 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
         while !schedule.finished(done, started.elapsed() - eval_time) {
             let batch = next_batch().to(device);
             let lr = schedule.lr(done, started.elapsed() - eval_time);
-            let loss = stepper.step(model.as_ref(), &batch, lr)?;
+            let loss = stepper.step(&model, &batch, lr)?;
             tokens += batch.tokens;
             done += 1;
             losses.push(done, loss, lr);
@@ -112,25 +116,36 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
     data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
 
-    let metrics = BTreeMap::from([
+    let mut metrics = BTreeMap::from([
         ("train/loss".to_string(), losses.final_loss()),
         ("eval/loss".to_string(), last.loss),
         ("eval/accuracy".to_string(), last.accuracy),
         ("perf/tokens_per_s".to_string(), tokens_per_s),
     ]);
+    if let Some((loss, accuracy)) = last.next_sentence {
+        metrics.insert("eval/nsp_loss".into(), loss);
+        metrics.insert("eval/nsp_accuracy".into(), accuracy);
+    }
     Ok(Outcome { metrics, params, tokens: tokens as i64, flops: flops_per_token as f64 * tokens as f64 })
 }
 
 /// The trial's model with its initial weights, on `device`. The weights are
 /// drawn on the CPU and then moved, so a seed gives the same initial model
 /// on every device (CUDA's generator draws different numbers).
-pub fn build(config: &TrialConfig, device: Device) -> Result<(VarStore, Box<dyn MaskedLm>)> {
+pub fn build(config: &TrialConfig, device: Device) -> Result<(VarStore, Pretraining)> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     tch::manual_seed(config.seed as i64);
     let mut vs = VarStore::new(Device::Cpu);
-    let model = plugin.build(&vs.root(), &config.model)?;
+    let root = vs.root();
+    let model = plugin.build(&root, &config.model)?;
+    let next_sentence = if config.data.nsp {
+        let pooler = plugin.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
+        Some(NextSentenceHead::new(&root, &pooler, &config.model)?)
+    } else {
+        None
+    };
     vs.set_device(device);
-    Ok((vs, model))
+    Ok((vs, Pretraining { model, next_sentence }))
 }
 
 /// Steps between reads of the losses: reading one waits for the device to
