@@ -169,3 +169,26 @@ fn the_example_experiments_plan_cleanly() {
         assert!(plan["summary"]["new"].as_u64().unwrap() + plan["summary"]["completed"].as_u64().unwrap() >= 4, "{example}");
     }
 }
+
+#[test]
+fn the_miniatures_recipe_plans_24_trials_at_the_published_sizes() {
+    let file = workspace_root().join("experiments/bert-miniatures-turc2019.toml");
+    let plan = plan_json(&file, &[], &[]);
+    let trials = plan["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 24);
+    // Every published size in the file's [[baseline]] rows is what plan
+    // counts for the matching configuration, to the 0.1M the paper gives.
+    let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let baselines = recipe["baseline"].as_array().unwrap();
+    assert_eq!(baselines.len(), 5);
+    for baseline in baselines {
+        let wanted = |key: &str| baseline["match"][key].as_integer().unwrap();
+        let trial = trials
+            .iter()
+            .find(|t| t["swept"]["model.layers"] == wanted("model.layers") && t["swept"]["model.hidden"] == wanted("model.hidden"))
+            .unwrap_or_else(|| panic!("no trial for {baseline}"));
+        let published = baseline["metrics"]["params"].as_float().unwrap();
+        let planned = trial["params"].as_i64().unwrap() as f64;
+        assert_eq!((planned / 1e5).round(), (published / 1e5).round(), "{}: plan {planned}, published {published}", baseline["name"]);
+    }
+}
