@@ -168,6 +168,10 @@ fn the_example_experiments_plan_cleanly() {
         let plan = plan_json(&file, &[], &[]);
         assert!(plan["summary"]["new"].as_u64().unwrap() + plan["summary"]["completed"].as_u64().unwrap() >= 4, "{example}");
     }
+    // The published recipes plan without their data (a corpus and a
+    // vocabulary the user brings).
+    let base = plan_json(&workspace_root().join("experiments/bert-base-devlin2018.toml"), &[], &[]);
+    assert_eq!(base["trials"][0]["params"], 110_106_428, "BertForPreTraining's count for BERT-Base");
 }
 
 #[test]
