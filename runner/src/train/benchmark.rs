@@ -37,9 +37,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).context("model.vocab_size is set")? as u32;
     let seq_len = config.data.seq_len as usize;
     let (vs, model) = super::trainer::build(config, device)?;
-    let precision = Precision::resolve(&config.train.precision, device);
-    torch_ops::allow_tf32(config.train.tf32)?;
-    let mut stepper = Stepper::new(&vs, &config.train, precision);
+    let mut stepper = Stepper::new(&vs, &config.train)?;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let ids = (0..ROWS * seq_len).map(|_| rng.random_range(SPECIAL_IDS..vocab)).collect();
@@ -72,7 +70,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
         tokens_per_s: tokens / elapsed,
         params: super::eval::Pretraining::param_count(plugin, &config.model, config.data.nsp)?,
         flops_per_token: plugin.flops_per_token(&config.model, config.data.seq_len)?,
-        precision,
+        precision: stepper.precision(),
         peak_memory_bytes: peak_memory(device)?,
         final_loss,
     })

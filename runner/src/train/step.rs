@@ -20,15 +20,23 @@ pub struct Stepper {
 }
 
 impl Stepper {
-    pub fn new(vs: &VarStore, train: &TrainSection, precision: Precision) -> Stepper {
+    /// Steps for the model in `vs`, at the precision `train.precision`
+    /// resolves to on its device, with TF32 as `train.tf32` says.
+    pub fn new(vs: &VarStore, train: &TrainSection) -> Result<Stepper> {
         let device = vs.device();
-        Stepper {
+        let precision = Precision::resolve(&train.precision, device);
+        torch_ops::allow_tf32(train.tf32)?;
+        Ok(Stepper {
             optimizer: AdamW::new(vs, train),
             scaler: (precision == Precision::Fp16).then(|| LossScaler::new(device)),
             precision,
             device,
             grad_clip: train.grad_clip,
-        }
+        })
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// Trains on `batch` at learning rate `lr`; returns the batch's loss as

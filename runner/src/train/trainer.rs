@@ -1,12 +1,11 @@
 //! The training loop of one trial: seed, build the model, then until the
 //! last step or the end of the time budget take a masked batch (drawn on
 //! another thread) and an optimisation step, and report `train/loss` and
-//! `train/lr`; evaluate at step 0, every `eval_every` steps and at the end; save the weights as
-//! `model.safetensors`. Losses are read back 25 steps at a time, never
+//! `train/lr`; evaluate at step 0, every `eval_every` steps and at the end;
+//! save the weights as `model.safetensors`. Losses are read back 25 steps at a time, never
 //! inside a step, so the GPU waits for the host only at those reads and at
 //! evaluations.
 use super::eval::{EvalResult, Pretraining};
-use super::precision::Precision;
 use super::schedule::Schedule;
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, TrainBatches};
@@ -58,9 +57,8 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     }
     let params = Pretraining::param_count(plugin, &config.model, config.data.nsp)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
-    let precision = Precision::resolve(&train.precision, device);
-    torch_ops::allow_tf32(train.tf32)?;
-    let mut stepper = Stepper::new(&vs, train, precision);
+    let mut stepper = Stepper::new(&vs, train)?;
+    let precision = stepper.precision();
 
     let vocab = &data.vocab;
     let masker = Masker::new(config.data.mask_prob, vocab.mask, vocab.size() as u32, &vocab.special);
