@@ -63,12 +63,12 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
 
     // An out-of-memory at a large batch is an answer, not a crash.
     let m = crate::launch::local::catch_panics(|| benchmark::measure(config, target, args.warmup, args.steps))?;
-    let peak = peak_flops::peak(target, m.precision, config.train.tf32);
-    let mfu = m.flops_per_token as f64 * m.tokens_per_s / peak.flops;
     let device_name = match target {
         tch::Device::Cuda(index) => device::gpu_names().get(index).cloned().unwrap_or_else(|| "CUDA device".into()),
         _ => cpu_model(),
     };
+    let peak = peak_flops::peak(target, &device_name, m.precision, config.train.tf32);
+    let mfu = m.flops_per_token as f64 * m.tokens_per_s / peak.flops;
     let report = serde_json::json!({
         "tokens_per_s": m.tokens_per_s,
         "step_ms": m.step_ms,

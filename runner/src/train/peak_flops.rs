@@ -14,7 +14,8 @@ pub struct Peak {
 }
 
 /// Dense tensor-core rates in TFLOP/s from NVIDIA's data sheets (without
-/// sparsity): bf16/fp16, tf32, plain fp32.
+/// sparsity): bf16/fp16, tf32, plain fp32. Matched by substring of the
+/// device name, first match wins: the H100 variants precede plain "H100".
 const DATA_SHEETS: [(&str, [f64; 3]); 5] = [
     ("H100 PCIe", [756.0, 378.0, 51.2]),
     ("H100 NVL", [835.0, 418.0, 60.0]),
@@ -23,15 +24,16 @@ const DATA_SHEETS: [(&str, [f64; 3]); 5] = [
     ("A100", [312.0, 156.0, 19.5]),
 ];
 
-pub fn peak(target: Device, precision: Precision, tf32: bool) -> Peak {
+/// The peak of `target`, named `device_name` (as [`device::gpu_names`]
+/// gives it for a GPU).
+pub fn peak(target: Device, device_name: &str, precision: Precision, tf32: bool) -> Peak {
     let column = match precision {
         Precision::Bf16 | Precision::Fp16 => 0,
         Precision::Fp32 if tf32 => 1,
         Precision::Fp32 => 2,
     };
-    if let Device::Cuda(index) = target {
-        let name = device::gpu_names().get(index).cloned().unwrap_or_default();
-        if let Some((model, rates)) = DATA_SHEETS.iter().find(|(model, _)| name.contains(model)) {
+    if target.is_cuda() {
+        if let Some((model, rates)) = DATA_SHEETS.iter().find(|(model, _)| device_name.contains(model)) {
             let mode = ["bf16/fp16", "tf32", "fp32"][column];
             return Peak { flops: rates[column] * 1e12, source: format!("NVIDIA {model} data sheet, dense {mode}") };
         }
