@@ -1,8 +1,9 @@
 //! Splits a document into sentences for next-sentence prediction: the text
 //! is joined into one line (corpora wrap lines anywhere), then cut after
 //! `.`, `!` or `?` (and any closing quotes or brackets) followed by
-//! whitespace and a capital letter, a digit or an opening quote or bracket. A heuristic, as BERT's own data (one sentence
-//! per line) was made with one; abbreviations like "e.g. The" are cut too.
+//! whitespace and a capital letter, a digit or an opening quote or bracket.
+//! A heuristic, as BERT's own data (one sentence per line) was made with
+//! one; abbreviations like "e.g. The" are cut too.
 pub fn split(document: &str) -> Vec<String> {
     let text = document.split_whitespace().collect::<Vec<_>>().join(" ");
     let chars: Vec<char> = text.chars().collect();

@@ -68,7 +68,7 @@ impl<'a> Session<'a> {
         }
         Ok(Session {
             trial,
-            dir: RunDir { root: store.dir.root.clone() },
+            dir: store.dir.clone(),
             started: Instant::now(),
             start_ms: crate::track::now_ms(),
             points: Vec::new(),

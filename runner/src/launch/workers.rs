@@ -2,8 +2,9 @@
 //! (`bertlab worker`), so trials never share libtorch state and a crash
 //! costs one trial. Placement: trials on `auto`/`cuda` go to the GPU running
 //! the fewest workers (several small trials may share one); the workers
-//! split this machine's CPU threads between them. This process stays the only writer of
-//! the tables, the display and MLflow: workers report over a pipe.
+//! split this machine's CPU threads between them. This process stays the
+//! only writer of the tables, the display and MLflow: workers report over a
+//! pipe.
 use super::protocol::Event;
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;

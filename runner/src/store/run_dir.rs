@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 /// The trials table's file name in a run folder.
 pub const TRIALS_FILE: &str = "trials.parquet";
 
+#[derive(Clone)]
 pub struct RunDir {
     pub root: PathBuf,
 }
