@@ -4,6 +4,7 @@
 //! page and a dark one; the series colours are mid-luminance for the same
 //! reason.
 use anyhow::{anyhow, Result};
+use plotters::chart::MeshStyle;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 
@@ -44,6 +45,15 @@ fn ramp(t: f64) -> RGBColor {
 
 fn font(size: u32) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&INK)
+}
+
+/// Every chart's axes, grid and labels in the house style.
+fn styled<'a, 'b, 'm, X: Ranged, Y: Ranged, DB: DrawingBackend>(mesh: &'m mut MeshStyle<'a, 'b, X, Y, DB>) -> &'m mut MeshStyle<'a, 'b, X, Y, DB> {
+    mesh.axis_style(INK)
+        .bold_line_style(INK.mix(0.25))
+        .light_line_style(INK.mix(0.08))
+        .label_style(font(15))
+        .axis_desc_style(font(16))
 }
 
 fn failed<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -110,13 +120,7 @@ pub fn lines(spec: &Lines) -> Result<String> {
             .build_cartesian_2d(x_range, y_range)
             .map_err(failed)?;
         let x_label = |v: &f64| if spec.x.log { crate::format::si(10f64.powf(*v)) } else { crate::format::si(*v) };
-        chart
-            .configure_mesh()
-            .axis_style(INK)
-            .bold_line_style(INK.mix(0.25))
-            .light_line_style(INK.mix(0.08))
-            .label_style(font(15))
-            .axis_desc_style(font(16))
+        styled(&mut chart.configure_mesh())
             .x_desc(&spec.x.label)
             .y_desc(&spec.y)
             .x_label_formatter(&x_label)
@@ -186,14 +190,7 @@ pub fn categories(spec: &Categories) -> Result<String> {
             SegmentValue::CenterOf(i) => spec.levels.get(*i as usize).cloned().unwrap_or_default(),
             _ => String::new(),
         };
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .axis_style(INK)
-            .bold_line_style(INK.mix(0.25))
-            .light_line_style(INK.mix(0.08))
-            .label_style(font(15))
-            .axis_desc_style(font(16))
+        styled(chart.configure_mesh().disable_x_mesh())
             .x_desc(&spec.x)
             .y_desc(&spec.y)
             .x_label_formatter(&name)
@@ -249,12 +246,7 @@ pub fn heatmap(spec: &Heatmap) -> Result<String> {
         };
         let x_name = |v: &SegmentValue<i32>| name(&spec.x_levels, v);
         let y_name = |v: &SegmentValue<i32>| name(&spec.y_levels, v);
-        chart
-            .configure_mesh()
-            .disable_mesh()
-            .axis_style(INK)
-            .label_style(font(15))
-            .axis_desc_style(font(16))
+        styled(chart.configure_mesh().disable_mesh())
             .x_desc(&spec.x)
             .y_desc(&spec.y)
             .x_label_formatter(&x_name)
