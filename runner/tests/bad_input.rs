@@ -114,3 +114,13 @@ fn out_of_range_values_from_flags_and_environment_name_their_source() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("BERTLAB_TRAIN__LR") && r.stderr.contains("train.lr"), "{}", r.stderr);
 }
+
+#[test]
+fn a_corpus_with_no_sentence_pairs_for_next_sentence_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    // One document of one sentence: no pair can be made from it.
+    let corpus = write(dir.path(), "one.txt", "A single sentence without any continuation at all.\n");
+    let data = format!("corpus = [{:?}]\nvocab_size = 100\nnsp = true", corpus.display().to_string());
+    let error = rejected(dir.path(), &tiny(&data, "hidden = 32\nheads = 2"), &[]);
+    assert!(error.contains("data.corpus") && error.contains("data.nsp") && error.contains("two or more sentences"), "{error}");
+}

@@ -33,8 +33,10 @@ pub fn prepare(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, Inpu
     let packed = packing::pack_cached(&corpus, &vocab, data.seq_len as usize, data.nsp, cache)?;
     let (train, eval) = packed.split(data.eval_fraction, data.eval_max_sequences as usize);
     if train.is_empty() || eval.is_empty() {
+        // A pair needs a document of two sentences, or two documents.
+        let pairs = if data.nsp { " (sentence pairs, data.nsp: each needs a document of two or more sentences, or two documents)" } else { "" };
         return Err(InputError::new(format!(
-            "the corpus makes only {} sequences of data.seq_len = {} tokens; at least 2 are needed (one held out)",
+            "the corpus makes only {} sequences of data.seq_len = {} tokens{pairs}; at least 2 are needed (one held out)",
             train.len() + eval.len(),
             data.seq_len
         ))
