@@ -154,7 +154,7 @@ pub struct Configurations {
 impl Configurations {
     pub fn group(trials: &DataFrame, metric: &str, maximize: bool) -> Result<Configurations> {
         let names: Vec<String> = trials.get_column_names().iter().map(|s| s.to_string()).collect();
-        let swept: Vec<String> = names.iter().filter(|n| n.as_str() == "experiment" || ["model.", "data.", "train."].iter().any(|p| n.starts_with(p))).cloned().collect();
+        let swept: Vec<String> = names.iter().filter(|n| ["experiment", "task"].contains(&n.as_str()) || ["model.", "data.", "train."].iter().any(|p| n.starts_with(p))).cloned().collect();
         let mut levels: BTreeMap<String, Vec<Level>> = BTreeMap::new();
         for key in &swept {
             let column = trials.column(key)?.as_materialized_series().clone();
@@ -180,6 +180,12 @@ impl Configurations {
         let mut results: Vec<String> = vec![metric.to_string()];
         results.extend(RESULTS.iter().map(|s| s.to_string()).filter(|r| r != metric));
         results.retain(|r| names.contains(r));
+        // Every other evaluation a trial recorded (fine-tuning's eval/f1,
+        // eval/score, pretraining's eval/nsp_loss, ...), after the other
+        // evaluations and before training's numbers.
+        let more: Vec<String> = names.iter().filter(|n| n.starts_with("eval/") && !results.contains(n)).cloned().collect();
+        let at = results.iter().skip(1).position(|r| !r.starts_with("eval/")).map_or(results.len(), |i| i + 1);
+        results.splice(at..at, more);
 
         let mut frame = trials.clone();
         frame.with_column(Column::new(CONFIG.into(), labels))?;

@@ -60,6 +60,8 @@ pub struct Content {
     pub failed: Table,
     pub sections: Vec<Section>,
     pub baselines: Option<Table>,
+    /// Fine-tuning: the best score per checkpoint and task, and the GLUE score.
+    pub selection: Option<Table>,
     pub provenance: Table,
 }
 
@@ -92,7 +94,8 @@ pub fn build(runs: &Runs) -> Result<Content> {
     sections.push(scaling_section(&configs, &palette)?);
 
     let baselines: Vec<Baseline> = runs.infos.iter().flatten().flat_map(|i| i.baseline.clone()).collect();
-    let baselines = (!baselines.is_empty()).then(|| baseline_table(&configs, &baselines, runs));
+    let selection = crate::selection::table(&configs, &baselines, runs);
+    let baselines = Some(baseline_table(&configs, &baselines, runs, selection.is_some())).filter(|t| !t.rows.is_empty());
     Ok(Content {
         title,
         summary: summary(&configs),
@@ -100,6 +103,7 @@ pub fn build(runs: &Runs) -> Result<Content> {
         failed: failed_table(&configs),
         sections,
         baselines,
+        selection,
         provenance: provenance_table(runs),
         configurations: configs,
     })
@@ -405,14 +409,16 @@ fn scaling_section(configs: &Configurations, palette: &Palette) -> Result<Sectio
 /// A value of `key` for a configuration: swept or shared values from the
 /// trials table, else the first trial's resolved `config.toml` (a
 /// baseline may match on a key nobody swept).
-fn value_of(configs: &Configurations, c: &Configuration, key: &str, runs: &Runs) -> Option<Level> {
+pub(crate) fn value_of(configs: &Configurations, c: &Configuration, key: &str, runs: &Runs) -> Option<Level> {
     if let Some(level) = c.level(configs, key) {
         return Some(level.clone());
     }
     runs.settings(c.trial_ids.first()?).get(key).map(Level::from_toml)
 }
 
-fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> Table {
+/// `selected`: the model selection table shows the GLUE scores, so they
+/// are left out here.
+fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs, selected: bool) -> Table {
     let header = ["baseline", "source", "configuration", "metric", "published", "measured", "difference"].map(String::from).to_vec();
     let mut table = Table { header, ..Default::default() };
     for baseline in baselines {
@@ -443,7 +449,7 @@ fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs)
                 },
             ]
         };
-        for (metric, &published) in &baseline.metrics {
+        for (metric, &published) in baseline.metrics.iter().filter(|(m, _)| !(selected && m.as_str() == crate::selection::GLUE_SCORE)) {
             if matching.is_empty() {
                 table.rows.push(named(None, metric, published));
                 table.labels.push(String::new());

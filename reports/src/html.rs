@@ -5,6 +5,9 @@
 use crate::content::{Cell, Content, Table};
 use crate::format::escape;
 
+/// What the model selection table shows, above it.
+pub const SELECTION_NOTE: &str = "Per starting checkpoint and task, the best eval/score (the task's GLUE metrics averaged, out of 100) over the configurations tried; the GLUE score averages the tasks. Difference = measured − published.";
+
 /// Rows shown before "show all" in long tables.
 const SHOWN: usize = 50;
 
@@ -17,6 +20,9 @@ pub fn render(content: &Content) -> String {
     let mut nav = vec![("configurations", "Configurations")];
     if !content.failed.rows.is_empty() {
         nav.push(("failed", "Failed trials"));
+    }
+    if content.selection.is_some() {
+        nav.push(("selection", "Model selection"));
     }
     if content.baselines.is_some() {
         nav.push(("baselines", "Baselines"));
@@ -31,6 +37,11 @@ pub fn render(content: &Content) -> String {
     if !content.failed.rows.is_empty() {
         body.push_str("<h2 id=\"failed\">Failed trials</h2>\n");
         body.push_str(&table("failed-table", &content.failed));
+    }
+    if let Some(selection) = &content.selection {
+        body.push_str("<h2 id=\"selection\">Model selection</h2>\n");
+        body.push_str(&format!("<p class=\"note\">{}</p>\n", escape(SELECTION_NOTE)));
+        body.push_str(&table("selection-table", selection));
     }
     if let Some(baselines) = &content.baselines {
         body.push_str("<h2 id=\"baselines\">Baselines</h2>\n");

@@ -1,7 +1,8 @@
 //! Reports of one or more run folders: which configuration won, by how
 //! much and how surely across seeds, the learning curves, a heatmap over
 //! two swept keys, each key's marginal effect, scaling with parameters and
-//! FLOPs, published baselines alongside, and where the numbers came from.
+//! FLOPs, published baselines alongside, fine-tuning's model selection
+//! ([`selection`]), and where the numbers came from.
 //!
 //! [`tables`] reads the Parquet tables with polars, [`configs`] groups
 //! trials into configurations, [`curves`] averages their series,
@@ -15,6 +16,7 @@ pub mod format;
 pub mod html;
 pub mod markdown;
 pub mod run_info;
+pub mod selection;
 pub mod tables;
 
 use anyhow::{Context, Result};

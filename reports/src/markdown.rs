@@ -19,6 +19,9 @@ pub fn write(content: &Content, path: &Path) -> Result<()> {
     if !content.failed.rows.is_empty() {
         out.extend(["".into(), "## Failed trials".into(), "".into(), table(&content.failed)]);
     }
+    if let Some(selection) = &content.selection {
+        out.extend(["".into(), "## Model selection".into(), "".into(), crate::html::SELECTION_NOTE.into(), "".into(), table(selection)]);
+    }
     if let Some(baselines) = &content.baselines {
         out.extend(["".into(), "## Baselines".into(), "".into(), table(baselines)]);
     }

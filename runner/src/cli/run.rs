@@ -3,7 +3,7 @@
 //! write the report and print the summary.
 use super::progress::Progress;
 use crate::config::{self, Loaded};
-use crate::data::{self, cache::Cache, Dataset};
+use crate::data::{self, cache::Cache, Dataset, Examples};
 use crate::error::InputError;
 use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
@@ -102,7 +102,7 @@ fn prepare_data(plan: &Planned, cache: &Cache) -> Result<HashMap<String, Dataset
         if datasets.contains_key(&key) {
             continue;
         }
-        let dataset = data::prepare(&trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
+        let dataset = data::prepare(trial.config.task, &trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
         eprintln!("data  {}", dataset.summary);
         datasets.insert(key, dataset);
     }
@@ -110,7 +110,7 @@ fn prepare_data(plan: &Planned, cache: &Cache) -> Result<HashMap<String, Dataset
 }
 
 fn data_key(trial: &Trial) -> String {
-    serde_json::to_string(&trial.config.data).expect("data section serialises")
+    serde_json::to_string(&(trial.config.task, &trial.config.data)).expect("data section serialises")
 }
 
 /// Errors from the data layer know their key but not where it was written.
@@ -184,8 +184,8 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Completes each trial with what only the data knows (the vocabulary size)
-/// and resolves its device.
+/// Completes each trial with what only the data knows (the vocabulary size,
+/// the steps `train.epochs` take) and resolves its device.
 fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Vec<Job<'a>>> {
     let mut jobs = Vec::new();
     for trial in &plan.trials {
@@ -203,6 +203,11 @@ fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Ve
                     .into())
             }
             Some(_) => {}
+        }
+        if let (Examples::Labeled(labeled), Some(epochs)) = (&data.examples, trial.config.train.epochs) {
+            let train = &mut trial.config.train;
+            train.steps = epochs * labeled.train.len().div_ceil(train.batch_size as usize) as i64;
+            train.warmup_steps = train.warmup_steps.min(train.steps);
         }
         let spec = device::parse(&trial.config.train.device).map_err(|m| plan.loaded.error_at("train.device", m))?;
         let device = device::resolve(spec).map_err(|m| plan.loaded.error_at("train.device", m))?;

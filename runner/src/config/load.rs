@@ -27,11 +27,42 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
     let layers = extends::chain(path)?;
     let files = layers.iter().fold(Figment::new(), |f, layer| f.merge(Toml::file_exact(&layer.path)));
     let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "experiment".into());
-    let loaded = layered(files, path.to_owned(), layers, sets, &name)?;
-    if loaded.experiment.data.corpus.is_empty() {
+    let mut loaded = layered(files, path.to_owned(), layers, sets, &name)?;
+    sweep_init_glob(&mut loaded)?;
+    let data = &loaded.experiment.data;
+    if loaded.experiment.experiment.task.is_mlm() && data.corpus.is_empty() {
         return Err(loaded.error_at("data.corpus", "no corpus given: add glob patterns, e.g. [\"data/*.txt\"]"));
     }
+    if !loaded.experiment.experiment.task.is_mlm() && data.train.is_none() {
+        return Err(loaded.error_at("data.train", "fine-tuning needs labelled training examples: a .tsv, .csv, .jsonl or .parquet file, or a GLUE folder with data.format = \"glue/<task>\""));
+    }
     Ok(loaded)
+}
+
+/// `model.init` with glob characters sweeps over the folders it matches:
+/// it becomes the grid axis `model.init`, one trial per folder (in sorted
+/// order), so one experiment fine-tunes every checkpoint of a pretraining
+/// sweep.
+fn sweep_init_glob(loaded: &mut Loaded) -> Result<(), InputError> {
+    let Some(serde_json::Value::String(pattern)) = loaded.experiment.model.get("init") else { return Ok(()) };
+    if !pattern.contains(['*', '?', '[']) {
+        return Ok(());
+    }
+    let folders: Vec<serde_json::Value> = glob::glob(pattern)
+        .map_err(|e| loaded.error_at("model.init", format!("`{pattern}` is not a glob pattern: {e}")))?
+        .filter_map(Result::ok)
+        .filter(|path| path.is_dir())
+        .map(|path| path.display().to_string().into())
+        .collect();
+    if folders.is_empty() {
+        return Err(loaded.error_at("model.init", format!("`{pattern}` matches no folder")));
+    }
+    if loaded.experiment.sweep.grid.contains_key("model.init") {
+        return Err(loaded.error_at("model.init", "is a glob and also swept in [sweep.grid]: use one or the other"));
+    }
+    loaded.experiment.model.remove("init");
+    loaded.experiment.sweep.grid.insert("model.init".into(), serde_json::Value::Array(folders));
+    Ok(())
 }
 
 /// The built-in defaults with environment variables and `--set` flags on

@@ -7,4 +7,4 @@ pub mod locate;
 pub mod schema;
 
 pub use load::{load, load_defaults, Loaded};
-pub use schema::{ConstraintsSection, DataSection, ExperimentFile, ExperimentSection, Goal, SweepSection, TrainSection};
+pub use schema::{ConstraintsSection, DataSection, ExperimentFile, ExperimentSection, Goal, SweepSection, Task, TrainSection};

@@ -53,6 +53,9 @@ pub struct ExperimentSection {
     pub name: String,
     /// A plugin from `bertlab models`.
     pub model: String,
+    /// What the trials train: masked-LM pretraining, or fine-tuning a
+    /// sequence classifier or regressor on labelled examples.
+    pub task: Task,
     /// Every trial runs once per seed.
     pub seeds: Vec<u64>,
     /// What reports rank by.
@@ -65,10 +68,26 @@ impl Default for ExperimentSection {
         ExperimentSection {
             name: String::new(),
             model: "bert".into(),
+            task: Task::Mlm,
             seeds: vec![0],
             metric: "eval/loss".into(),
             goal: Goal::Minimize,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    #[default]
+    Mlm,
+    Classification,
+    Regression,
+}
+
+impl Task {
+    pub fn is_mlm(&self) -> bool {
+        *self == Task::Mlm
     }
 }
 
@@ -115,6 +134,30 @@ pub struct DataSection {
     /// Left out of the serialised config when off, so earlier trial ids stay.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub nsp: bool,
+    /// Fine-tuning: the labelled training examples, a `.tsv`, `.csv`,
+    /// `.jsonl` or `.parquet` file; with a `glue/<task>` format, the
+    /// unpacked GLUE folder (or the task's folder in it). The fine-tuning
+    /// keys are left out of the serialised config when unset, so
+    /// pretraining trial ids stay as they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<String>,
+    /// Fine-tuning: the labelled examples scored as `eval/<metric>`; a
+    /// GLUE format finds its dev set(s) itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval: Option<String>,
+    /// How `train` and `eval` are laid out: `tsv`, `csv`, `jsonl`,
+    /// `parquet` (default: from the file's extension) or `glue/<task>` for
+    /// a GLUE task as distributed (`glue/sst-2`, `glue/mnli`, ...), which
+    /// also fixes the columns, the labels and the metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+    /// Fine-tuning: the text column, or two for sentence pairs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub text_columns: Vec<String>,
+    /// Fine-tuning: the column holding the class (any text or integer) or,
+    /// for regression, the number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
 }
 
 impl Default for DataSection {
@@ -128,6 +171,11 @@ impl Default for DataSection {
             eval_max_sequences: 256,
             mask_prob: 0.15,
             nsp: false,
+            train: None,
+            eval: None,
+            format: None,
+            text_columns: Vec::new(),
+            label_column: None,
         }
     }
 }
@@ -136,6 +184,10 @@ impl Default for DataSection {
 #[serde(default, deny_unknown_fields)]
 pub struct TrainSection {
     pub steps: i64,
+    /// Passes over the training examples (fine-tuning); when set, `steps`
+    /// becomes the steps these take.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<i64>,
     pub batch_size: i64,
     /// Peak learning rate, reached after `warmup_steps`, then decayed
     /// linearly to zero at `steps`.
@@ -177,6 +229,7 @@ impl Default for TrainSection {
         // BERT's optimiser settings (Devlin et al. 2018, appendix A.2).
         TrainSection {
             steps: 200,
+            epochs: None,
             batch_size: 32,
             lr: 5e-4,
             warmup_steps: 0,
@@ -248,7 +301,13 @@ impl DataSection {
             format!("{} is outside (0, 0.5]", self.eval_fraction)
         })?;
         require(self.eval_max_sequences >= 1, "data.eval_max_sequences", || "must be at least 1".into())?;
-        require(self.mask_prob > 0.0 && self.mask_prob < 1.0, "data.mask_prob", || format!("{} is outside (0, 1)", self.mask_prob))
+        require(self.mask_prob > 0.0 && self.mask_prob < 1.0, "data.mask_prob", || format!("{} is outside (0, 1)", self.mask_prob))?;
+        if let Some(format) = &self.format {
+            crate::data::labeled::Format::parse(format).map_err(|m| ("data.format", m))?;
+        }
+        require(self.text_columns.len() <= 2, "data.text_columns", || {
+            format!("names {} columns; a classifier reads one text or a pair of two", self.text_columns.len())
+        })
     }
 }
 
@@ -261,6 +320,7 @@ impl TrainSection {
 
     pub fn check(&self) -> Result<(), Violation> {
         require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
+        require(self.epochs.is_none_or(|e| e > 0), "train.epochs", || format!("must be > 0, got {}", self.epochs.unwrap_or(0)))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
         require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
         require((0..=self.steps).contains(&self.warmup_steps), "train.warmup_steps", || {

@@ -2,17 +2,19 @@
 //! WordPiece tokenizer ([`tokenizer`]), pack token streams into fixed-length
 //! sequences with a held-out split ([`packing`]), mask them dynamically
 //! ([`masking`]) and batch them ([`batches`]). Trained vocabularies and
-//! packed sequences are cached by content hash ([`cache`]).
+//! packed sequences are cached by content hash ([`cache`]). Fine-tuning
+//! reads labelled examples instead ([`labeled`]).
 pub mod batches;
 pub mod cache;
 pub mod corpus;
+pub mod labeled;
 pub mod masking;
 pub mod packing;
 pub mod pairs;
 pub mod sentences;
 pub mod tokenizer;
 
-use crate::config::DataSection;
+use crate::config::{DataSection, Task};
 use crate::error::InputError;
 pub use packing::Packed;
 pub use tokenizer::Vocab;
@@ -20,14 +22,42 @@ pub use tokenizer::Vocab;
 /// Everything the trials of one data configuration share.
 pub struct Dataset {
     pub vocab: Vocab,
-    pub train: Packed,
-    pub eval: Packed,
+    pub examples: Examples,
     /// Where the numbers came from, for logs: files, documents, tokens.
     pub summary: String,
 }
 
-/// Reads, tokenizes and packs the corpus of `data`, reusing cached work.
-pub fn prepare(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
+pub enum Examples {
+    /// Packed sequences of the corpus, for masked-LM pretraining.
+    Pretraining { train: Packed, eval: Packed },
+    Labeled(labeled::Labeled),
+}
+
+/// The examples `task` trains on, from `data`, reusing cached work.
+pub fn prepare(task: Task, data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
+    match task {
+        Task::Mlm => pretraining(data, cache),
+        _ => fine_tuning(task, data),
+    }
+}
+
+fn fine_tuning(task: Task, data: &DataSection) -> Result<Dataset, InputError> {
+    if data.tokenizer == "train" {
+        return Err(InputError::new("fine-tuning reads text with the tokenizer of its starting weights: set model.init (or data.tokenizer)").key("data.tokenizer"));
+    }
+    let vocab = tokenizer::from_file(data)?;
+    let labeled = labeled::prepare(task, data, &vocab)?;
+    let classes = match &labeled.labels {
+        labeled::Labels::Classes(classes) => format!("classes {}", classes.join("/")),
+        labeled::Labels::Values => "regression".into(),
+    };
+    let evals: Vec<String> = labeled.evals.iter().map(|e| e.len().to_string()).collect();
+    let skipped = if labeled.skipped > 0 { format!(", {} rows without a needed value skipped", labeled.skipped) } else { String::new() };
+    let summary = format!("{}: {}, {} train / {} eval examples{skipped}", labeled.task, classes, labeled.train.len(), evals.join(" + "));
+    Ok(Dataset { vocab, examples: Examples::Labeled(labeled), summary })
+}
+
+fn pretraining(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
     let corpus = corpus::read(&data.corpus)?;
     let vocab = tokenizer::prepare(data, &corpus, cache)?;
     let packed = packing::pack_cached(&corpus, &vocab, data.seq_len as usize, data.nsp, cache)?;
@@ -51,5 +81,5 @@ pub fn prepare(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, Inpu
         eval.len(),
         data.seq_len
     );
-    Ok(Dataset { vocab, train, eval, summary })
+    Ok(Dataset { vocab, examples: Examples::Pretraining { train, eval }, summary })
 }

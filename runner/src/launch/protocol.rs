@@ -88,7 +88,7 @@ pub fn serve(device: Device, threads: i32, trial_dir: &Path) -> Result<i32> {
     let config: TrialConfig = serde_json::from_str(&input).context("parsing the trial configuration")?;
     let mut out = Emitter(std::io::stdout().lock());
     let result = catch_panics(|| {
-        let data = data::prepare(&config.data, &Cache::from_env())?;
+        let data = data::prepare(config.task, &config.data, &Cache::from_env())?;
         train::train(&config, &data, device, trial_dir, &mut out)
     });
     out.emit(&match result {

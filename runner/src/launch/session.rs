@@ -87,15 +87,7 @@ impl<'a> Session<'a> {
         let ending = match result {
             Ok(outcome) => {
                 tally.completed += 1;
-                let summary = format!(
-                    "done  {} {}: eval/loss {:.4}, eval/accuracy {:.3}, {:.0} tokens/s, {:.1}s",
-                    trial.id,
-                    trial.label(),
-                    outcome.metrics["eval/loss"],
-                    outcome.metrics["eval/accuracy"],
-                    outcome.metrics["perf/tokens_per_s"],
-                    wall_s
-                );
+                let summary = format!("done  {} {}: {}, {:.1}s", trial.id, trial.label(), headline(&outcome.metrics), wall_s);
                 self.dir.log(&trial.id, &summary);
                 sinks.display.line(&summary);
                 Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
@@ -119,6 +111,16 @@ impl<'a> Session<'a> {
         sinks.display.advance();
         Ok(())
     }
+}
+
+/// The final evaluation numbers (loss first) and the throughput, for the
+/// line that says a trial is done.
+fn headline(metrics: &std::collections::BTreeMap<String, f64>) -> String {
+    let loss = metrics.get_key_value("eval/loss");
+    let others = metrics.iter().filter(|(key, _)| key.starts_with("eval/") && *key != "eval/loss");
+    let mut parts: Vec<String> = loss.into_iter().chain(others).map(|(key, value)| format!("{key} {value:.4}")).collect();
+    parts.extend(metrics.get("perf/tokens_per_s").map(|t| format!("{t:.0} tokens/s")));
+    parts.join(", ")
 }
 
 impl Observer for Session<'_> {

@@ -122,6 +122,10 @@ fn base_row(experiment: &str, trial: &Trial, status: &str) -> Row {
         ("status".to_string(), Cell::Text(status.to_string())),
         ("seed".to_string(), Cell::Int(trial.config.seed as i64)),
     ]);
+    // Fine-tuned trials say which task, for the report's model selection.
+    if !trial.config.task.is_mlm() {
+        row.insert("task".into(), Cell::Text(crate::data::labeled::task_name(&trial.config.data)));
+    }
     for (key, value) in trial.swept.iter().chain(&trial.derived) {
         row.insert(key.clone(), Cell::from_json(&resolved_value(trial, key).unwrap_or_else(|| value.clone())));
     }

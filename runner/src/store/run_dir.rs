@@ -41,8 +41,12 @@ impl RunDir {
         if let Some(init) = &config.init {
             model.insert("init".into(), init.clone().into());
         }
+        let mut experiment_table = serde_json::json!({ "name": format!("{experiment}-{}", trial.id), "model": config.plugin, "seeds": [config.seed] });
+        if !config.task.is_mlm() {
+            experiment_table["task"] = serde_json::to_value(config.task)?;
+        }
         let file = serde_json::json!({
-            "experiment": { "name": format!("{experiment}-{}", trial.id), "model": config.plugin, "seeds": [config.seed] },
+            "experiment": experiment_table,
             "model": model,
             "data": config.data,
             "train": config.train,

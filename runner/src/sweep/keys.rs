@@ -6,6 +6,9 @@ use serde_json::Value;
 
 pub const SECTIONS: [&str; 3] = ["model", "data", "train"];
 
+/// Keys with no default, so absent from the serialised sections unless set.
+const OPTIONAL: [&str; 7] = ["data.train", "data.eval", "data.format", "data.text_columns", "data.label_column", "train.epochs", "train.budget"];
+
 pub struct Keys<'a> {
     plugin: &'a dyn Plugin,
     /// The experiment's sections with every default filled in.
@@ -32,9 +35,11 @@ impl<'a> Keys<'a> {
     }
 
     fn names(&self, section: &str) -> Vec<&'a str> {
+        let optional = OPTIONAL.iter().filter_map(|key| key.strip_prefix(section)?.strip_prefix('.'));
         match section {
-            "model" => self.plugin.knobs().iter().map(|k| k.name).collect(),
-            _ => self.base[section].as_object().map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default(),
+            // `init` sweeps starting weights (a glob in `model.init` is such a sweep).
+            "model" => self.plugin.knobs().iter().map(|k| k.name).chain(["init"]).collect(),
+            _ => self.base[section].as_object().map(|m| m.keys().map(String::as_str).collect::<Vec<_>>()).unwrap_or_default().into_iter().chain(optional).collect(),
         }
     }
 

@@ -6,7 +6,7 @@ use super::axes::{Point, Space};
 use super::constraints::Constraints;
 use super::derive::Derivations;
 use super::keys::{Keys, SECTIONS};
-use crate::config::{DataSection, Loaded, TrainSection};
+use crate::config::{DataSection, Loaded, Task, TrainSection};
 use crate::error::InputError;
 use crate::model_dir::ModelDir;
 use std::path::Path;
@@ -20,6 +20,10 @@ use sha2::{Digest, Sha256};
 pub struct TrialConfig {
     /// The plugin name (`[experiment] model`).
     pub plugin: String,
+    /// `[experiment] task`; left out when it is masked-LM pretraining, so
+    /// pretraining trial ids stay as they were.
+    #[serde(default, skip_serializing_if = "Task::is_mlm")]
+    pub task: Task,
     pub seed: u64,
     /// The plugin's knobs, defaults filled in. `vocab_size` is added once
     /// the tokenizer is known, unless the experiment sets it.
@@ -95,6 +99,8 @@ impl TrialConfig {
         #[derive(Serialize)]
         struct Identity<'a> {
             plugin: &'a str,
+            #[serde(skip_serializing_if = "Task::is_mlm")]
+            task: Task,
             model: &'a KnobValues,
             #[serde(skip_serializing_if = "Option::is_none")]
             init: Option<&'a str>,
@@ -104,7 +110,7 @@ impl TrialConfig {
         let mut train = self.train.clone();
         train.device.clear();
         let mut hasher = Sha256::new();
-        let identity = Identity { plugin: &self.plugin, model: &self.model, init: self.init.as_deref(), data: &self.data, train: &train };
+        let identity = Identity { plugin: &self.plugin, task: self.task, model: &self.model, init: self.init.as_deref(), data: &self.data, train: &train };
         serde_json::to_writer(HashWriter(&mut hasher), &identity).expect("configs serialise");
         hasher
     }
@@ -345,7 +351,8 @@ impl<'a> Expansion<'a> {
                 return Err(self.blame("model.max_position", message, point, derived));
             }
         }
-        Ok(TrialConfig { plugin: self.plugin.name().to_string(), seed: 0, model, init, data, train })
+        let task = self.loaded.experiment.experiment.task;
+        Ok(TrialConfig { plugin: self.plugin.name().to_string(), task, seed: 0, model, init, data, train })
     }
 
     /// `[data]` or `[train]` typed and range-checked. A type error is blamed

@@ -52,13 +52,15 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         for _ in 0..warmup {
-            let _loss = stepper.step(&model, &next_batch().to(device), lr)?;
+            let batch = next_batch().to(device);
+            let _loss = stepper.step(|| model.loss(&batch), lr)?;
         }
         super::device::synchronize(device);
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {
-            loss = Some(stepper.step(&model, &next_batch().to(device), lr)?);
+            let batch = next_batch().to(device);
+            loss = Some(stepper.step(|| model.loss(&batch), lr)?);
         }
         super::device::synchronize(device);
         let elapsed = started.elapsed().as_secs_f64();

@@ -7,10 +7,13 @@
 pub mod benchmark;
 pub mod device;
 pub mod eval;
+pub mod finetune;
+pub mod metrics;
 pub mod optimizer;
 pub mod peak_flops;
 pub mod precision;
 pub mod schedule;
+pub mod scoring;
 pub mod step;
 pub mod trainer;
 

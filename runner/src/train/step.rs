@@ -1,13 +1,11 @@
-//! One optimisation step of the pretraining objective, shared by training and
-//! `bertlab bench`: forward under the trial's precision, backward (with loss
+//! One optimisation step of any objective, shared by pretraining,
+//! fine-tuning and `bertlab bench`: forward under the trial's precision, backward (with loss
 //! scaling in fp16), clip, fused AdamW. Nothing in it reads a value back to
 //! the host, so on a GPU the CPU runs ahead queueing the next steps; the
 //! loss comes back as a device tensor for the caller to read when it logs.
-use super::eval::Pretraining;
 use super::optimizer::AdamW;
 use super::precision::{LossScaler, Precision};
 use crate::config::TrainSection;
-use crate::data::batches::Batch;
 use anyhow::Result;
 use tch::{nn::VarStore, Device};
 
@@ -39,11 +37,11 @@ impl Stepper {
         self.precision
     }
 
-    /// Trains on `batch` at learning rate `lr`; returns the batch's loss as
-    /// a 0-dim fp32 tensor on the device, detached from the graph.
-    pub fn step(&mut self, objective: &Pretraining, batch: &Batch, lr: f64) -> Result<tch::Tensor> {
+    /// Trains on the loss `forward` computes, at learning rate `lr`; returns
+    /// that loss as a 0-dim fp32 tensor on the device, detached from the graph.
+    pub fn step(&mut self, forward: impl FnOnce() -> tch::Tensor, lr: f64) -> Result<tch::Tensor> {
         self.optimizer.zero_grad()?;
-        let loss = self.precision.forward(self.device, || objective.loss(batch))?;
+        let loss = self.precision.forward(self.device, forward)?;
         let found_inf = match &mut self.scaler {
             None => {
                 loss.backward();

@@ -1,16 +1,18 @@
 //! The training loop of one trial: seed, build the model, then until the
-//! last step or the end of the time budget take a masked batch (drawn on
-//! another thread) and an optimisation step, and report `train/loss` and
-//! `train/lr`; evaluate at step 0, every `eval_every` steps and at the end;
-//! save the weights as `model.safetensors`. Losses are read back 25 steps at a time, never
+//! last step or the end of the time budget take a batch and an
+//! optimisation step, and report `train/loss` and `train/lr`; evaluate at
+//! step 0, every `eval_every` steps and at the end; save the weights as
+//! `model.safetensors`. Losses are read back 25 steps at a time, never
 //! inside a step, so the GPU waits for the host only at those reads and at
-//! evaluations.
-use super::eval::{EvalResult, Pretraining};
+//! evaluations. Pretraining lives here (masked batches drawn on another
+//! thread); fine-tuning in [`super::finetune`], on the same loop.
+use super::eval::Pretraining;
 use super::schedule::Schedule;
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, TrainBatches};
 use crate::data::masking::Masker;
-use crate::data::Dataset;
+use crate::config::TrainSection;
+use crate::data::{Dataset, Examples, Packed};
 use crate::sweep::TrialConfig;
 use crate::model_dir::ModelDir;
 use anyhow::{bail, Context, Result};
@@ -45,7 +47,16 @@ pub struct Outcome {
 /// step's loss is too noisy to compare trials by.
 const FINAL_LOSS_WINDOW: usize = 10;
 
+/// Trains the trial on its examples: masked-LM pretraining on a corpus, or
+/// fine-tuning ([`super::finetune`]) on labelled examples.
 pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
+    match &data.examples {
+        Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), device, trial_dir, observer),
+        Examples::Labeled(labeled) => super::finetune::train(config, &data.vocab, labeled, device, trial_dir, observer),
+    }
+}
+
+fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packed, &Packed), device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let train = &config.train;
     let (vs, model) = build(config, device)?;
@@ -63,8 +74,9 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
     let vocab = &data.vocab;
     let masker = Masker::new(config.data.mask_prob, vocab.mask, vocab.size() as u32, &vocab.special);
     let batch_size = train.batch_size as usize;
-    let held_out = eval_batches(&data.eval, &masker, batch_size, device);
-    let report_eval = |step: i64, observer: &mut dyn Observer| -> Result<EvalResult> {
+    let held_out = eval_batches(eval_set, &masker, batch_size, device);
+    let mut last = None;
+    let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
         let result = precision.forward(device, || model.evaluate(&held_out))?;
         observer.metric(step, "eval/loss", result.loss);
         observer.metric(step, "eval/accuracy", result.accuracy);
@@ -72,59 +84,92 @@ pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &P
             observer.metric(step, "eval/nsp_loss", loss);
             observer.metric(step, "eval/nsp_accuracy", accuracy);
         }
-        Ok(result)
+        last = Some(result);
+        Ok(())
     };
-    report_eval(0, observer)?;
+    let source = TrainBatches::new(train_set, &masker, batch_size, config.seed);
+    let trained = prefetched(source, device, |next_batch| {
+        let mut step = |lr: f64| -> Result<(Tensor, usize)> {
+            let batch = next_batch().to(device);
+            Ok((stepper.step(|| model.loss(&batch), lr)?, batch.tokens))
+        };
+        run_steps(train, device, &mut step, &mut evaluate, observer)
+    })?;
+    let last = last.expect("the loop evaluates at the end");
+    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
+    data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
 
+    let mut metrics = trained.metrics();
+    metrics.insert("eval/loss".into(), last.loss);
+    metrics.insert("eval/accuracy".into(), last.accuracy);
+    if let Some((loss, accuracy)) = last.next_sentence {
+        metrics.insert("eval/nsp_loss".into(), loss);
+        metrics.insert("eval/nsp_accuracy".into(), accuracy);
+    }
+    Ok(Outcome { metrics, params, tokens: trained.tokens as i64, flops: flops_per_token as f64 * trained.tokens as f64 })
+}
+
+/// What [`run_steps`] measured.
+pub(super) struct Trained {
+    pub tokens: usize,
+    pub tokens_per_s: f64,
+    /// The mean of the last [`FINAL_LOSS_WINDOW`] training losses.
+    pub final_loss: f64,
+}
+
+impl Trained {
+    /// `train/loss` and `perf/tokens_per_s`, for the outcome.
+    pub fn metrics(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([("train/loss".to_string(), self.final_loss), ("perf/tokens_per_s".to_string(), self.tokens_per_s)])
+    }
+}
+
+/// The loop every objective shares: until the last step or the end of the
+/// time budget, `step` trains on the next batch at the schedule's learning
+/// rate and returns its loss (still on the device) and its tokens; losses
+/// are read back [`LOSS_READ_EVERY`] steps at a time and reported as
+/// `train/loss` and `train/lr`; `evaluate` runs at step 0, every
+/// `eval_every` steps and at the end, and its time does not count against
+/// the budget or the throughput.
+pub(super) fn run_steps(
+    train: &TrainSection,
+    device: Device,
+    step: &mut dyn FnMut(f64) -> Result<(Tensor, usize)>,
+    evaluate: &mut dyn FnMut(i64, &mut dyn Observer) -> Result<()>,
+    observer: &mut dyn Observer,
+) -> Result<Trained> {
+    evaluate(0, observer)?;
     let started = Instant::now();
     let mut eval_time = Duration::ZERO;
     let mut tokens = 0usize;
     let mut losses = Losses::default();
     let schedule = Schedule::new(train);
     let mut done = 0;
-    let source = TrainBatches::new(&data.train, &masker, batch_size, config.seed);
-    prefetched(source, device, |next_batch| -> Result<()> {
-        while !schedule.finished(done, started.elapsed() - eval_time) {
-            let batch = next_batch().to(device);
-            let lr = schedule.lr(done, started.elapsed() - eval_time);
-            let loss = stepper.step(&model, &batch, lr)?;
-            tokens += batch.tokens;
-            done += 1;
-            losses.push(done, loss, lr);
-            observer.step_done(done);
-            let last = schedule.finished(done, started.elapsed() - eval_time);
-            let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && !last;
-            if losses.pending() >= LOSS_READ_EVERY || evaluates || last {
-                losses.read(train.log_every, last, observer)?;
-            }
-            if evaluates {
-                let eval_started = Instant::now();
-                report_eval(done, observer)?;
-                eval_time += eval_started.elapsed();
-                observer.metric(done, "perf/tokens_per_s", tokens as f64 / (started.elapsed() - eval_time).as_secs_f64());
-            }
+    while !schedule.finished(done, started.elapsed() - eval_time) {
+        let lr = schedule.lr(done, started.elapsed() - eval_time);
+        let (loss, batch_tokens) = step(lr)?;
+        tokens += batch_tokens;
+        done += 1;
+        losses.push(done, loss, lr);
+        observer.step_done(done);
+        let last = schedule.finished(done, started.elapsed() - eval_time);
+        let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && !last;
+        if losses.pending() >= LOSS_READ_EVERY || evaluates || last {
+            losses.read(train.log_every, last, observer)?;
         }
-        Ok(())
-    })?;
+        if evaluates {
+            let eval_started = Instant::now();
+            evaluate(done, observer)?;
+            eval_time += eval_started.elapsed();
+            observer.metric(done, "perf/tokens_per_s", tokens as f64 / (started.elapsed() - eval_time).as_secs_f64());
+        }
+    }
     super::device::synchronize(device);
     let training_time = started.elapsed() - eval_time;
-    let last = report_eval(done, observer)?;
+    evaluate(done, observer)?;
     let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
     observer.metric(done, "perf/tokens_per_s", tokens_per_s);
-    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
-    data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
-
-    let mut metrics = BTreeMap::from([
-        ("train/loss".to_string(), losses.final_loss()),
-        ("eval/loss".to_string(), last.loss),
-        ("eval/accuracy".to_string(), last.accuracy),
-        ("perf/tokens_per_s".to_string(), tokens_per_s),
-    ]);
-    if let Some((loss, accuracy)) = last.next_sentence {
-        metrics.insert("eval/nsp_loss".into(), loss);
-        metrics.insert("eval/nsp_accuracy".into(), accuracy);
-    }
-    Ok(Outcome { metrics, params, tokens: tokens as i64, flops: flops_per_token as f64 * tokens as f64 })
+    Ok(Trained { tokens, tokens_per_s, final_loss: losses.final_loss() })
 }
 
 /// The trial's model with its initial weights, on `device`. The weights are

@@ -1,0 +1,78 @@
+//! Model selection as the papers did it: for each starting checkpoint
+//! (`model.init`) and fine-tuning task, the best dev score (`eval/score`)
+//! over the configurations tried, e.g. a grid of batch sizes and learning
+//! rates; and with several tasks the GLUE score, the mean of the tasks'
+//! best scores, beside a published one (a `[[baseline]]` with a
+//! `glue/score` that matches the checkpoint's `model.init`).
+use crate::configs::{Configuration, Configurations};
+use crate::content::{value_of, Cell, Table};
+use crate::run_info::Baseline;
+use crate::tables::Runs;
+use std::collections::{BTreeMap, BTreeSet};
+
+const SCORE: &str = "eval/score";
+pub const GLUE_SCORE: &str = "glue/score";
+
+/// `None` unless the trials were fine-tuned (they record their task).
+pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> Option<Table> {
+    let text = |c: &Configuration, key: &str| value_of(configs, c, key, runs).map(|level| level.to_string());
+    // (checkpoint, task) -> (best score, the configuration that reached it)
+    let mut best: BTreeMap<(String, String), (f64, String)> = BTreeMap::new();
+    for c in &configs.rows {
+        let (Some(task), Some(score)) = (text(c, "task"), c.score(SCORE)) else { continue };
+        let checkpoint = text(c, "model.init").unwrap_or_else(|| "(random weights)".into());
+        let entry = best.entry((checkpoint, task)).or_insert((f64::NEG_INFINITY, String::new()));
+        if score > entry.0 {
+            *entry = (score, c.label.clone());
+        }
+    }
+    if best.is_empty() {
+        return None;
+    }
+    let tasks: BTreeSet<&String> = best.keys().map(|(_, task)| task).collect();
+    let checkpoints: BTreeSet<&String> = best.keys().map(|(checkpoint, _)| checkpoint).collect();
+    let mut header = vec!["checkpoint".to_string()];
+    header.extend(tasks.iter().map(|t| t.to_string()));
+    let several = tasks.len() > 1;
+    if several {
+        header.push("GLUE score".into());
+    }
+    let published_columns = baselines.iter().any(|b| b.metrics.contains_key(GLUE_SCORE));
+    if published_columns {
+        header.extend(["published", "difference", "source"].map(String::from));
+    }
+    let mut table = Table { header, ..Default::default() };
+    for checkpoint in checkpoints {
+        let scores: Vec<Option<&(f64, String)>> = tasks.iter().map(|task| best.get(&(checkpoint.clone(), task.to_string()))).collect();
+        let mut row = vec![Cell::text(checkpoint)];
+        for score in &scores {
+            row.push(match score {
+                Some((value, label)) => Cell { text: format!("{value:.1}"), data: vec![("sort", value.to_string()), ("config", label.clone())] },
+                None => Cell::text("not run"),
+            });
+        }
+        let complete: Option<Vec<f64>> = scores.iter().map(|s| s.map(|(v, _)| *v)).collect();
+        // One task's best score is the comparable number when only one was run.
+        let overall = complete.map(|v| v.iter().sum::<f64>() / v.len() as f64);
+        if several {
+            row.push(overall.map_or_else(|| Cell::text("incomplete"), |v| Cell { text: format!("{v:.1}"), data: vec![("sort", v.to_string())] }));
+        }
+        let published = baselines.iter().find_map(|b| {
+            let value = b.metrics.get(GLUE_SCORE)?;
+            let matches = b.matches.get("model.init").and_then(|v| v.as_str()) == Some(checkpoint.as_str());
+            matches.then_some((*value, b))
+        });
+        match (published, overall) {
+            _ if !published_columns => {}
+            (Some((value, baseline)), measured) => {
+                row.push(Cell { text: format!("{value:.1}"), data: vec![("sort", value.to_string())] });
+                row.push(measured.map_or_else(|| Cell::text(""), |m| Cell { text: format!("{:+.1}", m - value), data: vec![("sort", (m - value).to_string())] }));
+                row.push(Cell::text(format!("{}: {}", baseline.name, baseline.source)));
+            }
+            (None, _) => row.extend([Cell::text(""), Cell::text(""), Cell::text("")]),
+        }
+        table.rows.push(row);
+        table.labels.push(String::new());
+    }
+    Some(table)
+}

@@ -1,0 +1,367 @@
+//! Labelled examples for fine-tuning: where they come from (`data.train`,
+//! `data.eval`, `data.format`), what they are labelled with, and the
+//! examples tokenized as BERT reads them: `[CLS] A [SEP]` or
+//! `[CLS] A [SEP] B [SEP]`, cut to `data.seq_len`.
+pub mod batches;
+pub mod glue;
+pub mod table;
+
+use crate::config::{DataSection, Task};
+use crate::data::tokenizer::Vocab;
+use crate::error::InputError;
+use crate::train::scoring::Metric;
+use std::path::{Path, PathBuf};
+use table::{Column, Layout};
+
+/// `data.format`.
+pub enum Format {
+    File(Layout),
+    Glue(&'static glue::GlueTask),
+}
+
+impl Format {
+    pub fn parse(name: &str) -> Result<Format, String> {
+        let layout = match name.to_lowercase().as_str() {
+            "csv" => Layout::Csv,
+            "tsv" => Layout::Tsv { header: true },
+            "jsonl" => Layout::Jsonl,
+            "parquet" => Layout::Parquet,
+            _ => {
+                let known = || glue::names().join(", ");
+                return match name.strip_prefix("glue/") {
+                    Some(task) => glue::find(task).map(Format::Glue).ok_or_else(|| format!("`{task}` is not a GLUE task ({})", known())),
+                    None => Err(format!("`{name}` is not one of csv, tsv, jsonl, parquet, glue/<task> (tasks: {})", known())),
+                };
+            }
+        };
+        Ok(Format::File(layout))
+    }
+}
+
+/// What the examples are labelled with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    /// Class names; a label is its index here.
+    Classes(Vec<String>),
+    /// A number to predict (regression).
+    Values,
+}
+
+impl Labels {
+    /// Outputs of the head: one per class, one for regression.
+    pub fn outputs(&self) -> i64 {
+        match self {
+            Labels::Classes(classes) => classes.len() as i64,
+            Labels::Values => 1,
+        }
+    }
+}
+
+/// One file's examples, tokenized.
+pub struct Split {
+    /// What its metrics are logged under after `eval/<metric>` (`_mm` for
+    /// MNLI's mismatched dev set, else empty).
+    pub suffix: &'static str,
+    pub ids: Vec<Vec<u32>>,
+    /// Where segment B starts in each example (its length when there is none).
+    pub b_start: Vec<usize>,
+    /// Class index, or the value for regression.
+    pub labels: Vec<f64>,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+pub struct Labeled {
+    /// The GLUE task's name (`SST-2`), else the training file's stem.
+    pub task: String,
+    pub labels: Labels,
+    /// What is reported as `eval/<metric>`; the first `scored` of them
+    /// average into `eval/score` (GLUE's score for the task).
+    pub metrics: Vec<Metric>,
+    pub scored: usize,
+    pub train: Split,
+    pub evals: Vec<Split>,
+    /// Rows that lacked a needed value and were left out.
+    pub skipped: usize,
+}
+
+/// Where the examples are and how to read them.
+struct Source {
+    task: String,
+    columns: Vec<Column>,
+    /// Fixed by the format (GLUE), else found in the training file.
+    classes: Option<Vec<String>>,
+    regression: bool,
+    train: (PathBuf, Layout),
+    /// Each with the suffix its metrics are logged under.
+    evals: Vec<(PathBuf, Layout, &'static str)>,
+    metrics: Vec<Metric>,
+    scored: usize,
+}
+
+/// The task's name in tables and reports: the GLUE task (`SST-2`), else
+/// the training file's stem.
+pub fn task_name(data: &DataSection) -> String {
+    match data.format.as_deref().map(Format::parse) {
+        Some(Ok(Format::Glue(glue))) => glue.name.into(),
+        _ => data.train.as_deref().and_then(|t| Path::new(t).file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
+
+fn required<'a>(value: &'a Option<String>, key: &str, hint: &str) -> Result<&'a str, InputError> {
+    value.as_deref().ok_or_else(|| InputError::new(format!("fine-tuning needs {hint}")).key(key))
+}
+
+fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
+    let train = required(&data.train, "data.train", "the labelled training examples (a .tsv, .csv, .jsonl or .parquet file, or a GLUE folder)")?;
+    let format = data.format.as_deref().map(Format::parse).transpose().map_err(|m| InputError::new(m).key("data.format"))?;
+    if let Some(Format::Glue(glue)) = format {
+        let folder = glue_folder(Path::new(train), glue)?;
+        let layout = Layout::Tsv { header: glue.header };
+        let evals = match &data.eval {
+            Some(file) => vec![(PathBuf::from(file), layout, "")],
+            None => glue.dev.iter().map(|(file, suffix)| (folder.join(file), layout, *suffix)).collect(),
+        };
+        return Ok(Source {
+            task: task_name(data),
+            columns: glue.text.iter().chain([&glue.label]).cloned().collect(),
+            classes: (!glue.classes.is_empty()).then(|| glue.classes.iter().map(|c| c.to_string()).collect()),
+            regression: glue.classes.is_empty(),
+            train: (folder.join("train.tsv"), layout),
+            evals,
+            metrics: glue.metrics.to_vec(),
+            scored: glue.metrics.len(),
+        });
+    }
+    let eval = required(&data.eval, "data.eval", "held-out labelled examples to score (data.eval), in the training file's format")?;
+    let layout = |file: &str, key: &str| match format {
+        Some(Format::File(layout)) => Ok(layout),
+        _ => layout_of(Path::new(file)).map_err(|e| e.key(key)),
+    };
+    if data.text_columns.is_empty() {
+        return Err(InputError::new("fine-tuning needs the text column, or two for sentence pairs, e.g. [\"sentence\"]").key("data.text_columns"));
+    }
+    let label = data.label_column.clone().unwrap_or_else(|| "label".into());
+    let columns = data.text_columns.iter().cloned().chain([label]).map(Column::Named).collect();
+    let regression = task == Task::Regression;
+    let metrics = if regression { vec![Metric::Pearson, Metric::Spearman] } else { vec![Metric::Accuracy] };
+    Ok(Source {
+        task: task_name(data),
+        columns,
+        classes: None,
+        regression,
+        train: (train.into(), layout(train, "data.train")?),
+        evals: vec![(eval.into(), layout(eval, "data.eval")?, "")],
+        scored: metrics.len(),
+        metrics,
+    })
+}
+
+/// The task's folder: `data.train` itself, or `<data.train>/<task>` for
+/// the whole unpacked GLUE folder.
+fn glue_folder(given: &Path, task: &glue::GlueTask) -> Result<PathBuf, InputError> {
+    [given.join(task.name), given.to_owned()].into_iter().find(|folder| folder.join("train.tsv").is_file()).ok_or_else(|| {
+        InputError::new(format!("found no {0}/train.tsv nor train.tsv in it: point data.train at the unpacked GLUE folder or its {0} folder", task.name))
+            .key("data.train")
+            .in_file(given)
+    })
+}
+
+fn layout_of(file: &Path) -> Result<Layout, InputError> {
+    match file.extension().map(|e| e.to_string_lossy().to_lowercase()).as_deref() {
+        Some("csv") => Ok(Layout::Csv),
+        Some("tsv") => Ok(Layout::Tsv { header: true }),
+        Some("jsonl") => Ok(Layout::Jsonl),
+        Some("parquet") => Ok(Layout::Parquet),
+        _ => Err(InputError::new("cannot tell the format from the extension: use .tsv, .csv, .jsonl or .parquet, or set data.format").in_file(file)),
+    }
+}
+
+/// Reads, labels and tokenizes the training and evaluation examples.
+pub fn prepare(task: Task, data: &DataSection, vocab: &Vocab) -> Result<Labeled, InputError> {
+    let source = source(task, data)?;
+    let texts = source.columns.len() - 1;
+    let (train_file, train_layout) = &source.train;
+    let train = table::read(train_file, *train_layout, &source.columns).map_err(|e| e.key("data.train"))?;
+    let labels = match (&source.classes, source.regression) {
+        (_, true) => Labels::Values,
+        (Some(classes), false) => Labels::Classes(classes.clone()),
+        (None, false) => Labels::Classes(classes_of(&train.records, texts)),
+    };
+    let mut skipped = train.skipped;
+    let train = encode(train_file, &train.records, texts, &labels, vocab, data.seq_len as usize, "")?;
+    let mut evals = Vec::new();
+    for (file, layout, suffix) in &source.evals {
+        let read = table::read(file, *layout, &source.columns).map_err(|e| e.key("data.eval"))?;
+        skipped += read.skipped;
+        evals.push(encode(file, &read.records, texts, &labels, vocab, data.seq_len as usize, suffix)?);
+    }
+    if let Labels::Classes(classes) = &labels {
+        if classes.len() < 2 {
+            return Err(InputError::new(format!("the labels take one value ({}): a classifier needs two or more", classes.join(", ")))
+                .key("data.label_column")
+                .in_file(train_file));
+        }
+    }
+    Ok(Labeled { task: source.task, labels, metrics: source.metrics, scored: source.scored, train, evals, skipped })
+}
+
+/// The distinct labels of the training rows, in numeric order when they
+/// are all integers (so `0`, `1`, `10` keep their meaning), else sorted.
+fn classes_of(records: &[table::Record], label: usize) -> Vec<String> {
+    let mut classes: Vec<String> = records.iter().map(|r| r.cells[label].trim().to_string()).collect();
+    classes.sort_by(|a, b| match (a.parse::<i64>(), b.parse::<i64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        _ => a.cmp(b),
+    });
+    classes.dedup();
+    classes
+}
+
+fn encode(file: &Path, records: &[table::Record], texts: usize, labels: &Labels, vocab: &Vocab, seq_len: usize, suffix: &'static str) -> Result<Split, InputError> {
+    let at = |line: usize, message: String| InputError::new(message).in_file(file).at_line(Some(line));
+    let values = records
+        .iter()
+        .map(|record| {
+            let raw = record.cells[texts].trim();
+            match labels {
+                Labels::Values => raw.parse::<f64>().map_err(|_| at(record.line, format!("label `{raw}` is not a number"))),
+                Labels::Classes(classes) => classes
+                    .iter()
+                    .position(|c| c == raw)
+                    .map(|i| i as f64)
+                    .ok_or_else(|| at(record.line, format!("label `{raw}` is not one of the classes ({})", classes.join(", ")))),
+            }
+        })
+        .collect::<Result<Vec<f64>, InputError>>()?;
+    let column = |i: usize| records.iter().map(|r| r.cells[i].clone()).collect::<Vec<String>>();
+    let first = vocab.encode_all(&column(0))?;
+    let second = if texts == 2 { Some(vocab.encode_all(&column(1))?) } else { None };
+    let mut split = Split { suffix, ids: Vec::with_capacity(records.len()), b_start: Vec::with_capacity(records.len()), labels: values };
+    for (i, a) in first.into_iter().enumerate() {
+        let (ids, b_start) = vocab.pair(a, second.as_ref().map(|s| s[i].clone()), seq_len);
+        split.ids.push(ids);
+        split.b_start.push(b_start);
+    }
+    Ok(split)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glue")
+    }
+
+    fn vocab() -> (tempfile::TempDir, Vocab) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vocab.txt");
+        std::fs::write(&file, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\na\nis\n").unwrap();
+        let vocab = crate::data::tokenizer::from_file(&DataSection { tokenizer: file.display().to_string(), ..DataSection::default() }).unwrap();
+        (dir, vocab)
+    }
+
+    /// The label of each row and whether it is a pair, read the plain way:
+    /// by column position, as Hugging Face's GLUE processors do.
+    fn by_position(file: &Path, header: bool, texts: &[usize], label: Option<usize>) -> Vec<(String, bool)> {
+        let text = std::fs::read_to_string(file).unwrap();
+        text.lines()
+            .skip(usize::from(header))
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                let fields: Vec<&str> = line.split('\t').collect();
+                let label = label.map_or(fields[fields.len() - 1], |i| fields[i]);
+                (label.trim().to_string(), texts.len() == 2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_glue_layout_parses_with_the_labels_hugging_face_reads() {
+        let (_dir, vocab) = vocab();
+        // Columns as `transformers`' GLUE processors index them; `None`: the last.
+        let layouts: [(&str, bool, &[usize], Option<usize>); 9] = [
+            ("CoLA", false, &[3], Some(1)),
+            ("SST-2", true, &[0], Some(1)),
+            ("MRPC", true, &[3, 4], Some(0)),
+            ("STS-B", true, &[7, 8], None),
+            ("QQP", true, &[3, 4], Some(5)),
+            ("MNLI", true, &[8, 9], None),
+            ("QNLI", true, &[1, 2], None),
+            ("RTE", true, &[1, 2], None),
+            ("WNLI", true, &[1, 2], None),
+        ];
+        for (name, header, texts, label) in layouts {
+            let data = DataSection {
+                format: Some(format!("glue/{}", name.to_lowercase())),
+                train: Some(fixtures().display().to_string()),
+                seq_len: 32,
+                ..DataSection::default()
+            };
+            let labeled = prepare(Task::Classification, &data, &vocab).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let task = glue::find(name).unwrap();
+            let files: Vec<(&str, &Split)> = std::iter::once(("train.tsv", &labeled.train)).chain(task.dev.iter().map(|d| d.0).zip(&labeled.evals)).collect();
+            assert_eq!(labeled.evals.len(), task.dev.len(), "{name}");
+            for (file, split) in files {
+                let expected = by_position(&fixtures().join(name).join(file), header, texts, label);
+                assert_eq!(split.len(), expected.len(), "{name}/{file}: every row is an example");
+                for (i, (raw, pair)) in expected.iter().enumerate() {
+                    let got = match &labeled.labels {
+                        Labels::Values => split.labels[i],
+                        Labels::Classes(classes) => classes.iter().position(|c| c == raw).unwrap() as f64,
+                    };
+                    let want = if labeled.labels == Labels::Values { raw.parse::<f64>().unwrap() } else { got };
+                    assert_eq!(split.labels[i], want, "{name}/{file} row {i}");
+                    let seps = split.ids[i].iter().filter(|&&t| t == vocab.sep).count();
+                    assert_eq!(seps, if *pair { 2 } else { 1 }, "{name}/{file} row {i}: [SEP]s");
+                    assert_eq!(split.ids[i][0], vocab.cls);
+                    assert!(split.ids[i].len() <= 32);
+                }
+                if let Labels::Classes(classes) = &labeled.labels {
+                    let seen: std::collections::HashSet<usize> = split.labels.iter().map(|&l| l as usize).collect();
+                    assert!(seen.len() >= 2 && seen.iter().all(|&c| c < classes.len()), "{name}/{file}: {seen:?}");
+                }
+            }
+            assert_eq!(labeled.labels == Labels::Values, name == "STS-B", "{name}");
+        }
+    }
+
+    #[test]
+    fn a_long_pair_loses_tokens_from_its_longer_text() {
+        let (_dir, vocab) = vocab();
+        let (ids, b_start) = vocab.pair(vec![5; 10], Some(vec![6; 4]), 12);
+        // 12 = [CLS] + 5 + [SEP] + 4 + [SEP]: only the longer text was cut.
+        assert_eq!(ids.len(), 12);
+        assert_eq!(b_start, 7);
+        assert_eq!(ids.iter().filter(|&&t| t == 6).count(), 4);
+    }
+
+    #[test]
+    fn a_label_outside_the_training_classes_names_its_file_and_line() {
+        let (dir, vocab) = vocab();
+        let train = dir.path().join("train.csv");
+        let eval = dir.path().join("eval.jsonl");
+        std::fs::write(&train, "text,label\n\"the, a\",pos\nthe,neg\n").unwrap();
+        std::fs::write(&eval, "{\"text\": \"a\", \"label\": \"pos\"}\n{\"text\": \"the\", \"label\": \"meh\"}\n").unwrap();
+        let data = DataSection {
+            train: Some(train.display().to_string()),
+            eval: Some(eval.display().to_string()),
+            text_columns: vec!["text".into()],
+            ..DataSection::default()
+        };
+        let err = prepare(Task::Classification, &data, &vocab).err().expect("refused");
+        assert_eq!(err.line, Some(2), "{err}");
+        assert!(err.message.contains("`meh` is not one of the classes (neg, pos)"), "{err}");
+        assert!(err.source.as_deref().is_some_and(|s| s.ends_with("eval.jsonl")), "{err}");
+    }
+}

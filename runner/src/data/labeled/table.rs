@@ -1,0 +1,178 @@
+//! Reading the columns a fine-tuning task needs from a file of labelled
+//! examples: `.csv` (with a header, quoted as spreadsheets and pandas write
+//! it) and `.parquet` through polars, `.jsonl` (one object per line) with
+//! serde, and `.tsv` as GLUE and Hugging Face write it: split on tabs, not
+//! quoted at all (a `"` in a sentence is just a character).
+use crate::error::InputError;
+use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
+use std::path::Path;
+
+/// Where a value sits in a row: a header name, or a position for files
+/// without a header (GLUE's CoLA).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// A name fixed in the code (GLUE's layouts).
+    Name(&'static str),
+    /// A name from the experiment file.
+    Named(String),
+    Index(usize),
+}
+
+impl Column {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Column::Name(name) => Some(name),
+            Column::Named(name) => Some(name),
+            Column::Index(_) => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Column::Index(i) => format!("number {}", i + 1),
+            _ => format!("`{}`", self.name().unwrap_or_default()),
+        }
+    }
+}
+
+/// How a file is laid out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Layout {
+    Csv,
+    /// Tab-separated, unquoted; `header` says whether the first line names
+    /// the columns (all but GLUE's CoLA).
+    Tsv { header: bool },
+    Jsonl,
+    Parquet,
+}
+
+/// One example's cells, in the order the columns were asked for, and the
+/// line (or row, for Parquet) it came from, for error messages.
+pub struct Record {
+    pub line: usize,
+    pub cells: Vec<String>,
+}
+
+/// What reading a file gave: its records, and how many rows lacked a
+/// needed value and were skipped (GLUE's QQP has a few such rows).
+pub struct Records {
+    pub records: Vec<Record>,
+    pub skipped: usize,
+}
+
+fn fail(file: &Path, message: String) -> InputError {
+    InputError::new(message).in_file(file)
+}
+
+/// The `columns` of every row of `file`.
+pub fn read(file: &Path, layout: Layout, columns: &[Column]) -> Result<Records, InputError> {
+    let records = match layout {
+        Layout::Tsv { header } => tsv(file, header, columns)?,
+        Layout::Jsonl => jsonl(file, columns)?,
+        Layout::Csv | Layout::Parquet => frame_records(file, &frame(file, layout)?, columns)?,
+    };
+    if records.records.is_empty() {
+        return Err(fail(file, "has no examples".into()));
+    }
+    Ok(records)
+}
+
+fn text(file: &Path) -> Result<String, InputError> {
+    let bytes = std::fs::read(file).map_err(|e| fail(file, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| fail(file, format!("not UTF-8 text: {e}")))
+}
+
+fn tsv(file: &Path, header: bool, columns: &[Column]) -> Result<Records, InputError> {
+    let text = text(file)?;
+    // MRPC's files, as GLUE's download script writes them, open with a
+    // byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut lines = text.lines().enumerate();
+    let names: Vec<&str> = match header {
+        true => lines.next().map(|(_, l)| l.split('\t').collect()).unwrap_or_default(),
+        false => Vec::new(),
+    };
+    let positions = columns
+        .iter()
+        .map(|column| match (column, column.name()) {
+            (Column::Index(i), _) => Ok(*i),
+            (_, name) => position(file, &names, name.unwrap_or_default()),
+        })
+        .collect::<Result<Vec<usize>, InputError>>()?;
+    let mut out = Records { records: Vec::new(), skipped: 0 };
+    for (index, line) in lines.filter(|(_, l)| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match positions.iter().map(|&p| fields.get(p).map(|f| f.to_string())).collect::<Option<Vec<String>>>() {
+            Some(cells) => out.records.push(Record { line: index + 1, cells }),
+            None => out.skipped += 1,
+        }
+    }
+    Ok(out)
+}
+
+fn position(file: &Path, names: &[&str], name: &str) -> Result<usize, InputError> {
+    names.iter().position(|n| *n == name).ok_or_else(|| fail(file, format!("has no column `{name}` (its header: {})", names.join(", "))).at_line(Some(1)))
+}
+
+fn jsonl(file: &Path, columns: &[Column]) -> Result<Records, InputError> {
+    let text = text(file)?;
+    let mut out = Records { records: Vec::new(), skipped: 0 };
+    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let at_line = |message: String| fail(file, message).at_line(Some(index + 1));
+        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at_line(format!("invalid JSON: {e}")))?;
+        let mut cells = Vec::with_capacity(columns.len());
+        for column in columns {
+            let cell = column.name().and_then(|name| value.get(name));
+            match cell {
+                Some(serde_json::Value::String(s)) => cells.push(s.clone()),
+                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => cells.push(v.to_string()),
+                _ => return Err(at_line(format!("has no string or number field {}", column.describe()))),
+            }
+        }
+        out.records.push(Record { line: index + 1, cells });
+    }
+    Ok(out)
+}
+
+fn frame(file: &Path, layout: Layout) -> Result<DataFrame, InputError> {
+    let result = match layout {
+        Layout::Parquet => std::fs::File::open(file).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string())),
+        _ => {
+            // No schema inference: every column is read as text, so a label
+            // column of integers and one of words are handled alike.
+            CsvReadOptions::default()
+                .with_has_header(true)
+                .with_infer_schema_length(Some(0))
+                .try_into_reader_with_file_path(Some(file.to_owned()))
+                .and_then(|reader| reader.finish())
+                .map_err(|e| e.to_string())
+        }
+    };
+    result.map_err(|e| fail(file, format!("cannot read: {e}")))
+}
+
+fn frame_records(file: &Path, frame: &DataFrame, columns: &[Column]) -> Result<Records, InputError> {
+    let mut texts = Vec::with_capacity(columns.len());
+    for column in columns {
+        let name = match (column, column.name()) {
+            (Column::Index(i), _) => frame.get_column_names().get(*i).map(|n| n.to_string()).unwrap_or_default(),
+            (_, name) => name.unwrap_or_default().to_string(),
+        };
+        let found = frame.column(&name).map_err(|_| {
+            let names: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).collect();
+            fail(file, format!("has no column {} (its columns: {})", column.describe(), names.join(", ")))
+        })?;
+        let as_text = found.cast(&DataType::String).map_err(|e| fail(file, format!("column `{name}`: {e}")))?;
+        let values: Vec<Option<String>> = as_text.str().map_err(|e| fail(file, e.to_string()))?.iter().map(|v| v.map(str::to_owned)).collect();
+        texts.push(values);
+    }
+    let mut out = Records { records: Vec::new(), skipped: 0 };
+    for row in 0..frame.height() {
+        match texts.iter().map(|column| column[row].clone()).collect::<Option<Vec<String>>>() {
+            // Line numbers count the header line, as an editor shows them.
+            Some(cells) => out.records.push(Record { line: row + 2, cells }),
+            None => out.skipped += 1,
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,129 @@
+//! Fine-tuning one trial: the plugin's encoder with a classification or
+//! regression head on the pooled `[CLS]` state (BERT's pooler, loaded from
+//! the checkpoint when it has one, and a fresh classifier), started from
+//! `model.init`, trained on the labelled examples, and scored on each dev
+//! set with the task's metrics (`eval/<metric>`) and its GLUE score
+//! (`eval/score`: the mean of those metrics, in points out of 100).
+use super::step::Stepper;
+use super::trainer::{run_steps, Observer, Outcome};
+use crate::data::labeled::batches::{batch, Epochs, LabeledBatch};
+use crate::data::labeled::{Labeled, Labels, Split};
+use crate::data::Vocab;
+use crate::model_dir::ModelDir;
+use crate::sweep::TrialConfig;
+use anyhow::{Context, Result};
+use models::heads::SequenceClassifier;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
+
+/// Examples per evaluation batch: no gradients are kept, so more fit.
+const EVAL_BATCH: usize = 128;
+
+pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
+    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    let regression = labeled.labels == Labels::Values;
+    let (vs, model) = build(config, labeled.labels.outputs(), device)?;
+    let mut stepper = Stepper::new(&vs, &config.train)?;
+    let precision = stepper.precision();
+    let mut last = BTreeMap::new();
+    let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
+        let scores = precision.forward(device, || scores(&model, labeled, regression, device))?;
+        for (key, value) in &scores {
+            observer.metric(step, key, *value);
+        }
+        last = scores;
+        Ok(())
+    };
+    let mut epochs = Epochs::new(&labeled.train, config.train.batch_size as usize, config.seed);
+    let mut step = |lr: f64| -> Result<(Tensor, usize)> {
+        let batch = batch(&labeled.train, &epochs.next_rows(), regression, device);
+        Ok((stepper.step(|| loss(&model, &batch, regression), lr)?, batch.tokens))
+    };
+    let trained = run_steps(&config.train, device, &mut step, &mut evaluate, observer)?;
+    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
+    vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
+
+    let params = vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64;
+    let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
+    let mut metrics = trained.metrics();
+    metrics.extend(last);
+    Ok(Outcome { metrics, params, tokens: trained.tokens as i64, flops: flops_per_token as f64 * trained.tokens as f64 })
+}
+
+/// The classifier with `outputs` outputs, its encoder (and pooler, when
+/// there is one) loaded from `model.init`; drawn on the CPU and moved, like
+/// every model, so a seed gives the same head on every device.
+fn build(config: &TrialConfig, outputs: i64, device: Device) -> Result<(VarStore, SequenceClassifier)> {
+    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    tch::manual_seed(config.seed as i64);
+    let mut vs = VarStore::new(Device::Cpu);
+    let model = plugin.build_classifier(&vs.root(), &config.model, outputs)?;
+    match &config.init {
+        Some(init) => {
+            // Anything beyond the encoder is a head: the checkpoint's MLM or
+            // next-sentence head is dropped, the classifier starts fresh.
+            let probe = VarStore::new(Device::Cpu);
+            plugin.build_encoder(&probe.root(), &config.model)?;
+            let encoder: HashSet<String> = probe.variables().into_keys().collect();
+            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v))?;
+            tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
+        }
+        None => tracing::warn!("no model.init: fine-tuning from random weights"),
+    }
+    vs.set_device(device);
+    Ok((vs, model))
+}
+
+fn loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> Tensor {
+    let logits = model.logits(&batch.input, true).to_kind(Kind::Float);
+    if regression {
+        logits.squeeze_dim(-1).mse_loss(&batch.labels, Reduction::Mean)
+    } else {
+        logits.cross_entropy_for_logits(&batch.labels)
+    }
+}
+
+/// `eval/loss`, every metric of the task on each dev set (suffixed as the
+/// set says) and `eval/score`, in eval mode (no dropout).
+fn scores(model: &SequenceClassifier, labeled: &Labeled, regression: bool, device: Device) -> BTreeMap<String, f64> {
+    let mut scores = BTreeMap::new();
+    let mut scored = Vec::new();
+    for split in &labeled.evals {
+        let (loss, predicted) = predict(model, split, regression, device);
+        scores.insert(format!("eval/loss{}", split.suffix), loss);
+        for (i, metric) in labeled.metrics.iter().enumerate() {
+            let value = metric.compute(&predicted, &split.labels);
+            scores.insert(format!("eval/{}{}", metric.name(), split.suffix), value);
+            if i < labeled.scored {
+                scored.push(value);
+            }
+        }
+    }
+    scores.insert("eval/score".into(), 100.0 * scored.iter().sum::<f64>() / scored.len().max(1) as f64);
+    scores
+}
+
+/// The mean loss over `split` and a prediction per example: the class
+/// with the highest logit, or the value.
+fn predict(model: &SequenceClassifier, split: &Split, regression: bool, device: Device) -> (f64, Vec<f64>) {
+    tch::no_grad(|| {
+        let rows: Vec<usize> = (0..split.len()).collect();
+        let mut loss_sum = 0.0;
+        let mut predicted = Vec::with_capacity(split.len());
+        for chunk in rows.chunks(EVAL_BATCH) {
+            let batch = batch(split, chunk, regression, device);
+            let logits = model.logits(&batch.input, false).to_kind(Kind::Float);
+            let (loss, prediction) = if regression {
+                let values = logits.squeeze_dim(-1);
+                (values.mse_loss(&batch.labels, Reduction::Sum), values.to_kind(Kind::Double))
+            } else {
+                let loss = logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0);
+                (loss, logits.argmax(-1, false).to_kind(Kind::Double))
+            };
+            loss_sum += f64::try_from(loss).unwrap_or(f64::NAN);
+            predicted.extend(Vec::<f64>::try_from(prediction.to_device(Device::Cpu)).unwrap_or_default());
+        }
+        (loss_sum / split.len().max(1) as f64, predicted)
+    })
+}
