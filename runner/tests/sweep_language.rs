@@ -50,6 +50,8 @@ fn malformed_files_are_refused_with_file_key_and_line() {
             "> 0",
         ),
         ("unknown sweep key", "[sweep.grid]\n\"model.hiden\" = [64]\n", "sweep.grid.\"model.hiden\"", 8, "did you mean `model.hidden`"),
+        ("unknown GLUE task", "[sweep.grid]\n\"data.format\" = [\"glue/sst3\"]\n", "sweep.grid.\"data.format\"", 8, "`sst3` is not a GLUE task"),
+        ("a model.init glob that matches nothing", "[model]\ninit = \"no/such/folder-*\"\n", "model.init", 8, "matches no folder"),
         ("missing extends target", "", "extends", 1, "no-such-base.toml"),
         ("unknown key in an expression", "[derive]\n\"model.heads\" = \"model.hiden / 64\"\n", "derive.\"model.heads\"", 8, "model.hidden"),
         ("constraint that is not boolean", "[constraints]\nrequire = [\"model.hidden + 1\"]\n", "constraints.require[0]", 8, "true or false"),
@@ -172,6 +174,46 @@ fn the_example_experiments_plan_cleanly() {
     // vocabulary the user brings).
     let base = plan_json(&workspace_root().join("experiments/bert-base-devlin2018.toml"), &[], &[]);
     assert_eq!(base["trials"][0]["params"], 110_106_428, "BertForPreTraining's count for BERT-Base");
+}
+
+/// A Hugging Face folder of BERT-Tiny's shape (weights are not read by `plan`).
+fn tiny_checkpoint(folder: &Path) {
+    std::fs::create_dir_all(folder).unwrap();
+    let config = r#"{"model_type": "bert", "num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 2, "intermediate_size": 512, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02, "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1}"#;
+    std::fs::write(folder.join("config.json"), config).unwrap();
+    std::fs::write(folder.join("model.safetensors"), "").unwrap();
+    std::fs::write(folder.join("vocab.txt"), "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n").unwrap();
+}
+
+#[test]
+fn the_fine_tuning_and_cramming_recipes_plan() {
+    // Turc et al.'s grid over every checkpoint the glob finds: 8 GLUE tasks
+    // x 5 batch sizes x 4 learning rates each.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["bert_uncased_L-2_H-128_A-2", "bert_uncased_L-4_H-128_A-2"] {
+        tiny_checkpoint(&dir.path().join("checkpoints").join(name));
+    }
+    let glob = format!("--set=model.init={}/checkpoints/bert_uncased_L-*_H-*_A-*", dir.path().display());
+    let glue = plan_json(&workspace_root().join("experiments/glue-finetune-turc2019.toml"), &[&glob], &[]);
+    let trials = glue["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2 * 8 * 5 * 4);
+    assert!(trials.iter().all(|t| t["status"] == "new" && t["swept"]["model.init"].as_str().is_some_and(|i| i.contains("bert_uncased_L-"))), "{:?}", trials[0]);
+    let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(workspace_root().join("experiments/glue-finetune-turc2019.toml")).unwrap()).unwrap();
+    let published: Vec<f64> = recipe["baseline"].as_array().unwrap().iter().map(|b| b["metrics"]["glue/score"].as_float().unwrap()).collect();
+    assert_eq!(published, [64.2, 65.8, 71.2, 73.5]);
+
+    // The crammed BERT trains for a wall-clock budget.
+    let cramming = plan_json(&workspace_root().join("experiments/cramming-geiping2022.toml"), &[], &[]);
+    assert_eq!(cramming["trials"].as_array().unwrap().len(), 1);
+    let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(workspace_root().join("experiments/cramming-geiping2022.toml")).unwrap()).unwrap();
+    assert_eq!(recipe["train"]["budget"].as_str(), Some("24h"));
+    assert_eq!(recipe["experiment"]["model"].as_str(), Some("crammed-bert"));
+
+    // Fine-tuning without labelled examples is refused before anything runs.
+    let file = write(dir.path(), "ft.toml", &format!("{BASE}\n[model]\ninit = \"{}/checkpoints/bert_uncased_L-2_H-128_A-2\"\n", dir.path().display()));
+    let r = run(bertlab().arg("plan").arg(&file).env("BERTLAB_EXPERIMENT__TASK", "classification"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("data.train: fine-tuning needs labelled training examples"), "{}", r.stderr);
 }
 
 #[test]

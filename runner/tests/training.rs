@@ -215,7 +215,7 @@ fn gpu_fp32_curve_matches_the_cpu_curve_for_the_same_seed() {
 #[test]
 fn a_time_budget_ends_training_and_the_learning_rate_decays_over_it() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "budget.toml", &experiment("budget", "steps = 1000000\nbudget = \"3s\"\neval_every = 0", ""));
+    let file = write(dir.path(), "budget.toml", &experiment("budget", "steps = 1000000\nbudget = \"5s\"\neval_every = 0", ""));
     let out = dir.path().join("out");
     let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -225,7 +225,8 @@ fn a_time_budget_ends_training_and_the_learning_rate_decays_over_it() {
     let metrics = read_table(&out.join("metrics.parquet"));
     let losses = series(&metrics, id, "train/loss");
     let last = losses.last().unwrap().0;
-    assert!(last > 10 && last < 1_000_000, "stopped after {last} steps");
+    // Tests run side by side, so a loaded machine may take only a few steps.
+    assert!(last > 6 && last < 1_000_000, "stopped after {last} steps");
     assert_eq!(series(&metrics, id, "eval/loss").iter().map(|p| p.0).collect::<Vec<_>>(), [0, last], "evaluated at the start and where it stopped");
     let lr = series(&metrics, id, "train/lr");
     // Warm-up of 5 steps, then down towards zero as the budget runs out.

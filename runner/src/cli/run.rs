@@ -185,7 +185,8 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
 }
 
 /// Completes each trial with what only the data knows (the vocabulary size,
-/// the steps `train.epochs` take) and resolves its device.
+/// the steps `train.epochs` take, and so `train.warmup_fraction`'s steps)
+/// and resolves its device.
 fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Vec<Job<'a>>> {
     let mut jobs = Vec::new();
     for trial in &plan.trials {
@@ -208,6 +209,10 @@ fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Ve
             let train = &mut trial.config.train;
             train.steps = epochs * labeled.train.len().div_ceil(train.batch_size as usize) as i64;
             train.warmup_steps = train.warmup_steps.min(train.steps);
+        }
+        let train = &mut trial.config.train;
+        if let Some(fraction) = train.warmup_fraction {
+            train.warmup_steps = (fraction * train.steps as f64).round() as i64;
         }
         let spec = device::parse(&trial.config.train.device).map_err(|m| plan.loaded.error_at("train.device", m))?;
         let device = device::resolve(spec).map_err(|m| plan.loaded.error_at("train.device", m))?;

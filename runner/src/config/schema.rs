@@ -193,6 +193,11 @@ pub struct TrainSection {
     /// linearly to zero at `steps`.
     pub lr: f64,
     pub warmup_steps: i64,
+    /// Warm-up as a share of the steps (BERT's fine-tuning: 0.1), for runs
+    /// whose step count is known only from the data (`epochs`); replaces
+    /// `warmup_steps` when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_fraction: Option<f64>,
     /// Decoupled (AdamW) weight decay; never applied to biases or LayerNorm.
     pub weight_decay: f64,
     pub adam_beta1: f64,
@@ -233,6 +238,7 @@ impl Default for TrainSection {
             batch_size: 32,
             lr: 5e-4,
             warmup_steps: 0,
+            warmup_fraction: None,
             weight_decay: 0.01,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
@@ -325,6 +331,9 @@ impl TrainSection {
         require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
         require((0..=self.steps).contains(&self.warmup_steps), "train.warmup_steps", || {
             format!("must be in [0, train.steps = {}], got {}", self.steps, self.warmup_steps)
+        })?;
+        require(self.warmup_fraction.is_none_or(|f| (0.0..1.0).contains(&f)), "train.warmup_fraction", || {
+            format!("must be in [0, 1), got {}", self.warmup_fraction.unwrap_or_default())
         })?;
         require(self.weight_decay >= 0.0, "train.weight_decay", || "must be >= 0".into())?;
         for (key, beta) in [("train.adam_beta1", self.adam_beta1), ("train.adam_beta2", self.adam_beta2)] {

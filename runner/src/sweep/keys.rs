@@ -7,7 +7,8 @@ use serde_json::Value;
 pub const SECTIONS: [&str; 3] = ["model", "data", "train"];
 
 /// Keys with no default, so absent from the serialised sections unless set.
-const OPTIONAL: [&str; 7] = ["data.train", "data.eval", "data.format", "data.text_columns", "data.label_column", "train.epochs", "train.budget"];
+const OPTIONAL: [&str; 8] =
+    ["data.train", "data.eval", "data.format", "data.text_columns", "data.label_column", "train.epochs", "train.warmup_fraction", "train.budget"];
 
 pub struct Keys<'a> {
     plugin: &'a dyn Plugin,
