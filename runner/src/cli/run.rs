@@ -109,8 +109,16 @@ fn prepare_data(plan: &Planned, cache: &Cache) -> Result<HashMap<String, Dataset
     Ok(datasets)
 }
 
+/// Trials whose task and `[data]` agree share their examples. A tokenizer
+/// counts by its content, not its path: the checkpoints of a sweep over
+/// `model.init` each carry a copy of the same vocabulary (the 24 BERT
+/// miniatures share BERT's), and their examples need tokenizing only once.
 fn data_key(trial: &Trial) -> String {
-    serde_json::to_string(&(trial.config.task, &trial.config.data)).expect("data section serialises")
+    let mut data = trial.config.data.clone();
+    if let Ok(bytes) = std::fs::read(&data.tokenizer) {
+        data.tokenizer = data::cache::key(&[&bytes]);
+    }
+    serde_json::to_string(&(trial.config.task, &data)).expect("data section serialises")
 }
 
 /// Errors from the data layer know their key but not where it was written.
