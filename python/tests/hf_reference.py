@@ -15,6 +15,13 @@ and runs them with `transformers`, so the Rust tests can compare numbers.
                                       write last_hidden_state and logits of IN
   hf_reference.py param-counts        num_parameters() of the published BERT
                                       sizes, as JSON
+  hf_reference.py classify DIR TSV SEQ_LEN
+                                      load DIR as BertForSequenceClassification
+                                      (fails on any missing or unexpected
+                                      weight), read TSV's `sentence` and
+                                      `label` columns with BertTokenizer on
+                                      DIR/vocab.txt, and print the mean
+                                      cross-entropy and the accuracy as JSON
 """
 import json
 import sys
@@ -80,6 +87,28 @@ def forward(folder, input_path, out_path):
     save_file(outputs(model, batch), out_path)
 
 
+def classify(folder, tsv, seq_len):
+    from transformers import BertTokenizer
+    logging.set_verbosity_warning()
+    model, info = BertForSequenceClassification.from_pretrained(folder, output_loading_info=True, attn_implementation="eager")
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        sys.exit(f"loading {folder}: {problems}")
+    model.eval()
+    tokenizer = BertTokenizer(f"{folder}/vocab.txt", do_lower_case=True)
+    with open(tsv) as f:
+        header, *rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    text, label = header.index("sentence"), header.index("label")
+    label_of = {name: i for i, name in model.config.id2label.items()}
+    labels = torch.tensor([int(label_of[row[label]]) for row in rows])
+    batch = tokenizer([row[text] for row in rows], padding=True, truncation=True, max_length=int(seq_len), return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**batch).logits
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    accuracy = (logits.argmax(-1) == labels).float().mean().item()
+    print(json.dumps({"loss": loss, "accuracy": accuracy}))
+
+
 SIZES = [("BERT-Tiny", 2, 128), ("BERT-Mini", 4, 256), ("BERT-Small", 4, 512),
          ("BERT-Medium", 8, 512), ("BERT-Base", 12, 768), ("BERT-Large", 24, 1024)]
 
@@ -98,4 +127,4 @@ def param_counts():
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"make-model": make_model, "forward": forward, "param-counts": param_counts}[command](*args)
+    {"make-model": make_model, "forward": forward, "param-counts": param_counts, "classify": classify}[command](*args)

@@ -2,7 +2,7 @@
 //! bundled corpus, then fine-tuned from its trial folder (found by a glob)
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
-use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, write};
+use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, workspace_root, write};
 use std::path::Path;
 
 /// Pretrains a tiny model into `dir/pretrained` and returns the glob that
@@ -75,6 +75,27 @@ metrics = {{ "eval/accuracy" = 0.5 }}
     assert!(baseline[0][6].starts_with('+'), "{:?}", baseline[0]);
     let selection = markdown_rows(&report, "Model selection");
     assert_eq!(selection[0][1], format!("{:.1}", 100.0 * accuracy), "{report}");
+
+    // Exported, the classifier is Hugging Face's BertForSequenceClassification:
+    // transformers, with its own tokenizer on the exported vocab.txt, scores
+    // the dev set as bertlab did.
+    let trial = out.join("trials").join(&strings(&trials, "trial_id")[0]);
+    let exported = dir.path().join("exported");
+    let export = run(bertlab().arg("export").arg(&trial).arg("--out").arg(&exported));
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
+    let theirs = run(std::process::Command::new(python)
+        .arg(workspace_root().join("python/tests/hf_reference.py"))
+        .args(["classify"])
+        .arg(&exported)
+        .arg(workspace_root().join("experiments/data/topics-dev.tsv"))
+        .arg("64")
+        .env("HF_HUB_OFFLINE", "1"));
+    assert_eq!(theirs.code, 0, "{}", theirs.stderr);
+    let theirs: serde_json::Value = serde_json::from_str(theirs.stdout.trim()).unwrap();
+    let loss = floats(&trials, "eval/loss")[0];
+    assert!((theirs["loss"].as_f64().unwrap() - loss).abs() < 1e-4, "transformers {theirs} vs bertlab eval/loss {loss}");
+    assert!((theirs["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-6, "transformers {theirs} vs bertlab eval/accuracy {accuracy}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `bertlab export`: a trial folder as a Hugging Face folder that
-//! `transformers` loads with `from_pretrained`: `config.json`,
+//! `transformers` loads with `from_pretrained` (as `BertForMaskedLM`, or
+//! `BertForSequenceClassification` for a fine-tuned trial): `config.json`,
 //! `model.safetensors` (Hugging Face's names and format) and the
 //! trial's tokenizer (`tokenizer.json`, `vocab.txt`, `tokenizer_config.json`).
 use crate::error::InputError;
@@ -24,10 +25,18 @@ pub fn export(args: ExportArgs) -> Result<i32> {
         return Err(fail("is already a Hugging Face folder; export takes a trial folder").into());
     }
     let hf = dir.plugin.hugging_face().ok_or_else(|| fail(&format!("plugin `{}` has no Hugging Face counterpart", dir.plugin.name())))?;
-    let config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
+    let mut config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
+    let tensors = tch::Tensor::read_safetensors(args.trial_dir.join("model.safetensors"))?;
+    let classifier = tensors.iter().find(|(name, _)| name == "classifier.weight").map(|(_, t)| t.size()[0]);
+    let loads_with = match classifier {
+        Some(outputs) => {
+            sequence_classification(&mut config, outputs, &args.trial_dir)?;
+            "BertForSequenceClassification"
+        }
+        None => "BertForMaskedLM",
+    };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
-    let tensors = tch::Tensor::read_safetensors(args.trial_dir.join("model.safetensors"))?;
     models::hf::write_tensors(hf.export_tensors(&dir.knobs, tensors), &args.out.join("model.safetensors")).map_err(anyhow::Error::msg)?;
 
     let tokenizer = args.trial_dir.join("tokenizer.json");
@@ -45,8 +54,25 @@ pub fn export(args: ExportArgs) -> Result<i32> {
     } else {
         eprintln!("note: {} has no tokenizer.json (trained before tokenizers were saved); exporting the model only", args.trial_dir.display());
     }
-    println!("wrote {} (load it with transformers' BertForMaskedLM.from_pretrained)", args.out.display());
+    println!("wrote {} (load it with transformers' {loads_with}.from_pretrained)", args.out.display());
     Ok(0)
+}
+
+/// A fine-tuned trial's `config.json`: the sequence-classification
+/// architecture, its number of outputs, what they mean (the trial's
+/// `labels.json`), and regression when there is one output.
+fn sequence_classification(config: &mut serde_json::Value, outputs: i64, trial_dir: &std::path::Path) -> Result<()> {
+    let architecture = config["architectures"][0].as_str().unwrap_or("BertForMaskedLM").replace("ForMaskedLM", "ForSequenceClassification");
+    config["architectures"] = serde_json::json!([architecture]);
+    config["num_labels"] = outputs.into();
+    config["problem_type"] = if outputs == 1 { "regression" } else { "single_label_classification" }.into();
+    let labels = trial_dir.join(crate::train::finetune::LABELS);
+    if labels.is_file() {
+        let classes: Vec<String> = serde_json::from_str(&std::fs::read_to_string(&labels)?).with_context(|| format!("reading {}", labels.display()))?;
+        config["id2label"] = classes.iter().enumerate().map(|(i, c)| (i.to_string(), c.clone().into())).collect::<serde_json::Map<_, _>>().into();
+        config["label2id"] = classes.iter().enumerate().map(|(i, c)| (c.clone(), i.into())).collect::<serde_json::Map<_, _>>().into();
+    }
+    Ok(())
 }
 
 /// `vocab.txt`: the WordPiece vocabulary, one token per line in id order.

@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
+/// The class names of a fine-tuned classifier, in output order.
+pub const LABELS: &str = "labels.json";
+
 /// Examples per evaluation batch: no gradients are kept, so more fit.
 const EVAL_BATCH: usize = 128;
 
@@ -43,6 +46,10 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
     let trained = run_steps(&config.train, device, &mut step, &mut evaluate, observer)?;
     models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
     vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
+    if let Labels::Classes(classes) = &labeled.labels {
+        // What each output means, for `bertlab export`'s id2label.
+        std::fs::write(trial_dir.join(LABELS), serde_json::to_string(classes)?).context("saving the class names")?;
+    }
 
     let params = vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
