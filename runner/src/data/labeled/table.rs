@@ -176,3 +176,34 @@ fn frame_records(file: &Path, frame: &DataFrame, columns: &[Column]) -> Result<R
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polars::prelude::{df, ParquetWriter};
+
+    #[test]
+    fn parquet_columns_are_read_by_name_and_numbers_become_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("train.parquet");
+        let mut frame = df!("id" => [7i64, 8, 9], "text" => ["one", "two", "three"], "score" => [0.5f64, 1.0, 4.25]).unwrap();
+        ParquetWriter::new(std::fs::File::create(&file).unwrap()).finish(&mut frame).unwrap();
+        let read = read(&file, Layout::Parquet, &[Column::Named("text".into()), Column::Named("score".into())]).unwrap();
+        let cells: Vec<Vec<String>> = read.records.iter().map(|r| r.cells.clone()).collect();
+        assert_eq!(cells, [["one", "0.5"], ["two", "1.0"], ["three", "4.25"]]);
+        assert_eq!(read.records[2].line, 4, "rows count from 2, after a header, as in a CSV");
+        let missing = super::read(&file, Layout::Parquet, &[Column::Named("sentence".into())]).err().unwrap();
+        assert!(missing.message.contains("no column `sentence` (its columns: id, text, score)"), "{missing}");
+    }
+
+    #[test]
+    fn a_tsv_row_short_of_a_column_is_skipped_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("qqp.tsv");
+        std::fs::write(&file, "id\tquestion1\tquestion2\tis_duplicate\n1\ta \"b\tc\t1\n2\tbroken row\n").unwrap();
+        let read = read(&file, Layout::Tsv { header: true }, &[Column::Name("question1"), Column::Name("is_duplicate")]).unwrap();
+        assert_eq!(read.records.len(), 1);
+        assert_eq!(read.records[0].cells, ["a \"b", "1"]);
+        assert_eq!(read.skipped, 1);
+    }
+}
