@@ -95,7 +95,8 @@ pub fn build(runs: &Runs) -> Result<Content> {
 
     let baselines: Vec<Baseline> = runs.infos.iter().flatten().flat_map(|i| i.baseline.clone()).collect();
     let selection = crate::selection::table(&configs, &baselines, runs);
-    let baselines = Some(baseline_table(&configs, &baselines, runs, selection.is_some())).filter(|t| !t.rows.is_empty());
+    let shown = selection.as_ref().filter(|t| t.header.iter().any(|h| h == "published")).map(crate::selection::checkpoints).unwrap_or_default();
+    let baselines = Some(baseline_table(&configs, &baselines, runs, &shown)).filter(|t| !t.rows.is_empty());
     Ok(Content {
         title,
         summary: summary(&configs),
@@ -416,9 +417,9 @@ pub(crate) fn value_of(configs: &Configurations, c: &Configuration, key: &str, r
     runs.settings(c.trial_ids.first()?).get(key).map(Level::from_toml)
 }
 
-/// `selected`: the model selection table shows the GLUE scores, so they
-/// are left out here.
-fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs, selected: bool) -> Table {
+/// `selected`: checkpoints whose published GLUE score the model selection
+/// table shows, so it is left out here.
+fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs, selected: &[String]) -> Table {
     let header = ["baseline", "source", "configuration", "metric", "published", "measured", "difference"].map(String::from).to_vec();
     let mut table = Table { header, ..Default::default() };
     for baseline in baselines {
@@ -449,7 +450,8 @@ fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs,
                 },
             ]
         };
-        for (metric, &published) in baseline.metrics.iter().filter(|(m, _)| !(selected && m.as_str() == crate::selection::GLUE_SCORE)) {
+        let shown_there = |metric: &str| metric == crate::selection::GLUE_SCORE && selected.iter().any(|c| crate::selection::matches(baseline, c));
+        for (metric, &published) in baseline.metrics.iter().filter(|(m, _)| !shown_there(m)) {
             if matching.is_empty() {
                 table.rows.push(named(None, metric, published));
                 table.labels.push(String::new());

@@ -3,12 +3,14 @@
 //! over the configurations tried, e.g. a grid of batch sizes and learning
 //! rates; and with several tasks the GLUE score, the mean of the tasks'
 //! best scores, beside a published one (a `[[baseline]]` with a
-//! `glue/score` that matches the checkpoint's `model.init`).
+//! `glue/score` that matches the checkpoint's `model.init`). One task's
+//! score is not set beside a GLUE score.
 use crate::configs::{Configuration, Configurations};
 use crate::content::{value_of, Cell, Table};
 use crate::run_info::Baseline;
 use crate::tables::Runs;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path};
 
 const SCORE: &str = "eval/score";
 pub const GLUE_SCORE: &str = "glue/score";
@@ -35,9 +37,9 @@ pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> O
     header.extend(tasks.iter().map(|t| t.to_string()));
     let several = tasks.len() > 1;
     if several {
-        header.push("GLUE score".into());
+        header.push(format!("GLUE score ({} tasks)", tasks.len()));
     }
-    let published_columns = baselines.iter().any(|b| b.metrics.contains_key(GLUE_SCORE));
+    let published_columns = several && baselines.iter().any(|b| b.metrics.contains_key(GLUE_SCORE));
     if published_columns {
         header.extend(["published", "difference", "source"].map(String::from));
     }
@@ -52,16 +54,11 @@ pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> O
             });
         }
         let complete: Option<Vec<f64>> = scores.iter().map(|s| s.map(|(v, _)| *v)).collect();
-        // One task's best score is the comparable number when only one was run.
         let overall = complete.map(|v| v.iter().sum::<f64>() / v.len() as f64);
         if several {
             row.push(overall.map_or_else(|| Cell::text("incomplete"), |v| Cell { text: format!("{v:.1}"), data: vec![("sort", v.to_string())] }));
         }
-        let published = baselines.iter().find_map(|b| {
-            let value = b.metrics.get(GLUE_SCORE)?;
-            let matches = b.matches.get("model.init").and_then(|v| v.as_str()) == Some(checkpoint.as_str());
-            matches.then_some((*value, b))
-        });
+        let published = baselines.iter().find_map(|b| Some((*b.metrics.get(GLUE_SCORE)?, b)).filter(|_| matches(b, checkpoint)));
         match (published, overall) {
             _ if !published_columns => {}
             (Some((value, baseline)), measured) => {
@@ -75,4 +72,19 @@ pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> O
         table.labels.push(String::new());
     }
     Some(table)
+}
+
+/// Whether `baseline` is about `checkpoint`: its `match` names the same
+/// `model.init` folder (`./checkpoints/x/` is `checkpoints/x`).
+pub fn matches(baseline: &Baseline, checkpoint: &str) -> bool {
+    fn folder(path: &str) -> Vec<Component<'_>> {
+        Path::new(path).components().filter(|c| *c != Component::CurDir).collect()
+    }
+    baseline.matches.get("model.init").and_then(|v| v.as_str()).is_some_and(|init| folder(init) == folder(checkpoint))
+}
+
+/// The checkpoints the table has a row for, so the baselines table can
+/// leave out the GLUE scores shown here.
+pub fn checkpoints(table: &crate::content::Table) -> Vec<String> {
+    table.rows.iter().map(|row| row[0].text.clone()).collect()
 }

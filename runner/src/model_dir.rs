@@ -54,27 +54,28 @@ impl ModelDir {
     /// Loads the folder's weights into a model already built in `vs` with
     /// the same plugin and architecture.
     pub fn load(&self, vs: &VarStore) -> Result<LoadReport, InputError> {
-        match (self.layout, self.plugin.hugging_face()) {
-            (Layout::HuggingFace, Some(hf)) => self.load_with(vs, &|v| hf.is_head(v)),
-            _ => {
-                // A trial pretrained with next-sentence prediction (`data.nsp`)
-                // also holds the pooler and the NSP head; its masked-LM model
-                // is the rest, which must match exactly.
-                let pooler = format!("{}.", self.plugin.pooler_path());
-                self.load_with(vs, &|v| v.starts_with("cls.seq_relationship.") || v.starts_with(&pooler))
-            }
+        // A trial pretrained with next-sentence prediction (`data.nsp`) also
+        // holds the pooler and the NSP head; its masked-LM model is the rest,
+        // which must match exactly.
+        let pooler = format!("{}.", self.plugin.pooler_path());
+        let trial_head = |v: &str| v.starts_with("cls.seq_relationship.") || v.starts_with(&pooler);
+        match self.plugin.hugging_face().filter(|_| self.layout == Layout::HuggingFace) {
+            Some(hf) => self.load_with(vs, &|v| hf.is_head(v), &|_| false),
+            None => self.load_with(vs, &trial_head, &|_| false),
         }
     }
 
     /// Like [`ModelDir::load`], with `is_head` saying which variables may be
-    /// missing from the checkpoint (left fresh) or from the model (dropped).
-    pub fn load_with(&self, vs: &VarStore, is_head: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError> {
+    /// missing from the checkpoint (left fresh) or from the model (dropped),
+    /// and `fresh` which keep their initialisation even when the checkpoint
+    /// has them (a new classifier over another task's).
+    pub fn load_with(&self, vs: &VarStore, is_head: &dyn Fn(&str) -> bool, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError> {
         let weights = self.path.join(WEIGHTS);
-        match (self.layout, self.plugin.hugging_face()) {
-            (Layout::HuggingFace, Some(hf)) => load_weights(vs, &weights, &|name| hf.variable_name(&self.knobs, name), is_head),
-            _ => load_weights(vs, &weights, &|name| Some(name.to_string()), is_head),
-        }
-        .map_err(InputError::new)
+        let variable = |name: &str| match (self.layout, self.plugin.hugging_face()) {
+            (Layout::HuggingFace, Some(hf)) => hf.variable_name(&self.knobs, name),
+            _ => Some(name.to_string()),
+        };
+        load_weights(vs, &weights, &|name| variable(name).filter(|v| !fresh(v)), is_head).map_err(InputError::new)
     }
 }
 

@@ -33,8 +33,11 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
     if loaded.experiment.experiment.task.is_mlm() && data.corpus.is_empty() {
         return Err(loaded.error_at("data.corpus", "no corpus given: add glob patterns, e.g. [\"data/*.txt\"]"));
     }
-    if !loaded.experiment.experiment.task.is_mlm() && data.train.is_none() {
+    if !loaded.experiment.experiment.task.is_mlm() && data.train.is_none() && !loaded.experiment.sweep.sets("data.train") {
         return Err(loaded.error_at("data.train", "fine-tuning needs labelled training examples: a .tsv, .csv, .jsonl or .parquet file, or a GLUE folder with data.format = \"glue/<task>\""));
+    }
+    if loaded.experiment.experiment.task.is_mlm() && loaded.experiment.train.epochs.is_some() {
+        return Err(loaded.error_at("train.epochs", "counts passes over labelled examples (fine-tuning); pretraining runs train.steps"));
     }
     Ok(loaded)
 }

@@ -275,6 +275,13 @@ pub struct ConstraintsSection {
     pub require: Vec<String>,
 }
 
+impl SweepSection {
+    /// Whether some axis sets `key`.
+    pub fn sets(&self, key: &str) -> bool {
+        self.grid.contains_key(key) || self.zip.iter().any(|group| group.contains_key(key)) || self.random.contains_key(key)
+    }
+}
+
 fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -329,7 +336,8 @@ impl TrainSection {
         require(self.epochs.is_none_or(|e| e > 0), "train.epochs", || format!("must be > 0, got {}", self.epochs.unwrap_or(0)))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
         require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
-        require((0..=self.steps).contains(&self.warmup_steps), "train.warmup_steps", || {
+        // With `epochs`, the steps are known once the examples are read.
+        require(self.warmup_steps >= 0 && (self.epochs.is_some() || self.warmup_steps <= self.steps), "train.warmup_steps", || {
             format!("must be in [0, train.steps = {}], got {}", self.steps, self.warmup_steps)
         })?;
         require(self.warmup_fraction.is_none_or(|f| (0.0..1.0).contains(&f)), "train.warmup_fraction", || {

@@ -50,13 +50,13 @@ impl Vocab {
 
     /// `[CLS] a [SEP]`, or `[CLS] a [SEP] b [SEP]`, in at most `seq_len`
     /// tokens, and where `b`'s segment starts (the length, without `b`).
-    /// Too long a pair loses tokens from the end of its longer text, one at
-    /// a time, as BERT's `_truncate_seq_pair` does.
+    /// Too long a pair loses tokens from the end of its longer text (B on a
+    /// tie), one at a time, as BERT's `_truncate_seq_pair` does.
     pub fn pair(&self, mut a: Vec<u32>, mut b: Option<Vec<u32>>, seq_len: usize) -> (Vec<u32>, usize) {
         let room = seq_len.saturating_sub(if b.is_some() { 3 } else { 2 });
         while a.len() + b.as_ref().map_or(0, Vec::len) > room {
             match &mut b {
-                Some(b) if b.len() > a.len() => b.pop(),
+                Some(b) if b.len() >= a.len() => b.pop(),
                 _ => a.pop(),
             };
         }

@@ -79,8 +79,9 @@ impl Event {
 }
 
 /// The worker's side: trains the trial on stdin into `trial_dir` and
-/// reports on stdout. The tokenizer and packed data come from the cache the
-/// sweep filled before starting workers.
+/// reports on stdout. A pretraining trial's tokenizer and packed data come
+/// from the cache the sweep filled before starting workers; a fine-tuning
+/// trial reads and tokenizes its labelled examples again.
 pub fn serve(device: Device, threads: i32, trial_dir: &Path) -> Result<i32> {
     tch::set_num_threads(threads);
     let mut input = String::new();

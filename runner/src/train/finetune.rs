@@ -24,14 +24,13 @@ pub const LABELS: &str = "labels.json";
 const EVAL_BATCH: usize = 128;
 
 pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
-    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let regression = labeled.labels == Labels::Values;
     let (vs, model) = build(config, labeled.labels.outputs(), device)?;
     let mut stepper = Stepper::new(&vs, &config.train)?;
     let precision = stepper.precision();
     let mut last = BTreeMap::new();
     let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
-        let scores = precision.forward(device, || scores(&model, labeled, regression, device))?;
+        let scores = precision.forward(device, || scores(&model, labeled, regression, device))??;
         for (key, value) in &scores {
             observer.metric(step, key, *value);
         }
@@ -52,7 +51,11 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
     }
 
     let params = vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64;
-    let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
+    // The plugin's count includes the MLM decoder at every token, which a
+    // classifier does not run: count 6 FLOPs per non-embedding parameter
+    // and token instead (Kaplan et al. 2020), attention scores left out.
+    let embeddings = vs.variables().iter().filter(|(name, _)| name.contains("embeddings.")).map(|(_, t)| t.numel()).sum::<usize>() as i64;
+    let flops_per_token = 6 * (params - embeddings);
     let mut metrics = trained.metrics();
     metrics.extend(last);
     Ok(Outcome { metrics, params, tokens: trained.tokens as i64, flops: flops_per_token as f64 * trained.tokens as f64 })
@@ -69,11 +72,13 @@ fn build(config: &TrialConfig, outputs: i64, device: Device) -> Result<(VarStore
     match &config.init {
         Some(init) => {
             // Anything beyond the encoder is a head: the checkpoint's MLM or
-            // next-sentence head is dropped, the classifier starts fresh.
+            // next-sentence head is dropped, its pooler loaded when it has
+            // one, and the classifier always starts fresh (even from a
+            // checkpoint fine-tuned on another task).
             let probe = VarStore::new(Device::Cpu);
             plugin.build_encoder(&probe.root(), &config.model)?;
             let encoder: HashSet<String> = probe.variables().into_keys().collect();
-            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v))?;
+            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v), &|v| v.starts_with("classifier."))?;
             tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
         }
         None => tracing::warn!("no model.init: fine-tuning from random weights"),
@@ -93,27 +98,25 @@ fn loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> T
 
 /// `eval/loss`, every metric of the task on each dev set (suffixed as the
 /// set says) and `eval/score`, in eval mode (no dropout).
-fn scores(model: &SequenceClassifier, labeled: &Labeled, regression: bool, device: Device) -> BTreeMap<String, f64> {
+fn scores(model: &SequenceClassifier, labeled: &Labeled, regression: bool, device: Device) -> Result<BTreeMap<String, f64>> {
     let mut scores = BTreeMap::new();
     let mut scored = Vec::new();
     for split in &labeled.evals {
-        let (loss, predicted) = predict(model, split, regression, device);
+        let (loss, predicted) = predict(model, split, regression, device)?;
         scores.insert(format!("eval/loss{}", split.suffix), loss);
-        for (i, metric) in labeled.metrics.iter().enumerate() {
+        for metric in &labeled.metrics {
             let value = metric.compute(&predicted, &split.labels);
             scores.insert(format!("eval/{}{}", metric.name(), split.suffix), value);
-            if i < labeled.scored {
-                scored.push(value);
-            }
+            scored.push(value);
         }
     }
     scores.insert("eval/score".into(), 100.0 * scored.iter().sum::<f64>() / scored.len().max(1) as f64);
-    scores
+    Ok(scores)
 }
 
 /// The mean loss over `split` and a prediction per example: the class
 /// with the highest logit, or the value.
-fn predict(model: &SequenceClassifier, split: &Split, regression: bool, device: Device) -> (f64, Vec<f64>) {
+fn predict(model: &SequenceClassifier, split: &Split, regression: bool, device: Device) -> Result<(f64, Vec<f64>)> {
     tch::no_grad(|| {
         let rows: Vec<usize> = (0..split.len()).collect();
         let mut loss_sum = 0.0;
@@ -128,9 +131,9 @@ fn predict(model: &SequenceClassifier, split: &Split, regression: bool, device: 
                 let loss = logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0);
                 (loss, logits.argmax(-1, false).to_kind(Kind::Double))
             };
-            loss_sum += f64::try_from(loss).unwrap_or(f64::NAN);
-            predicted.extend(Vec::<f64>::try_from(prediction.to_device(Device::Cpu)).unwrap_or_default());
+            loss_sum += f64::try_from(loss)?;
+            predicted.extend(Vec::<f64>::try_from(prediction.to_device(Device::Cpu))?);
         }
-        (loss_sum / split.len().max(1) as f64, predicted)
+        Ok((loss_sum / split.len().max(1) as f64, predicted))
     })
 }

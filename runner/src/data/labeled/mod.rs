@@ -83,10 +83,9 @@ pub struct Labeled {
     /// The GLUE task's name (`SST-2`), else the training file's stem.
     pub task: String,
     pub labels: Labels,
-    /// What is reported as `eval/<metric>`; the first `scored` of them
-    /// average into `eval/score` (GLUE's score for the task).
+    /// What is reported as `eval/<metric>`; their mean is `eval/score`
+    /// (GLUE's score for the task).
     pub metrics: Vec<Metric>,
-    pub scored: usize,
     pub train: Split,
     pub evals: Vec<Split>,
     /// Rows that lacked a needed value and were left out.
@@ -104,15 +103,20 @@ struct Source {
     /// Each with the suffix its metrics are logged under.
     evals: Vec<(PathBuf, Layout, &'static str)>,
     metrics: Vec<Metric>,
-    scored: usize,
 }
 
 /// The task's name in tables and reports: the GLUE task (`SST-2`), else
-/// the training file's stem.
+/// the training file's stem, or its folder's name when the file is just
+/// `train.*` (`sentiment/train.csv` is `sentiment`).
 pub fn task_name(data: &DataSection) -> String {
-    match data.format.as_deref().map(Format::parse) {
-        Some(Ok(Format::Glue(glue))) => glue.name.into(),
-        _ => data.train.as_deref().and_then(|t| Path::new(t).file_stem()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+    if let Some(Ok(Format::Glue(glue))) = data.format.as_deref().map(Format::parse) {
+        return glue.name.into();
+    }
+    let file = Path::new(data.train.as_deref().unwrap_or_default());
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    match file.parent().and_then(Path::file_name) {
+        Some(folder) if ["train", "training"].contains(&stem.to_lowercase().as_str()) => folder.to_string_lossy().into_owned(),
+        _ => stem,
     }
 }
 
@@ -138,7 +142,6 @@ fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
             train: (folder.join("train.tsv"), layout),
             evals,
             metrics: glue.metrics.to_vec(),
-            scored: glue.metrics.len(),
         });
     }
     let eval = required(&data.eval, "data.eval", "held-out labelled examples to score (data.eval), in the training file's format")?;
@@ -160,7 +163,6 @@ fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
         regression,
         train: (train.into(), layout(train, "data.train")?),
         evals: vec![(eval.into(), layout(eval, "data.eval")?, "")],
-        scored: metrics.len(),
         metrics,
     })
 }
@@ -211,18 +213,19 @@ pub fn prepare(task: Task, data: &DataSection, vocab: &Vocab) -> Result<Labeled,
                 .in_file(train_file));
         }
     }
-    Ok(Labeled { task: source.task, labels, metrics: source.metrics, scored: source.scored, train, evals, skipped })
+    Ok(Labeled { task: source.task, labels, metrics: source.metrics, train, evals, skipped })
 }
 
 /// The distinct labels of the training rows, in numeric order when they
 /// are all integers (so `0`, `1`, `10` keep their meaning), else sorted.
 fn classes_of(records: &[table::Record], label: usize) -> Vec<String> {
     let mut classes: Vec<String> = records.iter().map(|r| r.cells[label].trim().to_string()).collect();
-    classes.sort_by(|a, b| match (a.parse::<i64>(), b.parse::<i64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y),
-        _ => a.cmp(b),
-    });
+    classes.sort();
     classes.dedup();
+    if let Ok(mut numbers) = classes.iter().map(|c| c.parse::<i64>().map(|n| (n, c.clone()))).collect::<Result<Vec<_>, _>>() {
+        numbers.sort();
+        classes = numbers.into_iter().map(|(_, c)| c).collect();
+    }
     classes
 }
 
@@ -344,6 +347,9 @@ mod tests {
         assert_eq!(ids.len(), 12);
         assert_eq!(b_start, 7);
         assert_eq!(ids.iter().filter(|&&t| t == 6).count(), 4);
+        // On a tie B loses the token, as in BERT's _truncate_seq_pair.
+        let (ids, b_start) = vocab.pair(vec![5; 6], Some(vec![6; 6]), 12);
+        assert_eq!((b_start, ids.iter().filter(|&&t| t == 6).count()), (7, 4));
     }
 
     #[test]
