@@ -76,12 +76,19 @@ def make_model(folder, layout="masked-lm"):
     save_file(outputs(model, batch), f"{folder}/expected.safetensors")
 
 
-def forward(folder, input_path, out_path):
+def load_exactly(architecture, folder):
+    """`architecture.from_pretrained(folder)`, failing on any missing,
+    unexpected or misshapen weight, in eval mode."""
     logging.set_verbosity_warning()
-    model, info = BertForMaskedLM.from_pretrained(folder, output_loading_info=True, attn_implementation="eager")
+    model, info = architecture.from_pretrained(folder, output_loading_info=True, attn_implementation="eager")
     problems = {k: v for k, v in info.items() if v}
     if problems:
         sys.exit(f"loading {folder}: {problems}")
+    return model.eval()
+
+
+def forward(folder, input_path, out_path):
+    model = load_exactly(BertForMaskedLM, folder)
     with open(input_path) as f:
         batch = json.load(f)
     save_file(outputs(model, batch), out_path)
@@ -89,12 +96,7 @@ def forward(folder, input_path, out_path):
 
 def classify(folder, tsv, seq_len):
     from transformers import BertTokenizer
-    logging.set_verbosity_warning()
-    model, info = BertForSequenceClassification.from_pretrained(folder, output_loading_info=True, attn_implementation="eager")
-    problems = {k: v for k, v in info.items() if v}
-    if problems:
-        sys.exit(f"loading {folder}: {problems}")
-    model.eval()
+    model = load_exactly(BertForSequenceClassification, folder)
     tokenizer = BertTokenizer(f"{folder}/vocab.txt", do_lower_case=True)
     with open(tsv) as f:
         header, *rows = [line.rstrip("\n").split("\t") for line in f if line.strip()]
