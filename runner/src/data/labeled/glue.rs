@@ -20,7 +20,11 @@ pub struct GlueTask {
     pub metrics: &'static [Metric],
 }
 
-use Column::{Index, Name};
+use Column::Index;
+
+const fn name(column: &'static str) -> Column {
+    Column::named(column)
+}
 use Metric::*;
 
 const DEV: &[(&str, &str)] = &[("dev.tsv", "")];
@@ -30,12 +34,12 @@ const ENTAILMENT: &[&str] = &["entailment", "not_entailment"];
 pub const TASKS: &[GlueTask] = &[
     // source, label, original label, sentence: no header.
     GlueTask { name: "CoLA", header: false, text: &[Index(3)], label: Index(1), classes: BINARY, dev: DEV, metrics: &[Matthews] },
-    GlueTask { name: "SST-2", header: true, text: &[Name("sentence")], label: Name("label"), classes: BINARY, dev: DEV, metrics: &[Accuracy] },
+    GlueTask { name: "SST-2", header: true, text: &[name("sentence")], label: name("label"), classes: BINARY, dev: DEV, metrics: &[Accuracy] },
     GlueTask {
         name: "MRPC",
         header: true,
-        text: &[Name("#1 String"), Name("#2 String")],
-        label: Name("Quality"),
+        text: &[name("#1 String"), name("#2 String")],
+        label: name("Quality"),
         classes: BINARY,
         dev: DEV,
         metrics: &[F1, Accuracy],
@@ -43,8 +47,8 @@ pub const TASKS: &[GlueTask] = &[
     GlueTask {
         name: "STS-B",
         header: true,
-        text: &[Name("sentence1"), Name("sentence2")],
-        label: Name("score"),
+        text: &[name("sentence1"), name("sentence2")],
+        label: name("score"),
         classes: &[],
         dev: DEV,
         metrics: &[Pearson, Spearman],
@@ -52,8 +56,8 @@ pub const TASKS: &[GlueTask] = &[
     GlueTask {
         name: "QQP",
         header: true,
-        text: &[Name("question1"), Name("question2")],
-        label: Name("is_duplicate"),
+        text: &[name("question1"), name("question2")],
+        label: name("is_duplicate"),
         classes: BINARY,
         dev: DEV,
         metrics: &[Accuracy, F1],
@@ -61,15 +65,15 @@ pub const TASKS: &[GlueTask] = &[
     GlueTask {
         name: "MNLI",
         header: true,
-        text: &[Name("sentence1"), Name("sentence2")],
-        label: Name("gold_label"),
+        text: &[name("sentence1"), name("sentence2")],
+        label: name("gold_label"),
         classes: &["entailment", "neutral", "contradiction"],
         dev: &[("dev_matched.tsv", ""), ("dev_mismatched.tsv", "_mm")],
         metrics: &[Accuracy],
     },
-    GlueTask { name: "QNLI", header: true, text: &[Name("question"), Name("sentence")], label: Name("label"), classes: ENTAILMENT, dev: DEV, metrics: &[Accuracy] },
-    GlueTask { name: "RTE", header: true, text: &[Name("sentence1"), Name("sentence2")], label: Name("label"), classes: ENTAILMENT, dev: DEV, metrics: &[Accuracy] },
-    GlueTask { name: "WNLI", header: true, text: &[Name("sentence1"), Name("sentence2")], label: Name("label"), classes: BINARY, dev: DEV, metrics: &[Accuracy] },
+    GlueTask { name: "QNLI", header: true, text: &[name("question"), name("sentence")], label: name("label"), classes: ENTAILMENT, dev: DEV, metrics: &[Accuracy] },
+    GlueTask { name: "RTE", header: true, text: &[name("sentence1"), name("sentence2")], label: name("label"), classes: ENTAILMENT, dev: DEV, metrics: &[Accuracy] },
+    GlueTask { name: "WNLI", header: true, text: &[name("sentence1"), name("sentence2")], label: name("label"), classes: BINARY, dev: DEV, metrics: &[Accuracy] },
 ];
 
 /// The task `glue/<name>` names, forgiving case and hyphens (`glue/sst2`).

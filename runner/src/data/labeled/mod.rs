@@ -21,20 +21,14 @@ pub enum Format {
 
 impl Format {
     pub fn parse(name: &str) -> Result<Format, String> {
-        let layout = match name.to_lowercase().as_str() {
-            "csv" => Layout::Csv,
-            "tsv" => Layout::Tsv { header: true },
-            "jsonl" => Layout::Jsonl,
-            "parquet" => Layout::Parquet,
-            _ => {
-                let known = || glue::names().join(", ");
-                return match name.strip_prefix("glue/") {
-                    Some(task) => glue::find(task).map(Format::Glue).ok_or_else(|| format!("`{task}` is not a GLUE task ({})", known())),
-                    None => Err(format!("`{name}` is not one of csv, tsv, jsonl, parquet, glue/<task> (tasks: {})", known())),
-                };
-            }
-        };
-        Ok(Format::File(layout))
+        if let Some(layout) = Layout::named(name) {
+            return Ok(Format::File(layout));
+        }
+        let known = || glue::names().join(", ");
+        match name.strip_prefix("glue/") {
+            Some(task) => glue::find(task).map(Format::Glue).ok_or_else(|| format!("`{task}` is not a GLUE task ({})", known())),
+            None => Err(format!("`{name}` is not one of csv, tsv, jsonl, parquet, glue/<task> (tasks: {})", known())),
+        }
     }
 }
 
@@ -96,9 +90,9 @@ pub struct Labeled {
 struct Source {
     task: String,
     columns: Vec<Column>,
-    /// Fixed by the format (GLUE), else found in the training file.
-    classes: Option<Vec<String>>,
-    regression: bool,
+    /// Fixed by the format (GLUE) or the task (regression); `None`: the
+    /// classes are the training file's labels.
+    labels: Option<Labels>,
     train: (PathBuf, Layout),
     /// Each with the suffix its metrics are logged under.
     evals: Vec<(PathBuf, Layout, &'static str)>,
@@ -137,8 +131,10 @@ fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
         return Ok(Source {
             task: task_name(data),
             columns: glue.text.iter().chain([&glue.label]).cloned().collect(),
-            classes: (!glue.classes.is_empty()).then(|| glue.classes.iter().map(|c| c.to_string()).collect()),
-            regression: glue.classes.is_empty(),
+            labels: Some(match glue.classes {
+                [] => Labels::Values,
+                classes => Labels::Classes(classes.iter().map(|c| c.to_string()).collect()),
+            }),
             train: (folder.join("train.tsv"), layout),
             evals,
             metrics: glue.metrics.to_vec(),
@@ -153,14 +149,13 @@ fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
         return Err(InputError::new("fine-tuning needs the text column, or two for sentence pairs, e.g. [\"sentence\"]").key("data.text_columns"));
     }
     let label = data.label_column.clone().unwrap_or_else(|| "label".into());
-    let columns = data.text_columns.iter().cloned().chain([label]).map(Column::Named).collect();
+    let columns = data.text_columns.iter().cloned().chain([label]).map(|name| Column::Name(name.into())).collect();
     let regression = task == Task::Regression;
     let metrics = if regression { vec![Metric::Pearson, Metric::Spearman] } else { vec![Metric::Accuracy] };
     Ok(Source {
         task: task_name(data),
         columns,
-        classes: None,
-        regression,
+        labels: regression.then_some(Labels::Values),
         train: (train.into(), layout(train, "data.train")?),
         evals: vec![(eval.into(), layout(eval, "data.eval")?, "")],
         metrics,
@@ -178,13 +173,9 @@ fn glue_folder(given: &Path, task: &glue::GlueTask) -> Result<PathBuf, InputErro
 }
 
 fn layout_of(file: &Path) -> Result<Layout, InputError> {
-    match file.extension().map(|e| e.to_string_lossy().to_lowercase()).as_deref() {
-        Some("csv") => Ok(Layout::Csv),
-        Some("tsv") => Ok(Layout::Tsv { header: true }),
-        Some("jsonl") => Ok(Layout::Jsonl),
-        Some("parquet") => Ok(Layout::Parquet),
-        _ => Err(InputError::new("cannot tell the format from the extension: use .tsv, .csv, .jsonl or .parquet, or set data.format").in_file(file)),
-    }
+    file.extension().and_then(|e| Layout::named(&e.to_string_lossy())).ok_or_else(|| {
+        InputError::new("cannot tell the format from the extension: use .tsv, .csv, .jsonl or .parquet, or set data.format").in_file(file)
+    })
 }
 
 /// Reads, labels and tokenizes the training and evaluation examples.
@@ -193,11 +184,14 @@ pub fn prepare(task: Task, data: &DataSection, vocab: &Vocab) -> Result<Labeled,
     let texts = source.columns.len() - 1;
     let (train_file, train_layout) = &source.train;
     let train = table::read(train_file, *train_layout, &source.columns).map_err(|e| e.key("data.train"))?;
-    let labels = match (&source.classes, source.regression) {
-        (_, true) => Labels::Values,
-        (Some(classes), false) => Labels::Classes(classes.clone()),
-        (None, false) => Labels::Classes(classes_of(&train.records, texts)),
-    };
+    let labels = source.labels.unwrap_or_else(|| Labels::Classes(classes_of(&train.records, texts)));
+    if let Labels::Classes(classes) = &labels {
+        if classes.len() < 2 {
+            return Err(InputError::new(format!("the labels take one value ({}): a classifier needs two or more", classes.join(", ")))
+                .key("data.label_column")
+                .in_file(train_file));
+        }
+    }
     let mut skipped = train.skipped;
     let train = encode(train_file, &train.records, texts, &labels, vocab, data.seq_len as usize, "")?;
     let mut evals = Vec::new();
@@ -205,13 +199,6 @@ pub fn prepare(task: Task, data: &DataSection, vocab: &Vocab) -> Result<Labeled,
         let read = table::read(file, *layout, &source.columns).map_err(|e| e.key("data.eval"))?;
         skipped += read.skipped;
         evals.push(encode(file, &read.records, texts, &labels, vocab, data.seq_len as usize, suffix)?);
-    }
-    if let Labels::Classes(classes) = &labels {
-        if classes.len() < 2 {
-            return Err(InputError::new(format!("the labels take one value ({}): a classifier needs two or more", classes.join(", ")))
-                .key("data.label_column")
-                .in_file(train_file));
-        }
     }
     Ok(Labeled { task: source.task, labels, metrics: source.metrics, train, evals, skipped })
 }
@@ -247,10 +234,10 @@ fn encode(file: &Path, records: &[table::Record], texts: usize, labels: &Labels,
         .collect::<Result<Vec<f64>, InputError>>()?;
     let column = |i: usize| records.iter().map(|r| r.cells[i].clone()).collect::<Vec<String>>();
     let first = vocab.encode_all(&column(0))?;
-    let second = if texts == 2 { Some(vocab.encode_all(&column(1))?) } else { None };
+    let mut second = if texts == 2 { Some(vocab.encode_all(&column(1))?.into_iter()) } else { None };
     let mut split = Split { suffix, ids: Vec::with_capacity(records.len()), b_start: Vec::with_capacity(records.len()), labels: values };
-    for (i, a) in first.into_iter().enumerate() {
-        let (ids, b_start) = vocab.pair(a, second.as_ref().map(|s| s[i].clone()), seq_len);
+    for a in first {
+        let (ids, b_start) = vocab.pair(a, second.as_mut().and_then(Iterator::next), seq_len);
         split.ids.push(ids);
         split.b_start.push(b_start);
     }

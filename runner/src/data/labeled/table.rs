@@ -5,32 +5,28 @@
 //! quoted at all (a `"` in a sentence is just a character).
 use crate::error::InputError;
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
+use std::borrow::Cow;
 use std::path::Path;
 
 /// Where a value sits in a row: a header name, or a position for files
 /// without a header (GLUE's CoLA).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Column {
-    /// A name fixed in the code (GLUE's layouts).
-    Name(&'static str),
-    /// A name from the experiment file.
-    Named(String),
+    /// Fixed in the code (GLUE's layouts) or given in the experiment file.
+    Name(Cow<'static, str>),
     Index(usize),
 }
 
 impl Column {
-    fn name(&self) -> Option<&str> {
-        match self {
-            Column::Name(name) => Some(name),
-            Column::Named(name) => Some(name),
-            Column::Index(_) => None,
-        }
+    /// A column name fixed in the code.
+    pub const fn named(name: &'static str) -> Column {
+        Column::Name(Cow::Borrowed(name))
     }
 
     fn describe(&self) -> String {
         match self {
+            Column::Name(name) => format!("`{name}`"),
             Column::Index(i) => format!("number {}", i + 1),
-            _ => format!("`{}`", self.name().unwrap_or_default()),
         }
     }
 }
@@ -44,6 +40,20 @@ pub enum Layout {
     Tsv { header: bool },
     Jsonl,
     Parquet,
+}
+
+impl Layout {
+    /// The layout a format name or file extension stands for (`tsv` is
+    /// read with a header).
+    pub fn named(name: &str) -> Option<Layout> {
+        match name.to_lowercase().as_str() {
+            "csv" => Some(Layout::Csv),
+            "tsv" => Some(Layout::Tsv { header: true }),
+            "jsonl" => Some(Layout::Jsonl),
+            "parquet" => Some(Layout::Parquet),
+            _ => None,
+        }
+    }
 }
 
 /// One example's cells, in the order the columns were asked for, and the
@@ -94,9 +104,9 @@ fn tsv(file: &Path, header: bool, columns: &[Column]) -> Result<Records, InputEr
     };
     let positions = columns
         .iter()
-        .map(|column| match (column, column.name()) {
-            (Column::Index(i), _) => Ok(*i),
-            (_, name) => position(file, &names, name.unwrap_or_default()),
+        .map(|column| match column {
+            Column::Index(i) => Ok(*i),
+            Column::Name(name) => position(file, &names, name),
         })
         .collect::<Result<Vec<usize>, InputError>>()?;
     let mut out = Records { records: Vec::new(), skipped: 0 };
@@ -122,7 +132,10 @@ fn jsonl(file: &Path, columns: &[Column]) -> Result<Records, InputError> {
         let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at_line(format!("invalid JSON: {e}")))?;
         let mut cells = Vec::with_capacity(columns.len());
         for column in columns {
-            let cell = column.name().and_then(|name| value.get(name));
+            let cell = match column {
+                Column::Name(name) => value.get(name.as_ref()),
+                Column::Index(_) => None,
+            };
             match cell {
                 Some(serde_json::Value::String(s)) => cells.push(s.clone()),
                 Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => cells.push(v.to_string()),
@@ -154,9 +167,9 @@ fn frame(file: &Path, layout: Layout) -> Result<DataFrame, InputError> {
 fn frame_records(file: &Path, frame: &DataFrame, columns: &[Column]) -> Result<Records, InputError> {
     let mut texts = Vec::with_capacity(columns.len());
     for column in columns {
-        let name = match (column, column.name()) {
-            (Column::Index(i), _) => frame.get_column_names().get(*i).map(|n| n.to_string()).unwrap_or_default(),
-            (_, name) => name.unwrap_or_default().to_string(),
+        let name = match column {
+            Column::Index(i) => frame.get_column_names().get(*i).map(|n| n.to_string()).unwrap_or_default(),
+            Column::Name(name) => name.to_string(),
         };
         let found = frame.column(&name).map_err(|_| {
             let names: Vec<String> = frame.get_column_names().iter().map(|n| n.to_string()).collect();
@@ -188,11 +201,11 @@ mod tests {
         let file = dir.path().join("train.parquet");
         let mut frame = df!("id" => [7i64, 8, 9], "text" => ["one", "two", "three"], "score" => [0.5f64, 1.0, 4.25]).unwrap();
         ParquetWriter::new(std::fs::File::create(&file).unwrap()).finish(&mut frame).unwrap();
-        let read = read(&file, Layout::Parquet, &[Column::Named("text".into()), Column::Named("score".into())]).unwrap();
+        let read = read(&file, Layout::Parquet, &[Column::named("text"), Column::named("score")]).unwrap();
         let cells: Vec<Vec<String>> = read.records.iter().map(|r| r.cells.clone()).collect();
         assert_eq!(cells, [["one", "0.5"], ["two", "1.0"], ["three", "4.25"]]);
         assert_eq!(read.records[2].line, 4, "rows count from 2, after a header, as in a CSV");
-        let missing = super::read(&file, Layout::Parquet, &[Column::Named("sentence".into())]).err().unwrap();
+        let missing = super::read(&file, Layout::Parquet, &[Column::named("sentence")]).err().unwrap();
         assert!(missing.message.contains("no column `sentence` (its columns: id, text, score)"), "{missing}");
     }
 
@@ -201,7 +214,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("qqp.tsv");
         std::fs::write(&file, "id\tquestion1\tquestion2\tis_duplicate\n1\ta \"b\tc\t1\n2\tbroken row\n").unwrap();
-        let read = read(&file, Layout::Tsv { header: true }, &[Column::Name("question1"), Column::Name("is_duplicate")]).unwrap();
+        let read = read(&file, Layout::Tsv { header: true }, &[Column::named("question1"), Column::named("is_duplicate")]).unwrap();
         assert_eq!(read.records.len(), 1);
         assert_eq!(read.records[0].cells, ["a \"b", "1"]);
         assert_eq!(read.skipped, 1);
