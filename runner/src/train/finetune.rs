@@ -74,10 +74,11 @@ fn build(config: &TrialConfig, outputs: i64, device: Device) -> Result<(VarStore
             // Anything beyond the encoder is a head: the checkpoint's MLM or
             // next-sentence head is dropped, its pooler loaded when it has
             // one, and the classifier always starts fresh (even from a
-            // checkpoint fine-tuned on another task).
-            let probe = VarStore::new(Device::Cpu);
-            plugin.build_encoder(&probe.root(), &config.model)?;
-            let encoder: HashSet<String> = probe.variables().into_keys().collect();
+            // checkpoint fine-tuned on another task). The encoder is what
+            // the classifier holds besides its pooler and classifier.
+            let pooler = format!("{}.", plugin.pooler_path());
+            let encoder: HashSet<String> =
+                vs.variables().into_keys().filter(|v| !v.starts_with(&pooler) && !v.starts_with("classifier.")).collect();
             let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v), &|v| v.starts_with("classifier."))?;
             tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
         }
