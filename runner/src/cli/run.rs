@@ -12,6 +12,7 @@ use crate::track::{self, client::KeyValue, Tracker};
 use crate::train::device;
 use anyhow::Result;
 use clap::Args;
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -71,8 +72,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let cache = Cache::from_env();
     let mut worst = 0;
     for plan in &mut planned {
-        let datasets = prepare_data(plan, &cache)?;
-        let jobs = bind(plan, &datasets)?;
+        let prepared = prepare_data(plan, &cache)?;
+        let jobs = bind(plan, &prepared)?;
         let tally = run_one(plan, &jobs, args.fresh, args.jobs)?;
         worst = worst.max(i32::from(tally.failed > 0));
     }
@@ -93,20 +94,31 @@ fn expand_files(patterns: &[String]) -> Result<Vec<PathBuf>, InputError> {
     Ok(files)
 }
 
+/// The datasets of a sweep, and for each trial (in the plan's order) the
+/// one it trains on.
+struct Prepared {
+    datasets: Vec<Dataset>,
+    of_trial: Vec<usize>,
+}
+
 /// Reads and packs each distinct `[data]` configuration of the sweep once,
 /// before any training, so a bad corpus rejects the run up front.
-fn prepare_data(plan: &Planned, cache: &Cache) -> Result<HashMap<String, Dataset>> {
-    let mut datasets = HashMap::new();
+fn prepare_data(plan: &Planned, cache: &Cache) -> Result<Prepared> {
+    let mut prepared = Prepared { datasets: Vec::new(), of_trial: Vec::with_capacity(plan.trials.len()) };
+    let mut by_key = HashMap::new();
     for trial in &plan.trials {
-        let key = data_key(trial);
-        if datasets.contains_key(&key) {
-            continue;
-        }
-        let dataset = data::prepare(trial.config.task, &trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
-        eprintln!("data  {}", dataset.summary);
-        datasets.insert(key, dataset);
+        let index = match by_key.entry(data_key(trial)) {
+            Entry::Occupied(known) => *known.get(),
+            Entry::Vacant(new) => {
+                let dataset = data::prepare(trial.config.task, &trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
+                eprintln!("data  {}", dataset.summary);
+                prepared.datasets.push(dataset);
+                *new.insert(prepared.datasets.len() - 1)
+            }
+        };
+        prepared.of_trial.push(index);
     }
-    Ok(datasets)
+    Ok(prepared)
 }
 
 /// Trials whose task and `[data]` agree share their examples. A tokenizer
@@ -195,10 +207,10 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
 /// Completes each trial with what only the data knows (the vocabulary size,
 /// the steps `train.epochs` take, and so `train.warmup_fraction`'s steps)
 /// and resolves its device.
-fn bind<'a>(plan: &Planned, datasets: &'a HashMap<String, Dataset>) -> Result<Vec<Job<'a>>> {
+fn bind<'a>(plan: &Planned, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
     let mut jobs = Vec::new();
-    for trial in &plan.trials {
-        let data = &datasets[&data_key(trial)];
+    for (trial, &index) in plan.trials.iter().zip(&prepared.of_trial) {
+        let data = &prepared.datasets[index];
         let mut trial = trial.clone();
         let vocab = data.vocab.size() as i64;
         match trial.config.model.get("vocab_size").and_then(|v| v.as_i64()) {
