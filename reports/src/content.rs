@@ -23,7 +23,7 @@ impl Cell {
         Cell { text: text.into(), data: Vec::new() }
     }
 
-    fn number(text: impl Into<String>, sort: f64) -> Cell {
+    pub(crate) fn number(text: impl Into<String>, sort: f64) -> Cell {
         Cell { text: text.into(), data: vec![("sort", sort.to_string())] }
     }
 }
@@ -95,8 +95,8 @@ pub fn build(runs: &Runs) -> Result<Content> {
 
     let baselines: Vec<Baseline> = runs.infos.iter().flatten().flat_map(|i| i.baseline.clone()).collect();
     let selection = crate::selection::table(&configs, &baselines, runs);
-    let shown = selection.as_ref().filter(|t| t.header.iter().any(|h| h == "published")).map(crate::selection::checkpoints).unwrap_or_default();
-    let baselines = Some(baseline_table(&configs, &baselines, runs, &shown)).filter(|t| !t.rows.is_empty());
+    let compared = selection.as_ref().map(|s| s.compared.as_slice()).unwrap_or_default();
+    let baselines = Some(baseline_table(&configs, &baselines, runs, compared)).filter(|t| !t.rows.is_empty());
     Ok(Content {
         title,
         summary: summary(&configs),
@@ -104,7 +104,7 @@ pub fn build(runs: &Runs) -> Result<Content> {
         failed: failed_table(&configs),
         sections,
         baselines,
-        selection,
+        selection: selection.map(|s| s.table),
         provenance: provenance_table(runs),
         configurations: configs,
     })

@@ -15,8 +15,15 @@ use std::path::{Component, Path};
 const SCORE: &str = "eval/score";
 pub const GLUE_SCORE: &str = "glue/score";
 
+pub struct Selection {
+    pub table: Table,
+    /// Checkpoints set beside a published GLUE score, which the baselines
+    /// table then leaves out.
+    pub compared: Vec<String>,
+}
+
 /// `None` unless the trials were fine-tuned (they record their task).
-pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> Option<Table> {
+pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> Option<Selection> {
     let text = |c: &Configuration, key: &str| value_of(configs, c, key, runs).map(|level| level.to_string());
     // (checkpoint, task) -> (best score, the configuration that reached it)
     let mut best: BTreeMap<(String, String), (f64, String)> = BTreeMap::new();
@@ -43,35 +50,40 @@ pub fn table(configs: &Configurations, baselines: &[Baseline], runs: &Runs) -> O
     if published_columns {
         header.extend(["published", "difference", "source"].map(String::from));
     }
-    let mut table = Table { header, ..Default::default() };
+    let mut selection = Selection { table: Table { header, ..Default::default() }, compared: Vec::new() };
     for checkpoint in checkpoints {
         let scores: Vec<Option<&(f64, String)>> = tasks.iter().map(|task| best.get(&(checkpoint.clone(), task.to_string()))).collect();
         let mut row = vec![Cell::text(checkpoint)];
         for score in &scores {
             row.push(match score {
-                Some((value, label)) => Cell { text: format!("{value:.1}"), data: vec![("sort", value.to_string()), ("config", label.clone())] },
+                Some((value, label)) => {
+                    let mut cell = Cell::number(format!("{value:.1}"), *value);
+                    cell.data.push(("config", label.clone()));
+                    cell
+                }
                 None => Cell::text("not run"),
             });
         }
         let complete: Option<Vec<f64>> = scores.iter().map(|s| s.map(|(v, _)| *v)).collect();
         let overall = complete.map(|v| v.iter().sum::<f64>() / v.len() as f64);
         if several {
-            row.push(overall.map_or_else(|| Cell::text("incomplete"), |v| Cell { text: format!("{v:.1}"), data: vec![("sort", v.to_string())] }));
+            row.push(overall.map_or_else(|| Cell::text("incomplete"), |v| Cell::number(format!("{v:.1}"), v)));
         }
         let published = baselines.iter().find_map(|b| Some((*b.metrics.get(GLUE_SCORE)?, b)).filter(|_| matches(b, checkpoint)));
         match (published, overall) {
             _ if !published_columns => {}
             (Some((value, baseline)), measured) => {
-                row.push(Cell { text: format!("{value:.1}"), data: vec![("sort", value.to_string())] });
-                row.push(measured.map_or_else(|| Cell::text(""), |m| Cell { text: format!("{:+.1}", m - value), data: vec![("sort", (m - value).to_string())] }));
+                row.push(Cell::number(format!("{value:.1}"), value));
+                row.push(measured.map_or_else(|| Cell::text(""), |m| Cell::number(format!("{:+.1}", m - value), m - value)));
                 row.push(Cell::text(format!("{}: {}", baseline.name, baseline.source)));
+                selection.compared.push(checkpoint.clone());
             }
             (None, _) => row.extend([Cell::text(""), Cell::text(""), Cell::text("")]),
         }
-        table.rows.push(row);
-        table.labels.push(String::new());
+        selection.table.rows.push(row);
+        selection.table.labels.push(String::new());
     }
-    Some(table)
+    Some(selection)
 }
 
 /// Whether `baseline` is about `checkpoint`: its `match` names the same
@@ -81,10 +93,4 @@ pub fn matches(baseline: &Baseline, checkpoint: &str) -> bool {
         Path::new(path).components().filter(|c| *c != Component::CurDir).collect()
     }
     baseline.matches.get("model.init").and_then(|v| v.as_str()).is_some_and(|init| folder(init) == folder(checkpoint))
-}
-
-/// The checkpoints the table has a row for, so the baselines table can
-/// leave out the GLUE scores shown here.
-pub fn checkpoints(table: &crate::content::Table) -> Vec<String> {
-    table.rows.iter().map(|row| row[0].text.clone()).collect()
 }
