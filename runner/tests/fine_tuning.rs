@@ -3,15 +3,22 @@
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
 use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, workspace_root, write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Runs the experiment `text` as `dir/<name>.toml` into `dir/<name>/`,
+/// which it returns; every trial must complete.
+fn run_experiment(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let file = write(dir, &format!("{name}.toml"), text);
+    let out = dir.join(name);
+    let done = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    out
+}
 
 /// Pretrains a tiny model into `dir/pretrained` and returns the glob that
 /// finds its trial folder.
 fn pretrained(dir: &Path) -> String {
-    let file = write(dir, "pretrain.toml", &experiment("pretrain", "steps = 150\neval_every = 0", "").replace("hidden = 32", "hidden = 64"));
-    let out = dir.join("pretrained");
-    let done = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(done.code, 0, "{}", done.stderr);
+    let out = run_experiment(dir, "pretrained", &experiment("pretrain", "steps = 150\neval_every = 0", "").replace("hidden = 32", "hidden = 64"));
     format!("{}/trials/*", out.display())
 }
 
@@ -19,9 +26,9 @@ fn pretrained(dir: &Path) -> String {
 fn a_pretrained_checkpoint_fine_tuned_on_real_sentences_beats_the_majority_class() {
     let dir = tempfile::tempdir().unwrap();
     let init = pretrained(dir.path());
-    let file = write(
+    let out = run_experiment(
         dir.path(),
-        "topics.toml",
+        "topics",
         &format!(
             r#"[experiment]
 name = "topics"
@@ -54,9 +61,6 @@ metrics = {{ "eval/accuracy" = 0.5 }}
 "#
         ),
     );
-    let out = dir.path().join("topics");
-    let done = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(done.code, 0, "{}", done.stderr);
     let trials = read_table(&out.join("trials.parquet"));
     assert_eq!(strings(&trials, "task"), ["topics-train"]);
     let accuracy = floats(&trials, "eval/accuracy")[0];
@@ -103,9 +107,9 @@ fn glue_tasks_in_their_distributed_layouts_fine_tune_and_score_as_glue_defines()
     let dir = tempfile::tempdir().unwrap();
     let init = pretrained(dir.path());
     let checkpoint = glob::glob(&init).unwrap().next().unwrap().unwrap().display().to_string();
-    let file = write(
+    let out = run_experiment(
         dir.path(),
-        "glue.toml",
+        "glue",
         &format!(
             r#"[experiment]
 name = "glue"
@@ -138,9 +142,6 @@ metrics = {{ "glue/score" = 50.0 }}
 "#
         ),
     );
-    let out = dir.path().join("glue");
-    let done = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(done.code, 0, "{}", done.stderr);
     let trials = read_table(&out.join("trials.parquet"));
     let tasks = strings(&trials, "task");
     let column = |name: &str| -> Vec<Option<f64>> {
