@@ -3,15 +3,34 @@
 //! prediction head for pretraining.
 use crate::knob::{KnobError, KnobValues};
 use crate::plugin::{Encoder, EncoderInput};
+use crate::zoo::layers;
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-/// The width of the heads' layers and their initialisation (BERT's: normal
-/// weights with the encoder's `initializer_range`, zero biases).
-fn layer_shape(knobs: &KnobValues) -> Result<(i64, nn::LinearConfig), KnobError> {
+/// Where the sequence head's classifier goes, under the model's root:
+/// Hugging Face's `BertForSequenceClassification` name.
+pub const CLASSIFIER: &str = "classifier";
+
+/// Where the next-sentence classifier goes, under the model's root:
+/// Hugging Face's `BertForPreTraining` name.
+pub const NEXT_SENTENCE: &str = "cls.seq_relationship";
+
+/// Whether `variable` belongs to the sequence head's classifier, which
+/// always starts fresh when fine-tuning begins.
+pub fn is_classifier(variable: &str) -> bool {
+    variable.strip_prefix(CLASSIFIER).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// Whether `variable` belongs to the next-sentence classifier.
+pub fn is_next_sentence(variable: &str) -> bool {
+    variable.strip_prefix(NEXT_SENTENCE).is_some_and(|rest| rest.starts_with('.'))
+}
+
+/// A head layer of width `hidden` to `n_out`, with BERT's initialisation
+/// (normal weights with the encoder's `initializer_range`, zero biases).
+fn head_linear(p: nn::Path, n_out: i64, knobs: &KnobValues) -> Result<nn::Linear, KnobError> {
     let hidden = knob(knobs, "hidden")? as i64;
-    let config = nn::LinearConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: knob(knobs, "initializer_range")? }, bs_init: Some(nn::Init::Const(0.0)), bias: true };
-    Ok((hidden, config))
+    Ok(layers::linear(p, hidden, n_out, knob(knobs, "initializer_range")?, true))
 }
 
 fn knob(knobs: &KnobValues, name: &str) -> Result<f64, KnobError> {
@@ -33,13 +52,13 @@ pub struct SequenceClassifier {
 
 impl SequenceClassifier {
     /// `pooler` is where the pooler's dense layer goes; the classifier goes
-    /// to `root / "classifier"`.
+    /// to `root / CLASSIFIER`.
     pub fn new(root: &nn::Path, pooler: &nn::Path, encoder: Box<dyn Encoder>, knobs: &KnobValues, labels: i64) -> Result<Self, KnobError> {
-        let (hidden, config) = layer_shape(knobs)?;
+        let hidden = knob(knobs, "hidden")? as i64;
         Ok(SequenceClassifier {
             encoder,
-            pooler: nn::linear(pooler / "dense", hidden, hidden, config),
-            classifier: nn::linear(root / "classifier", hidden, labels, config),
+            pooler: head_linear(pooler / "dense", hidden, knobs)?,
+            classifier: head_linear(root / CLASSIFIER, labels, knobs)?,
             dropout: knob(knobs, "dropout")?,
         })
     }
@@ -61,12 +80,13 @@ pub struct NextSentenceHead {
 
 impl NextSentenceHead {
     /// `pooler` is where the pooler's dense layer goes; the classifier goes
-    /// to `root / "cls" / "seq_relationship"`.
+    /// to `root /` [`NEXT_SENTENCE`].
     pub fn new(root: &nn::Path, pooler: &nn::Path, knobs: &KnobValues) -> Result<Self, KnobError> {
-        let (hidden, config) = layer_shape(knobs)?;
+        let hidden = knob(knobs, "hidden")? as i64;
+        let classifier = NEXT_SENTENCE.split('.').fold(root.clone(), |path, part| &path / part);
         Ok(NextSentenceHead {
-            pooler: nn::linear(pooler / "dense", hidden, hidden, config),
-            seq_relationship: nn::linear(root / "cls" / "seq_relationship", hidden, 2, config),
+            pooler: head_linear(pooler / "dense", hidden, knobs)?,
+            seq_relationship: head_linear(classifier, 2, knobs)?,
         })
     }
 

@@ -69,6 +69,11 @@ pub trait Plugin: Sync {
         "pooler"
     }
 
+    /// Whether `variable` belongs to the pooler (under [`Plugin::pooler_path`]).
+    fn is_pooler(&self, variable: &str) -> bool {
+        variable.strip_prefix(self.pooler_path()).is_some_and(|rest| rest.starts_with('.'))
+    }
+
     /// The encoder with a sequence classification head of `labels` outputs
     /// (1 for regression): pooler (dense + tanh on the first token), dropout,
     /// then `classifier`, as in BERT.
@@ -77,6 +82,16 @@ pub trait Plugin: Sync {
         let pooler = self.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
         SequenceClassifier::new(root, &pooler, encoder, knobs, labels)
     }
+
+    /// Whether AdamW's weight decay applies to `variable` (a name in the
+    /// models this plugin builds, heads included): not to biases nor to
+    /// normalisation gains, as in BERT. The plugin answers because only it
+    /// knows what it named its normalisation layers.
+    fn decays(&self, variable: &str) -> bool;
+
+    /// Whether `variable` is one of the embedding tables (words, positions,
+    /// token types) or their normalisation.
+    fn is_embedding(&self, variable: &str) -> bool;
 
     /// Creates the model's variables under `root` and returns the model.
     fn build(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn MaskedLm>, KnobError>;

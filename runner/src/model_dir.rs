@@ -57,8 +57,7 @@ impl ModelDir {
         // A trial pretrained with next-sentence prediction (`data.nsp`) also
         // holds the pooler and the NSP head; its masked-LM model is the rest,
         // which must match exactly.
-        let pooler = format!("{}.", self.plugin.pooler_path());
-        let trial_head = |v: &str| v.starts_with("cls.seq_relationship.") || v.starts_with(&pooler);
+        let trial_head = |v: &str| models::heads::is_next_sentence(v) || self.plugin.is_pooler(v);
         match self.plugin.hugging_face().filter(|_| self.layout == Layout::HuggingFace) {
             Some(hf) => self.load_with(vs, &|v| hf.is_head(v), &|_| false),
             None => self.load_with(vs, &trial_head, &|_| false),

@@ -8,8 +8,10 @@
 //! post-LN: `LayerNorm(x + Dropout(Attention(x)))`, then
 //! `LayerNorm(x + Dropout(FFN(x)))` with an exact (erf) GELU, as in the
 //! `BertBlock` of the article this project grew from.
+use crate::heads;
 use crate::hf::HuggingFace;
 use super::encoder_knobs::{encoder_knobs, resolve_encoder};
+use super::layers;
 use crate::knob::{Knob, KnobDefault, KnobError, KnobKind, KnobValues};
 use crate::plugin::{Encoder, EncoderInput, MaskedLm, Plugin};
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,12 @@ fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Flag::Int(i) => i != 0,
     })
 }
+
+/// Hugging Face's name for BERT's normalisation modules.
+const LAYER_NORM: &str = "LayerNorm";
+
+/// Where the embeddings live: `bert.embeddings.word_embeddings`, ...
+const EMBEDDINGS: &str = "bert.embeddings.";
 
 const SHARED: [Knob; 11] = encoder_knobs(0.1);
 
@@ -141,6 +149,14 @@ impl Plugin for Bert {
 
     fn pooler_path(&self) -> &'static str {
         "bert.pooler"
+    }
+
+    fn decays(&self, variable: &str) -> bool {
+        layers::decays(variable, &[LAYER_NORM])
+    }
+
+    fn is_embedding(&self, variable: &str) -> bool {
+        variable.starts_with(EMBEDDINGS)
     }
 }
 
@@ -223,7 +239,8 @@ impl HuggingFace for Bert {
     }
 
     fn is_head(&self, variable: &str) -> bool {
-        ["cls.", "classifier.", "bert.pooler."].iter().any(|p| variable.starts_with(p))
+        // `cls.` holds the MLM head and the next-sentence classifier.
+        variable.starts_with("cls.") || self.is_pooler(variable) || heads::is_classifier(variable)
     }
 }
 
@@ -244,25 +261,16 @@ fn config(knobs: &KnobValues) -> Result<BertConfig, KnobError> {
 }
 
 fn linear(path: nn::Path, n_in: i64, n_out: i64, c: &BertConfig) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
-        bs_init: Some(nn::Init::Const(0.0)),
-        bias: true,
-    };
-    nn::linear(path, n_in, n_out, config)
+    layers::linear(path, n_in, n_out, c.initializer_range, true)
 }
 
-fn layer_norm(path: nn::Path, c: &BertConfig) -> nn::LayerNorm {
-    let config = nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() };
-    nn::layer_norm(path, vec![c.hidden_size], config)
+/// The LayerNorm module of `parent`, under Hugging Face's name for it.
+fn layer_norm(parent: &nn::Path, c: &BertConfig) -> nn::LayerNorm {
+    layers::layer_norm(parent / LAYER_NORM, c.hidden_size, c.layer_norm_eps)
 }
 
 fn embedding(path: nn::Path, rows: i64, c: &BertConfig) -> nn::Embedding {
-    let config = nn::EmbeddingConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
-        ..Default::default()
-    };
-    nn::embedding(path, rows, c.hidden_size, config)
+    layers::embedding(path, rows, c.hidden_size, c.initializer_range)
 }
 
 struct BertEmbeddings {
@@ -279,7 +287,7 @@ impl BertEmbeddings {
             word_embeddings: embedding(&p / "word_embeddings", c.vocab_size, c),
             position_embeddings: embedding(&p / "position_embeddings", c.max_position_embeddings, c),
             token_type_embeddings: embedding(&p / "token_type_embeddings", c.type_vocab_size, c),
-            layer_norm: layer_norm(&p / "LayerNorm", c),
+            layer_norm: layer_norm(&p, c),
             dropout: c.hidden_dropout_prob,
         }
     }
@@ -316,21 +324,14 @@ impl BertSelfAttention {
 
     /// `mask`: `[batch, 1, 1, seq]` booleans, true where attention may look.
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
-        let (batch, seq, hidden) = xs.size3().expect("hidden states are [batch, seq, hidden]");
         // One matrix product for the three projections instead of three:
         // fewer, larger kernels. The variables stay apart, as Hugging Face
         // names them.
         let parts = [&self.query, &self.key, &self.value];
         let weight = Tensor::cat(&parts.map(|l| &l.ws), 0);
         let bias = Tensor::cat(&parts.map(|l| l.bs.as_ref().expect("BERT's projections have biases")), 0);
-        // [batch, seq, 3, heads, head size] -> three [batch, heads, seq, head size]
-        let qkv = xs.linear(&weight, Some(&bias)).view([batch, seq, 3, self.heads, hidden / self.heads]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let dropout = if train { self.dropout } else { 0.0 };
-        // libtorch's fused kernel (flash / memory-efficient / math, chosen per
-        // device); scale defaults to 1/sqrt(head size) as in BERT.
-        let context = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout, false, None, false);
-        context.transpose(1, 2).contiguous().view([batch, seq, hidden])
+        layers::attend(&xs.linear(&weight, Some(&bias)), self.heads, mask, dropout)
     }
 }
 
@@ -346,7 +347,7 @@ impl ResidualNorm {
     fn new(p: nn::Path, n_in: i64, c: &BertConfig) -> Self {
         ResidualNorm {
             dense: linear(&p / "dense", n_in, c.hidden_size, c),
-            layer_norm: layer_norm(&p / "LayerNorm", c),
+            layer_norm: layer_norm(&p, c),
             dropout: c.hidden_dropout_prob,
         }
     }
@@ -398,10 +399,7 @@ impl BertModel {
     }
 
     fn forward(&self, input: &EncoderInput, train: bool) -> Tensor {
-        let mask = input
-            .attention_mask
-            .as_ref()
-            .map(|m| m.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1));
+        let mask = layers::attention_mask(input.attention_mask.as_ref());
         let mut xs = self.embeddings.forward(input, train);
         for layer in &self.layers {
             xs = layer.forward(&xs, mask.as_ref(), train);
@@ -427,7 +425,7 @@ impl BertLMPredictionHead {
         let init = nn::Init::Randn { mean: 0.0, stdev: c.initializer_range };
         BertLMPredictionHead {
             dense: linear(&transform / "dense", c.hidden_size, c.hidden_size, c),
-            layer_norm: layer_norm(&transform / "LayerNorm", c),
+            layer_norm: layer_norm(&transform, c),
             decoder: (!c.tie_word_embeddings).then(|| (&p / "decoder").var("weight", &[c.vocab_size, c.hidden_size], init)),
             bias: p.zeros("bias", &[c.vocab_size]),
         }

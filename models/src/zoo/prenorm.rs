@@ -5,6 +5,7 @@
 //! the two plugins set differently is [`Variant`]: biases in the linear
 //! layers, and a plain or gated-GELU feed-forward.
 use super::encoder_knobs::resolve_encoder;
+use super::layers;
 use crate::knob::{Knob, KnobError, KnobValues};
 use crate::plugin::{Encoder, EncoderInput, MaskedLm, Plugin};
 use serde::Deserialize;
@@ -61,6 +62,14 @@ impl Plugin for PreLnPlugin {
     fn build_encoder(&self, root: &nn::Path, knobs: &KnobValues) -> Result<Box<dyn Encoder>, KnobError> {
         Ok(Box::new(PreLnEncoder::new(root, &config(knobs)?, self.variant)))
     }
+
+    fn decays(&self, variable: &str) -> bool {
+        layers::decays(variable, &NORMS)
+    }
+
+    fn is_embedding(&self, variable: &str) -> bool {
+        variable.split('.').next() == Some(EMBEDDINGS)
+    }
 }
 
 /// The knobs, resolved (see `encoder_knobs`).
@@ -109,22 +118,28 @@ impl PreLnConfig {
 }
 
 fn linear(p: nn::Path, n_in: i64, n_out: i64, c: &PreLnConfig, variant: Variant) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range },
-        bs_init: Some(nn::Init::Const(0.0)),
-        bias: variant.bias,
-    };
-    nn::linear(p, n_in, n_out, config)
+    layers::linear(p, n_in, n_out, c.initializer_range, variant.bias)
 }
 
 fn layer_norm(p: nn::Path, c: &PreLnConfig) -> nn::LayerNorm {
-    nn::layer_norm(p, vec![c.hidden], nn::LayerNormConfig { eps: c.layer_norm_eps, ..Default::default() })
+    layers::layer_norm(p, c.hidden, c.layer_norm_eps)
 }
 
 fn embedding(p: nn::Path, rows: i64, c: &PreLnConfig) -> nn::Embedding {
-    let config = nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: c.initializer_range }, ..Default::default() };
-    nn::embedding(p, rows, c.hidden, config)
+    layers::embedding(p, rows, c.hidden, c.initializer_range)
 }
+
+/// The names of the normalisation modules: in each block, before
+/// attention and before the feed-forward; after the embeddings and in the
+/// MLM head (both `norm`); after the last block. Weight decay skips them.
+const ATTENTION_NORM: &str = "attention_norm";
+const FFN_NORM: &str = "ffn_norm";
+const NORM: &str = "norm";
+const FINAL_NORM: &str = "final_norm";
+const NORMS: [&str; 4] = [ATTENTION_NORM, FFN_NORM, NORM, FINAL_NORM];
+
+/// Where the embeddings live: `embeddings.word`, ...
+const EMBEDDINGS: &str = "embeddings";
 
 struct Block {
     attention_norm: nn::LayerNorm,
@@ -144,10 +159,10 @@ impl Block {
     fn new(p: nn::Path, c: &PreLnConfig, variant: Variant) -> Self {
         let up_width = if variant.gated { 2 * c.intermediate } else { c.intermediate };
         Block {
-            attention_norm: layer_norm(&p / "attention_norm", c),
+            attention_norm: layer_norm(&p / ATTENTION_NORM, c),
             qkv: linear(&p / "attention" / "qkv", c.hidden, 3 * c.hidden, c, variant),
             attention_out: linear(&p / "attention" / "out", c.hidden, c.hidden, c, variant),
-            ffn_norm: layer_norm(&p / "ffn_norm", c),
+            ffn_norm: layer_norm(&p / FFN_NORM, c),
             up: linear(&p / "ffn" / "up", c.hidden, up_width, c, variant),
             down: linear(&p / "ffn" / "down", c.intermediate, c.hidden, c, variant),
             heads: c.heads,
@@ -158,12 +173,8 @@ impl Block {
     }
 
     fn forward(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Tensor {
-        let (batch, seq, hidden) = xs.size3().expect("hidden states are [batch, seq, hidden]");
-        let qkv = self.qkv.forward(&self.attention_norm.forward(xs)).view([batch, seq, 3, self.heads, hidden / self.heads]).permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
         let dropout = if train { self.attention_dropout } else { 0.0 };
-        let context = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, dropout, false, None, false);
-        let context = context.transpose(1, 2).contiguous().view([batch, seq, hidden]);
+        let context = layers::attend(&self.qkv.forward(&self.attention_norm.forward(xs)), self.heads, mask, dropout);
         let xs = xs + self.attention_out.forward(&context).dropout(self.dropout, train);
 
         let up = self.up.forward(&self.ffn_norm.forward(&xs));
@@ -189,14 +200,14 @@ pub struct PreLnEncoder {
 
 impl PreLnEncoder {
     pub fn new(root: &nn::Path, c: &PreLnConfig, variant: Variant) -> Self {
-        let embeddings = root / "embeddings";
+        let embeddings = root / EMBEDDINGS;
         PreLnEncoder {
             word: embedding(&embeddings / "word", c.vocab_size, c),
             position: embedding(&embeddings / "position", c.max_position, c),
             token_type: embedding(&embeddings / "token_type", c.type_vocab_size, c),
-            embedding_norm: layer_norm(&embeddings / "norm", c),
+            embedding_norm: layer_norm(&embeddings / NORM, c),
             blocks: (0..c.layers).map(|i| Block::new(root / "layers" / i, c, variant)).collect(),
-            final_norm: layer_norm(root / "final_norm", c),
+            final_norm: layer_norm(root / FINAL_NORM, c),
             dropout: c.dropout,
         }
     }
@@ -208,7 +219,7 @@ impl Encoder for PreLnEncoder {
         let positions = Tensor::arange(seq, (Kind::Int64, input.input_ids.device())).unsqueeze(0);
         let xs = self.word.forward(&input.input_ids) + self.position.forward(&positions) + self.token_type.forward(&input.token_type_ids);
         let mut xs = self.embedding_norm.forward(&xs).dropout(self.dropout, train);
-        let mask = input.attention_mask.as_ref().map(|m| m.to_kind(Kind::Bool).unsqueeze(1).unsqueeze(1));
+        let mask = layers::attention_mask(input.attention_mask.as_ref());
         for block in &self.blocks {
             xs = block.forward(&xs, mask.as_ref(), train);
         }
@@ -229,7 +240,7 @@ impl PreLnForMaskedLm {
         PreLnForMaskedLm {
             encoder: PreLnEncoder::new(root, c, variant),
             head_dense: linear(&head / "dense", c.hidden, c.hidden, c, variant),
-            head_norm: layer_norm(&head / "norm", c),
+            head_norm: layer_norm(&head / NORM, c),
             head_bias: head.zeros("bias", &[c.vocab_size]),
         }
     }

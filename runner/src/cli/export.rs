@@ -27,7 +27,8 @@ pub fn export(args: ExportArgs) -> Result<i32> {
     let hf = dir.plugin.hugging_face().ok_or_else(|| fail(&format!("plugin `{}` has no Hugging Face counterpart", dir.plugin.name())))?;
     let mut config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
     let tensors = tch::Tensor::read_safetensors(args.trial_dir.join("model.safetensors"))?;
-    let classifier = tensors.iter().find(|(name, _)| name == "classifier.weight").map(|(_, t)| t.size()[0]);
+    let classifier_weight = format!("{}.weight", models::heads::CLASSIFIER);
+    let classifier = tensors.iter().find(|(name, _)| *name == classifier_weight).map(|(_, t)| t.size()[0]);
     let loads_with = match classifier {
         Some(outputs) => {
             sequence_classification(&mut config, outputs, &args.trial_dir)?;

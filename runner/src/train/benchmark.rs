@@ -37,7 +37,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).context("model.vocab_size is set")? as u32;
     let seq_len = config.data.seq_len as usize;
     let (vs, model) = super::trainer::build(config, device)?;
-    let mut stepper = Stepper::new(&vs, &config.train)?;
+    let mut stepper = Stepper::new(&vs, &config.train, plugin)?;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let ids = (0..ROWS * seq_len).map(|_| rng.random_range(SPECIAL_IDS..vocab)).collect();

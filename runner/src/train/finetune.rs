@@ -12,7 +12,7 @@ use crate::data::Vocab;
 use crate::model_dir::ModelDir;
 use crate::sweep::TrialConfig;
 use anyhow::{Context, Result};
-use models::heads::SequenceClassifier;
+use models::heads::{self, SequenceClassifier};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
@@ -25,8 +25,9 @@ const EVAL_BATCH: usize = 128;
 
 pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
     let regression = labeled.labels == Labels::Values;
-    let (vs, model) = build(config, labeled.labels.outputs(), device)?;
-    let mut stepper = Stepper::new(&vs, &config.train)?;
+    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    let (vs, model) = build(config, plugin, labeled.labels.outputs(), device)?;
+    let mut stepper = Stepper::new(&vs, &config.train, plugin)?;
     let precision = stepper.precision();
     let mut last = BTreeMap::new();
     let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
@@ -54,7 +55,7 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
     // The plugin's count includes the MLM decoder at every token, which a
     // classifier does not run: count 6 FLOPs per non-embedding parameter
     // and token instead (Kaplan et al. 2020), attention scores left out.
-    let embeddings = vs.variables().iter().filter(|(name, _)| name.contains("embeddings.")).map(|(_, t)| t.numel()).sum::<usize>() as i64;
+    let embeddings = vs.variables().iter().filter(|(name, _)| plugin.is_embedding(name)).map(|(_, t)| t.numel()).sum::<usize>() as i64;
     let flops_per_token = 6 * (params - embeddings);
     let mut metrics = trained.metrics();
     metrics.extend(last);
@@ -64,8 +65,7 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
 /// The classifier with `outputs` outputs, its encoder (and pooler, when
 /// there is one) loaded from `model.init`; drawn on the CPU and moved, like
 /// every model, so a seed gives the same head on every device.
-fn build(config: &TrialConfig, outputs: i64, device: Device) -> Result<(VarStore, SequenceClassifier)> {
-    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, device: Device) -> Result<(VarStore, SequenceClassifier)> {
     tch::manual_seed(config.seed as i64);
     let mut vs = VarStore::new(Device::Cpu);
     let model = plugin.build_classifier(&vs.root(), &config.model, outputs)?;
@@ -76,10 +76,8 @@ fn build(config: &TrialConfig, outputs: i64, device: Device) -> Result<(VarStore
             // one, and the classifier always starts fresh (even from a
             // checkpoint fine-tuned on another task). The encoder is what
             // the classifier holds besides its pooler and classifier.
-            let pooler = format!("{}.", plugin.pooler_path());
-            let encoder: HashSet<String> =
-                vs.variables().into_keys().filter(|v| !v.starts_with(&pooler) && !v.starts_with("classifier.")).collect();
-            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v), &|v| v.starts_with("classifier."))?;
+            let encoder: HashSet<String> = vs.variables().into_keys().filter(|v| !plugin.is_pooler(v) && !heads::is_classifier(v)).collect();
+            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v), &heads::is_classifier)?;
             tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
         }
         None => tracing::warn!("no model.init: fine-tuning from random weights"),

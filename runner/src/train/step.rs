@@ -18,14 +18,15 @@ pub struct Stepper {
 }
 
 impl Stepper {
-    /// Steps for the model in `vs`, at the precision `train.precision`
-    /// resolves to on its device, with TF32 as `train.tf32` says.
-    pub fn new(vs: &VarStore, train: &TrainSection) -> Result<Stepper> {
+    /// Steps for the model `plugin` built in `vs`, at the precision
+    /// `train.precision` resolves to on its device, with TF32 as
+    /// `train.tf32` says; weight decay where the plugin says.
+    pub fn new(vs: &VarStore, train: &TrainSection, plugin: &dyn models::Plugin) -> Result<Stepper> {
         let device = vs.device();
         let precision = Precision::resolve(&train.precision, device);
         torch_ops::allow_tf32(train.tf32)?;
         Ok(Stepper {
-            optimizer: AdamW::new(vs, train),
+            optimizer: AdamW::new(vs, train, &|name| plugin.decays(name)),
             scaler: (precision == Precision::Fp16).then(|| LossScaler::new(device)),
             precision,
             device,

@@ -68,7 +68,7 @@ fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packe
     }
     let params = Pretraining::param_count(plugin, &config.model, config.data.nsp)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
-    let mut stepper = Stepper::new(&vs, train)?;
+    let mut stepper = Stepper::new(&vs, train, plugin)?;
     let precision = stepper.precision();
 
     let vocab = &data.vocab;
