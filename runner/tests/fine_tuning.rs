@@ -2,7 +2,7 @@
 //! bundled corpus, then fine-tuned from its trial folder (found by a glob)
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
-use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, workspace_root, write};
+use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, venv_python, workspace_root, write};
 use std::path::{Path, PathBuf};
 
 /// Runs the experiment `text` as `dir/<name>.toml` into `dir/<name>/`,
@@ -87,7 +87,7 @@ metrics = {{ "eval/accuracy" = 0.5 }}
     let exported = dir.path().join("exported");
     let export = run(bertlab().arg("export").arg(&trial).arg("--out").arg(&exported));
     assert_eq!(export.code, 0, "{}", export.stderr);
-    let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
+    let python = venv_python();
     let theirs = run(std::process::Command::new(python)
         .arg(workspace_root().join("python/tests/hf_reference.py"))
         .args(["classify"])

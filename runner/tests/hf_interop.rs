@@ -10,11 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Kind, Tensor};
 
-/// The virtual environment's Python: `make setup` names it in
-/// `.cargo/config.toml`, which cargo passes on to the tests.
+/// The reference script under the virtual environment's Python.
 fn python() -> Command {
-    let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
-    let mut cmd = Command::new(python);
+    let mut cmd = Command::new(venv_python());
     cmd.arg(workspace_root().join("python/tests/hf_reference.py")).env("TRANSFORMERS_OFFLINE", "1").env("HF_HUB_OFFLINE", "1");
     cmd
 }

@@ -37,7 +37,7 @@ impl Server {
     /// A server whose database and artifacts live in `store`, so that a
     /// restarted server finds what the first one held.
     fn with_store(port: u16, store: &Path) -> Server {
-        let python = std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string());
+        let python = venv_python();
         let db = format!("sqlite:///{}", store.join("mlflow.db").display());
         let child = Command::new(python)
             .args(["-m", "mlflow", "server", "--backend-store-uri", &db, "--host", "127.0.0.1", "--port", &port.to_string(), "--workers", "1"])

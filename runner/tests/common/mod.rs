@@ -11,6 +11,14 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The virtual environment's Python, for the tests that check against
+/// transformers, scikit-learn or MLflow: `make setup` names it in
+/// `.cargo/config.toml` (`BERTLAB_PYTHON`), which cargo passes on to the
+/// tests; else `.venv`.
+pub fn venv_python() -> String {
+    std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string())
+}
+
 /// `bertlab` with its cache shared by all tests of this build.
 pub fn bertlab() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertlab"));
