@@ -2,8 +2,8 @@
 //! (accuracy, F1, Matthews) and scipy (Pearson, Spearman) from the project's
 //! virtual environment on fixed pseudo-random predictions.
 mod common;
-use bertlab::train::metrics::{accuracy, f1, matthews, pearson, spearman};
-use common::workspace_root;
+use bertlab::scoring::metrics::{accuracy, f1, matthews, pearson, spearman};
+use common::venv_python;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -25,15 +25,9 @@ json.dump({
 }, sys.stdout)
 "#;
 
-/// The virtual environment's Python, found as the other Python-backed tests
-/// find it (`BERTLAB_PYTHON` from `.cargo/config.toml`, else `.venv`).
-fn python() -> String {
-    std::env::var("BERTLAB_PYTHON").unwrap_or_else(|_| workspace_root().join(".venv/bin/python").display().to_string())
-}
-
 /// Runs the reference on `cases`; panics (never skips) when Python or its packages are missing.
 fn reference(cases: &Value) -> Value {
-    let python = python();
+    let python = venv_python();
     let mut child = Command::new(&python)
         .args(["-c", REFERENCE])
         .stdin(Stdio::piped())

@@ -3,7 +3,8 @@
 //! pairs kept together, random draws in bounds and reproducible, derived
 //! values correct; and loading never panics, whatever the text.
 use bertlab::config;
-use bertlab::sweep::{Expansion, Planned, Trial};
+use bertlab::sweep::{Expansion, Planned};
+use bertlab::trial::Trial;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::HashSet;

@@ -4,9 +4,11 @@
 use crate::config;
 use crate::error::InputError;
 use crate::sweep;
+use crate::trial::bind;
 use crate::train::{benchmark, device, peak_flops};
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use super::OutputFormat;
+use clap::Args;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -26,14 +28,8 @@ pub struct BenchArgs {
     /// Untimed steps first (kernel selection, allocator warm-up).
     #[arg(long, default_value_t = 5)]
     warmup: i64,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Format {
-    Table,
-    Json,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
 }
 
 pub fn bench(args: BenchArgs) -> Result<i32> {
@@ -55,11 +51,18 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     }
     let label = trial.label();
     let config = &mut trial.config;
-    let vocab = config.data.vocab_size;
-    config.model.entry("vocab_size").or_insert(vocab.into());
-    let device_text = args.device.as_deref().unwrap_or(&config.train.device);
-    let spec = device::parse(device_text).map_err(|m| InputError::new(m).key("--device"))?;
-    let target = device::resolve(spec).map_err(|m| InputError::new(m).key("--device"))?;
+    // A benchmark reads no corpus: the vocabulary is the model's, else the
+    // size a trained one aims at.
+    let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).unwrap_or(config.data.vocab_size);
+    let facts = bind::Facts { vocab, train_examples: None };
+    bind::complete(config, &facts).map_err(|(key, m)| loaded.error_at(key, m))?;
+    if let Some(device) = &args.device {
+        config.train.device = device.clone();
+    }
+    let target = bind::device(config).map_err(|(key, m)| match &args.device {
+        Some(_) => InputError::new(m).key("--device"),
+        None => loaded.error_at(key, m),
+    })?;
 
     // An out-of-memory at a large batch is an answer, not a crash.
     let m = crate::launch::local::catch_panics(|| benchmark::measure(config, target, args.warmup, args.steps))?;
@@ -95,8 +98,8 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         "bertlab": env!("CARGO_PKG_VERSION"),
     });
     match args.format {
-        Format::Json => println!("{report}"),
-        Format::Table => {
+        OutputFormat::Json => println!("{report}"),
+        OutputFormat::Table => {
             println!("{} {} on {device_name} ({}), {} steps after {} warm-up", config.plugin, label, device::name(target), args.steps, args.warmup);
             println!("tokens/s       {:.0}", m.tokens_per_s);
             println!("step           {:.2} ms (batch {} × seq {}, {})", m.step_ms, config.train.batch_size, config.data.seq_len, m.precision.name());

@@ -14,7 +14,14 @@ mod sync;
 mod worker;
 
 use crate::error::InputError;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// `--format` of the commands that print for people or for scripts.
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Json,
+}
 
 #[derive(Parser)]
 #[command(name = "bertlab", version, about = "Declarative sweeps of BERT training runs")]

@@ -8,10 +8,11 @@ use crate::config::{self, DataSection};
 use crate::data::tokenizer;
 use crate::error::InputError;
 use crate::store;
-use crate::sweep::trial::short;
-use crate::sweep::{Expansion, Planned, Point};
+use crate::sweep::{Expansion, Planned};
+use crate::trial::{bind, short, Point};
 use anyhow::Result;
-use clap::{Args, ValueEnum};
+use super::OutputFormat;
+use clap::Args;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 use std::io::{BufWriter, Write};
@@ -26,17 +27,11 @@ pub struct PlanArgs {
     /// Override a value, e.g. --set train.steps=50 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     sets: Vec<String>,
-    #[arg(long, value_enum, default_value_t = Format::Table)]
-    format: Format,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
     /// Run folder to compare with (default runs/<experiment name>).
     #[arg(long)]
     out: Option<PathBuf>,
-}
-
-#[derive(Clone, Copy, PartialEq, ValueEnum)]
-enum Format {
-    Table,
-    Json,
 }
 
 /// Points per chunk of work handed to a thread.
@@ -44,7 +39,7 @@ const CHUNK: u64 = 2048;
 
 /// Counts for the closing line.
 #[derive(Default, Clone, Copy)]
-struct Tally {
+struct Counts {
     new: u64,
     completed: u64,
     dropped: u64,
@@ -52,8 +47,8 @@ struct Tally {
     assumed_vocab: bool,
 }
 
-impl Tally {
-    fn add(&mut self, other: Tally) {
+impl Counts {
+    fn add(&mut self, other: Counts) {
         self.new += other.new;
         self.completed += other.completed;
         self.dropped += other.dropped;
@@ -65,7 +60,7 @@ impl Tally {
 struct Renderer<'a> {
     expansion: &'a Expansion<'a>,
     completed: &'a HashSet<String>,
-    format: Format,
+    format: OutputFormat,
 }
 
 pub fn plan(args: PlanArgs) -> Result<i32> {
@@ -78,7 +73,7 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
     let mut w = BufWriter::with_capacity(1 << 16, stdout.lock());
     let seeds = expansion.seeds();
 
-    if args.format == Format::Table {
+    if args.format == OutputFormat::Table {
         let files: Vec<String> = loaded.files().iter().rev().map(|p| p.display().to_string()).collect();
         writeln!(w, "plan  {name} ({}): plugin {}", files.join(" extends "), expansion.plugin().name())?;
         writeln!(w, "axes  {} × seeds {seeds:?} = {} trials before constraints", expansion.space().describe(), expansion.len())?;
@@ -98,16 +93,16 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
     let renderer = Renderer { expansion: &expansion, completed: &completed, format: args.format };
     let tally = renderer.render_all(&mut w)?;
 
-    let Tally { new, completed, dropped, assumed_vocab } = tally;
+    let Counts { new, completed, dropped, assumed_vocab } = tally;
     match args.format {
-        Format::Table => {
+        OutputFormat::Table => {
             write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?;
             if assumed_vocab {
                 write!(w, " (params count a vocabulary of data.vocab_size; the trained one can come out smaller)")?;
             }
             writeln!(w)?;
         }
-        Format::Json => writeln!(w, "],\"summary\":{}}}", json!({"new": new, "completed": completed, "dropped": dropped}))?,
+        OutputFormat::Json => writeln!(w, "],\"summary\":{}}}", json!({"new": new, "completed": completed, "dropped": dropped}))?,
     }
     w.flush()?;
     Ok(0)
@@ -116,13 +111,13 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
 impl Renderer<'_> {
     /// Renders every chunk, one thread per core taking chunks in turn, and
     /// writes them in order. A thread runs at most two chunks ahead.
-    fn render_all(&self, w: &mut impl Write) -> Result<Tally> {
+    fn render_all(&self, w: &mut impl Write) -> Result<Counts> {
         let points = self.expansion.space().len();
         let chunks = points.div_ceil(CHUNK);
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8) as u64;
-        let mut tally = Tally::default();
+        let mut tally = Counts::default();
         std::thread::scope(|scope| -> Result<()> {
-            let receivers: Vec<Receiver<Result<(Vec<u8>, Tally)>>> = (0..threads.min(chunks.max(1)))
+            let receivers: Vec<Receiver<Result<(Vec<u8>, Counts)>>> = (0..threads.min(chunks.max(1)))
                 .map(|t| {
                     let (tx, rx) = sync_channel(2);
                     scope.spawn(move || {
@@ -149,15 +144,15 @@ impl Renderer<'_> {
         Ok(tally)
     }
 
-    fn render(&self, range: Range<u64>, vocab: &mut VocabSizes) -> Result<(Vec<u8>, Tally)> {
+    fn render(&self, range: Range<u64>, vocab: &mut VocabSizes) -> Result<(Vec<u8>, Counts)> {
         let mut out = Vec::with_capacity((range.end - range.start) as usize * 128);
-        let mut tally = Tally::default();
+        let mut tally = Counts::default();
         let first = range.start == 0;
         for (n, planned) in self.expansion.points(range).enumerate() {
             let row = self.row(planned?, vocab, &mut tally)?;
             match self.format {
-                Format::Table => row.table_line(&mut out)?,
-                Format::Json => {
+                OutputFormat::Table => row.table_line(&mut out)?,
+                OutputFormat::Json => {
                     if n > 0 || !first {
                         out.push(b',');
                     }
@@ -168,18 +163,25 @@ impl Renderer<'_> {
         Ok((out, tally))
     }
 
-    fn row(&self, planned: Planned, vocab: &mut VocabSizes, tally: &mut Tally) -> Result<Row> {
+    fn row(&self, planned: Planned, vocab: &mut VocabSizes, tally: &mut Counts) -> Result<Row> {
         Ok(match planned {
             Planned::Run(trial) => {
-                let mut knobs = trial.config.model;
-                if !knobs.contains_key("vocab_size") {
-                    let data = &trial.config.data;
-                    tally.assumed_vocab |= data.tokenizer == "train";
-                    knobs.insert("vocab_size".into(), vocab.of(data)?.into());
-                }
+                let mut config = trial.config;
+                // A plan reads no corpus nor examples: the vocabulary is the
+                // model's, else an estimate, and steps stay as written.
+                let vocab = match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+                    Some(given) => given,
+                    None => {
+                        tally.assumed_vocab |= config.data.trains_tokenizer();
+                        vocab.of(&config.data)?
+                    }
+                };
+                let facts = bind::Facts { vocab, train_examples: None };
+                bind::complete(&mut config, &facts).map_err(|(key, m)| self.expansion.loaded().error_at(key, m))?;
+                let knobs = config.model;
                 let plugin = self.expansion.plugin();
-                let params = crate::train::eval::Pretraining::param_count(plugin, &knobs, trial.config.data.nsp)?;
-                let flops = plugin.flops_per_token(&knobs, trial.config.data.seq_len)?;
+                let params = crate::train::objective::Pretraining::param_count(plugin, &knobs, config.data.nsp)?;
+                let flops = plugin.flops_per_token(&knobs, config.data.seq_len)?;
                 let done = self.completed.contains(&trial.id);
                 if done {
                     tally.completed += 1
@@ -187,7 +189,7 @@ impl Renderer<'_> {
                     tally.new += 1
                 }
                 let status = if done { "completed" } else { "new" };
-                Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: trial.config.seed, params: Some((params, flops)), status, dropped_by: None }
+                Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), status, dropped_by: None }
             }
             Planned::Dropped { swept, derived, seed, constraint } => {
                 tally.dropped += 1;
@@ -217,7 +219,7 @@ impl Row {
             write!(w, " {} |", short(value))?;
         }
         let (params, flops) = match self.params {
-            Some((p, f)) => (p.to_string(), si(f as f64)),
+            Some((p, f)) => (p.to_string(), reports::format::si(f as f64)),
             None => (String::new(), String::new()),
         };
         let status = match &self.dropped_by {
@@ -242,17 +244,6 @@ impl Row {
     }
 }
 
-/// `2.29M`, `668M`, `1.2G`: three significant digits and an SI prefix.
-fn si(x: f64) -> String {
-    let (scaled, prefix) = [(1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")]
-        .into_iter()
-        .find(|(unit, _)| x >= *unit)
-        .map(|(unit, p)| (x / unit, p))
-        .unwrap_or((x, ""));
-    let digits = if scaled >= 100.0 { 0 } else if scaled >= 10.0 { 1 } else { 2 };
-    format!("{scaled:.digits$}{prefix}")
-}
-
 /// The vocabulary size the parameter count assumes when the model does not
 /// set one: a tokenizer file's own size, or for a tokenizer trained on the
 /// corpus, `data.vocab_size` (an upper bound: a small corpus can yield
@@ -264,7 +255,7 @@ struct VocabSizes {
 
 impl VocabSizes {
     fn of(&mut self, data: &DataSection) -> Result<i64, InputError> {
-        if data.tokenizer == "train" {
+        if data.trains_tokenizer() {
             return Ok(data.vocab_size);
         }
         if let Some(&size) = self.files.get(&data.tokenizer) {

@@ -7,8 +7,10 @@ use crate::data::{self, cache::Cache, Dataset, Examples};
 use crate::error::InputError;
 use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
-use crate::sweep::{self, Trial};
+use crate::sweep;
+use crate::trial::{bind, Trial};
 use crate::track::{self, client::KeyValue, Tracker};
+use crate::settings::DeviceSpec;
 use crate::train::device;
 use anyhow::Result;
 use clap::Args;
@@ -40,7 +42,7 @@ pub struct RunArgs {
 }
 
 /// An experiment checked and expanded, ready to run.
-struct Planned {
+struct Checked {
     loaded: Loaded,
     trials: Vec<Trial>,
     /// Trials the constraints dropped and repeats merged, for the opening line.
@@ -62,11 +64,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let loaded = config::load(file, &args.sets)?;
         let sweep::Expanded { mut trials, dropped, duplicates } = sweep::expand(&loaded)?;
         if let Some(device) = &args.device {
-            device::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
+            DeviceSpec::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
             trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
         }
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
-        planned.push(Planned { loaded, trials, dropped, duplicates, out });
+        planned.push(Checked { loaded, trials, dropped, duplicates, out });
     }
 
     let cache = Cache::from_env();
@@ -103,7 +105,7 @@ struct Prepared {
 
 /// Reads and packs each distinct `[data]` configuration of the sweep once,
 /// before any training, so a bad corpus rejects the run up front.
-fn prepare_data(plan: &Planned, cache: &Cache) -> Result<Prepared> {
+fn prepare_data(plan: &Checked, cache: &Cache) -> Result<Prepared> {
     let mut prepared = Prepared { datasets: Vec::new(), of_trial: Vec::with_capacity(plan.trials.len()) };
     let mut by_key = HashMap::new();
     for trial in &plan.trials {
@@ -143,7 +145,7 @@ fn locate(loaded: &Loaded, error: InputError) -> InputError {
 
 /// The MLflow tracker, when tracking is configured: the parent run is named
 /// after the experiment and tagged with what produced it.
-fn tracker(plan: &Planned, jobs: &[Job]) -> Option<Tracker> {
+fn tracker(plan: &Checked, jobs: &[Job]) -> Option<Tracker> {
     let experiment = &plan.loaded.experiment;
     let settings = track::Settings::resolve(experiment.tracking.mlflow_uri.as_deref(), &experiment.experiment.name)?;
     let tag = |key: &str, value: String| KeyValue { key: key.into(), value };
@@ -172,7 +174,7 @@ fn deliver_spool(run_dir: &std::path::Path) {
 }
 
 /// What the report needs to know about this execution (`run.toml`).
-fn run_info(plan: &Planned, jobs: &[Job]) -> reports::RunInfo {
+fn run_info(plan: &Checked, jobs: &[Job]) -> reports::RunInfo {
     let experiment = &plan.loaded.experiment;
     let mut devices: Vec<String> = jobs.iter().map(|job| device::name(job.device)).collect();
     devices.sort();
@@ -204,44 +206,30 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Completes each trial with what only the data knows (the vocabulary size,
-/// the steps `train.epochs` take, and so `train.warmup_fraction`'s steps)
-/// and resolves its device.
-fn bind<'a>(plan: &Planned, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
+/// Completes each trial with what only its dataset knows, and its device
+/// ([`bind`]).
+fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
     let mut jobs = Vec::new();
     for (trial, &index) in plan.trials.iter().zip(&prepared.of_trial) {
         let data = &prepared.datasets[index];
         let mut trial = trial.clone();
-        let vocab = data.vocab.size() as i64;
-        match trial.config.model.get("vocab_size").and_then(|v| v.as_i64()) {
-            None => {
-                trial.config.model.insert("vocab_size".into(), vocab.into());
+        let train_examples = match &data.examples {
+            Examples::Labeled(labeled) => {
+                trial.task = Some(labeled.task.clone());
+                Some(labeled.train.len())
             }
-            Some(given) if given < vocab => {
-                return Err(plan
-                    .loaded
-                    .error_at("model.vocab_size", format!("{given} is smaller than the tokenizer's vocabulary ({vocab})"))
-                    .into())
-            }
-            Some(_) => {}
-        }
-        if let (Examples::Labeled(labeled), Some(epochs)) = (&data.examples, trial.config.train.epochs) {
-            let train = &mut trial.config.train;
-            train.steps = epochs * labeled.train.len().div_ceil(train.batch_size as usize) as i64;
-            train.warmup_steps = train.warmup_steps.min(train.steps);
-        }
-        let train = &mut trial.config.train;
-        if let Some(fraction) = train.warmup_fraction {
-            train.warmup_steps = (fraction * train.steps as f64).round() as i64;
-        }
-        let spec = device::parse(&trial.config.train.device).map_err(|m| plan.loaded.error_at("train.device", m))?;
-        let device = device::resolve(spec).map_err(|m| plan.loaded.error_at("train.device", m))?;
+            Examples::Pretraining { .. } => None,
+        };
+        let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
+        let locate = |(key, message): bind::Problem| plan.loaded.error_at(key, message);
+        bind::complete(&mut trial.config, &facts).map_err(locate)?;
+        let device = bind::device(&trial.config).map_err(locate)?;
         jobs.push(Job { trial, data, device });
     }
     Ok(jobs)
 }
 
-fn run_one(plan: &Planned, jobs: &[Job], fresh: bool, parallel: usize) -> Result<Tally> {
+fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let mut store = Store::open(&plan.out)?;
     let mut notes = Vec::new();

@@ -1,7 +1,7 @@
 //! `bertlab worker` (hidden): one trial of `run --jobs N`; see
 //! `launch::protocol` for what it reads and writes.
 use crate::launch::protocol;
-use crate::train::device;
+use crate::settings::DeviceSpec;
 use anyhow::{anyhow, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -20,6 +20,6 @@ pub struct WorkerArgs {
 }
 
 pub fn serve(args: WorkerArgs) -> Result<i32> {
-    let target = device::parse(&args.device).and_then(device::resolve).map_err(|m| anyhow!(m))?;
+    let target = DeviceSpec::parse(&args.device).and_then(DeviceSpec::resolve).map_err(|m| anyhow!(m))?;
     protocol::serve(target, args.threads, &args.dir)
 }

@@ -1,5 +1,6 @@
 //! The sections of an experiment file as typed structs, their defaults, and
 //! the range checks that do not depend on the model plugin.
+use crate::settings::{DeviceSpec, PrecisionSetting};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -164,7 +165,7 @@ impl Default for DataSection {
     fn default() -> Self {
         DataSection {
             corpus: Vec::new(),
-            tokenizer: "train".into(),
+            tokenizer: TRAINED_TOKENIZER.into(),
             vocab_size: 8192,
             seq_len: 128,
             eval_fraction: 0.05,
@@ -306,7 +307,16 @@ fn require(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Res
     }
 }
 
+/// `data.tokenizer`'s word for a WordPiece vocabulary trained on the corpus.
+const TRAINED_TOKENIZER: &str = "train";
+
 impl DataSection {
+    /// Whether the tokenizer is trained on the corpus rather than read
+    /// from a file.
+    pub fn trains_tokenizer(&self) -> bool {
+        self.tokenizer == TRAINED_TOKENIZER
+    }
+
     pub fn check(&self) -> Result<(), Violation> {
         require(self.vocab_size >= 16, "data.vocab_size", || format!("{} is too small (at least 16)", self.vocab_size))?;
         require(self.seq_len >= 4, "data.seq_len", || format!("{} is too short (at least 4: [CLS], two tokens, [SEP])", self.seq_len))?;
@@ -316,7 +326,7 @@ impl DataSection {
         require(self.eval_max_sequences >= 1, "data.eval_max_sequences", || "must be at least 1".into())?;
         require(self.mask_prob > 0.0 && self.mask_prob < 1.0, "data.mask_prob", || format!("{} is outside (0, 1)", self.mask_prob))?;
         if let Some(format) = &self.format {
-            crate::data::labeled::Format::parse(format).map_err(|m| ("data.format", m))?;
+            crate::formats::Format::parse(format).map_err(|m| ("data.format", m))?;
         }
         require(self.text_columns.len() <= 2, "data.text_columns", || {
             format!("names {} columns; a classifier reads one text or a pair of two", self.text_columns.len())
@@ -357,9 +367,7 @@ impl TrainSection {
                 format!("`{budget}` is not a duration like \"24h\", \"90m\" or \"30s\"")
             })?;
         }
-        require(crate::train::precision::NAMES.contains(&self.precision.as_str()), "train.precision", || {
-            format!("`{}` is not one of {}", self.precision, crate::train::precision::NAMES.join(", "))
-        })?;
-        crate::train::device::parse(&self.device).map(|_| ()).map_err(|m| ("train.device", m))
+        PrecisionSetting::parse(&self.precision).map_err(|m| ("train.precision", m))?;
+        DeviceSpec::parse(&self.device).map(|_| ()).map_err(|m| ("train.device", m))
     }
 }

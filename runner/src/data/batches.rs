@@ -2,10 +2,10 @@
 //! epoch and masked anew each time (dynamic masking), and evaluation batches
 //! in a fixed order with fixed masks so every evaluation of every trial
 //! scores the same predictions.
+use super::epochs::Epochs;
 use super::masking::{Masker, IGNORE};
 use super::packing::Packed;
 use models::EncoderInput;
-use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{Device, Tensor};
@@ -106,35 +106,17 @@ pub struct TrainBatches<'a> {
     packed: &'a Packed,
     masker: &'a Masker,
     batch_size: usize,
-    rng: ChaCha8Rng,
-    order: Vec<usize>,
-    next: usize,
+    epochs: Epochs,
 }
 
 impl<'a> TrainBatches<'a> {
     pub fn new(packed: &'a Packed, masker: &'a Masker, batch_size: usize, seed: u64) -> Self {
-        TrainBatches {
-            packed,
-            masker,
-            batch_size,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            order: Vec::new(),
-            next: 0,
-        }
+        TrainBatches { packed, masker, batch_size, epochs: Epochs::new(packed.len(), seed) }
     }
 
     pub fn next_batch(&mut self) -> Batch {
-        let mut rows = Vec::with_capacity(self.batch_size);
-        while rows.len() < self.batch_size {
-            if self.next == self.order.len() {
-                self.order = (0..self.packed.len()).collect();
-                self.order.shuffle(&mut self.rng);
-                self.next = 0;
-            }
-            rows.push(self.order[self.next]);
-            self.next += 1;
-        }
-        to_batch(self.packed, &rows, self.masker, &mut self.rng, Device::Cpu)
+        let rows: Vec<usize> = (0..self.batch_size).map(|_| self.epochs.next_row()).collect();
+        to_batch(self.packed, &rows, self.masker, self.epochs.rng(), Device::Cpu)
     }
 }
 

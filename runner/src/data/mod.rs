@@ -1,12 +1,13 @@
 //! From corpus files to masked batches: read documents ([`corpus`]), get a
 //! WordPiece tokenizer ([`tokenizer`]), pack token streams into fixed-length
 //! sequences with a held-out split ([`packing`]), mask them dynamically
-//! ([`masking`]) and batch them ([`batches`]). Trained vocabularies and
+//! ([`masking`]) and batch them ([`batches`]) in shuffled [`epochs`]. Trained vocabularies and
 //! packed sequences are cached by content hash ([`cache`]). Fine-tuning
 //! reads labelled examples instead ([`labeled`]).
 pub mod batches;
 pub mod cache;
 pub mod corpus;
+pub mod epochs;
 pub mod labeled;
 pub mod masking;
 pub mod packing;
@@ -42,7 +43,7 @@ pub fn prepare(task: Task, data: &DataSection, cache: &cache::Cache) -> Result<D
 }
 
 fn fine_tuning(task: Task, data: &DataSection) -> Result<Dataset, InputError> {
-    if data.tokenizer == "train" {
+    if data.trains_tokenizer() {
         return Err(InputError::new("fine-tuning reads text with the tokenizer of its starting weights: set model.init (or data.tokenizer)").key("data.tokenizer"));
     }
     let vocab = tokenizer::from_file(data)?;

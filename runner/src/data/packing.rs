@@ -76,10 +76,9 @@ pub fn pack(documents: &[Vec<u32>], vocab: &Vocab, seq_len: usize) -> Packed {
         .flat_map(|(i, d)| (i > 0).then_some(vocab.sep).into_iter().chain(d.iter().copied()))
         .collect();
     let mut packed = Packed { seq_len, ids: Vec::with_capacity(stream.len() + stream.len() / window * 2), lengths: Vec::new(), pairs: None };
+    let framing = vocab.framing();
     for chunk in stream.chunks(window) {
-        packed.ids.push(vocab.cls);
-        packed.ids.extend_from_slice(chunk);
-        packed.ids.push(vocab.sep);
+        framing.frame(&mut packed.ids, chunk, None);
         packed.ids.extend(std::iter::repeat_n(vocab.pad, window - chunk.len()));
         packed.lengths.push(chunk.len() as u32 + 2);
     }
@@ -103,7 +102,7 @@ pub fn pack_cached(corpus: &Corpus, vocab: &Vocab, seq_len: usize, pairs: bool, 
         let flat: Vec<String> = documents.iter().flatten().cloned().collect();
         let mut encoded = vocab.encode_all(&flat)?.into_iter();
         let by_document: Vec<Vec<Vec<u32>>> = documents.iter().map(|d| encoded.by_ref().take(d.len()).collect()).collect();
-        super::pairs::pair(&by_document, vocab.into(), seq_len, PAIR_SEED)
+        super::pairs::pair(&by_document, vocab.framing(), seq_len, PAIR_SEED)
     } else {
         pack(&vocab.encode_all(&corpus.documents)?, vocab, seq_len)
     };

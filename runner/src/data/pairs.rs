@@ -7,23 +7,9 @@
 //! first `[SEP]`; when A and B are too long together, tokens are cut from
 //! the longer one, at its front or back by a coin flip.
 use super::packing::{Packed, Pairs};
-use super::tokenizer::Vocab;
+use super::tokenizer::Framing;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// The ids that frame a pair.
-#[derive(Clone, Copy)]
-pub struct Framing {
-    pub cls: u32,
-    pub sep: u32,
-    pub pad: u32,
-}
-
-impl From<&Vocab> for Framing {
-    fn from(vocab: &Vocab) -> Framing {
-        Framing { cls: vocab.cls, sep: vocab.sep, pad: vocab.pad }
-    }
-}
 
 /// `documents`: per document, its sentences as token ids (no special tokens).
 pub fn pair(documents: &[Vec<Vec<u32>>], framing: Framing, seq_len: usize, seed: u64) -> Packed {
@@ -86,11 +72,7 @@ fn truncate_pair(a: &mut Vec<u32>, b: &mut Vec<u32>, target: usize, rng: &mut Ch
 
 fn push(packed: &mut Packed, framing: Framing, a: &[u32], b: &[u32], random_next: bool) {
     let length = a.len() + b.len() + 3;
-    packed.ids.push(framing.cls);
-    packed.ids.extend_from_slice(a);
-    packed.ids.push(framing.sep);
-    packed.ids.extend_from_slice(b);
-    packed.ids.push(framing.sep);
+    framing.frame(&mut packed.ids, a, Some(b));
     packed.ids.extend(std::iter::repeat_n(framing.pad, packed.seq_len - length));
     packed.lengths.push(length as u32);
     let pairs = packed.pairs.as_mut().expect("a pair table");

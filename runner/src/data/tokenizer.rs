@@ -16,6 +16,33 @@ use tokenizers::{AddedToken, Tokenizer};
 const KEY: &str = "data.tokenizer";
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 
+/// The special ids that frame a sequence: `[CLS] A [SEP]`, or
+/// `[CLS] A [SEP] B [SEP]` for a pair, and the padding after it.
+#[derive(Clone, Copy)]
+pub struct Framing {
+    pub cls: u32,
+    pub sep: u32,
+    pub pad: u32,
+}
+
+impl Framing {
+    /// Appends `a` (and `b`) framed to `out`; returns where segment B
+    /// starts in `out`'s new sequence, counted from its `[CLS]` (just past
+    /// A's `[SEP]` when there is no B).
+    pub fn frame(&self, out: &mut Vec<u32>, a: &[u32], b: Option<&[u32]>) -> usize {
+        let start = out.len();
+        out.push(self.cls);
+        out.extend_from_slice(a);
+        out.push(self.sep);
+        let b_start = out.len() - start;
+        if let Some(b) = b {
+            out.extend_from_slice(b);
+            out.push(self.sep);
+        }
+        b_start
+    }
+}
+
 pub struct Vocab {
     tokenizer: Tokenizer,
     pub pad: u32,
@@ -29,6 +56,10 @@ pub struct Vocab {
 }
 
 impl Vocab {
+    pub fn framing(&self) -> Framing {
+        Framing { cls: self.cls, sep: self.sep, pad: self.pad }
+    }
+
     pub fn size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }
@@ -61,14 +92,7 @@ impl Vocab {
             };
         }
         let mut ids = Vec::with_capacity(seq_len);
-        ids.push(self.cls);
-        ids.extend(a);
-        ids.push(self.sep);
-        let b_start = ids.len();
-        if let Some(b) = b {
-            ids.extend(b);
-            ids.push(self.sep);
-        }
+        let b_start = self.framing().frame(&mut ids, &a, b.as_deref());
         (ids, b_start)
     }
 
@@ -93,7 +117,7 @@ impl Vocab {
 }
 
 pub fn prepare(data: &DataSection, corpus: &Corpus, cache: &Cache) -> Result<Vocab, InputError> {
-    if data.tokenizer == "train" {
+    if data.trains_tokenizer() {
         return trained(corpus, data.vocab_size as usize, cache);
     }
     from_file(data)

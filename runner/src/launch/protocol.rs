@@ -5,7 +5,7 @@
 //! stderr goes to the trial's `worker.log`.
 use super::local::catch_panics;
 use crate::data::{self, cache::Cache};
-use crate::sweep::TrialConfig;
+use crate::trial::TrialConfig;
 use crate::train::{self, Observer, Outcome};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -4,7 +4,7 @@
 //! the summary line and the trial's row in the tables.
 use crate::data::Dataset;
 use crate::store::{Ending, MetricPoint, RunDir, Store};
-use crate::sweep::Trial;
+use crate::trial::Trial;
 use crate::track::client::Metric;
 use crate::track::Tracker;
 use crate::train::{Observer, Outcome};

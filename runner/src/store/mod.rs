@@ -6,7 +6,7 @@
 pub mod run_dir;
 pub mod table;
 
-use crate::sweep::Trial;
+use crate::trial::Trial;
 use anyhow::Result;
 pub use run_dir::RunDir;
 use std::collections::BTreeMap;
@@ -123,8 +123,8 @@ fn base_row(experiment: &str, trial: &Trial, status: &str) -> Row {
         ("seed".to_string(), Cell::Int(trial.config.seed as i64)),
     ]);
     // Fine-tuned trials say which task, for the report's model selection.
-    if !trial.config.task.is_mlm() {
-        row.insert("task".into(), Cell::Text(crate::data::labeled::task_name(&trial.config.data)));
+    if let Some(task) = &trial.task {
+        row.insert("task".into(), Cell::Text(task.clone()));
     }
     for (key, value) in trial.swept.iter().chain(&trial.derived) {
         row.insert(key.clone(), Cell::from_json(&resolved_value(trial, key).unwrap_or_else(|| value.clone())));

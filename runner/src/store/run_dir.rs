@@ -1,5 +1,5 @@
 //! The layout of a run folder and the per-trial files in it.
-use crate::sweep::Trial;
+use crate::trial::Trial;
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};

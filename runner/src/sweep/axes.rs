@@ -6,8 +6,7 @@ use crate::config::Loaded;
 use crate::error::InputError;
 use serde_json::{Map, Value};
 
-/// One point of a sweep: a value for each swept dotted key, in axis order.
-pub type Point = Vec<(String, Value)>;
+pub use crate::trial::Point;
 
 #[derive(Debug, Clone)]
 enum Axis {

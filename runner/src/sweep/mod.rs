@@ -1,15 +1,14 @@
 //! From one experiment to its trials. The sweep space ([`axes`]: grid,
 //! zip groups, [`random`] draws) gives points; each point gets its derived
 //! values ([`derive`], written in [`expr`]essions over [`keys`]), passes or
-//! fails the [`constraints`], and becomes one checked trial per seed
-//! ([`trial`]).
+//! fails the [`constraints`], and becomes one checked [`crate::trial::Trial`] per seed
+//! ([`expansion`]).
 pub mod axes;
 pub mod constraints;
 pub mod derive;
 pub mod expr;
 pub mod keys;
 pub mod random;
-pub mod trial;
+pub mod expansion;
 
-pub use axes::Point;
-pub use trial::{expand, Expanded, Expansion, Planned, Trial, TrialConfig};
+pub use expansion::{expand, Expanded, Expansion, Planned};

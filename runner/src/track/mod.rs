@@ -9,7 +9,7 @@ pub mod reconcile;
 mod sender;
 pub mod spool;
 
-use crate::sweep::Trial;
+use crate::trial::Trial;
 use client::{Client, Endpoint, KeyValue, Metric};
 use sender::Record;
 use spool::{Spool, Target};

@@ -7,7 +7,7 @@ use super::step::Stepper;
 use crate::data::batches::{prefetched, TrainBatches};
 use crate::data::masking::Masker;
 use crate::data::Packed;
-use crate::sweep::TrialConfig;
+use crate::trial::TrialConfig;
 use anyhow::{Context, Result};
 use rand::{Rng, SeedableRng};
 use std::time::Instant;
@@ -70,7 +70,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     Ok(Measurement {
         step_ms: elapsed * 1000.0 / steps as f64,
         tokens_per_s: tokens / elapsed,
-        params: super::eval::Pretraining::param_count(plugin, &config.model, config.data.nsp)?,
+        params: super::objective::Pretraining::param_count(plugin, &config.model, config.data.nsp)?,
         flops_per_token: plugin.flops_per_token(&config.model, config.data.seq_len)?,
         precision: stepper.precision(),
         peak_memory_bytes: peak_memory(device)?,

@@ -1,38 +1,7 @@
-//! `train.device`: `auto` (the first CUDA device if there is one, else the
-//! CPU), `cpu`, `cuda` or `cuda:N`.
+//! The devices training runs on: waiting for one, their names, and what
+//! the driver says of its GPUs.
 use std::path::PathBuf;
 use tch::Device;
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum DeviceSpec {
-    Auto,
-    Cpu,
-    Cuda(usize),
-}
-
-pub fn parse(text: &str) -> Result<DeviceSpec, String> {
-    match text {
-        "auto" => Ok(DeviceSpec::Auto),
-        "cpu" => Ok(DeviceSpec::Cpu),
-        "cuda" => Ok(DeviceSpec::Cuda(0)),
-        _ => text
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceSpec::Cuda)
-            .ok_or_else(|| format!("`{text}` is not one of auto, cpu, cuda, cuda:N")),
-    }
-}
-
-/// The device to train on; an error if CUDA is asked for and absent.
-pub fn resolve(spec: DeviceSpec) -> Result<Device, String> {
-    let count = tch::Cuda::device_count() as usize;
-    match spec {
-        DeviceSpec::Auto if count > 0 => Ok(Device::Cuda(0)),
-        DeviceSpec::Auto | DeviceSpec::Cpu => Ok(Device::Cpu),
-        DeviceSpec::Cuda(n) if n < count => Ok(Device::Cuda(n)),
-        DeviceSpec::Cuda(n) => Err(format!("cuda:{n} requested but libtorch sees {count} CUDA device(s) (see `bertlab doctor`)")),
-    }
-}
 
 /// Waits for the work queued on `device` (a no-op on the CPU).
 pub fn synchronize(device: Device) {
@@ -91,18 +60,4 @@ pub fn gpu_names() -> Vec<String> {
         .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().to_string()).collect())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_form() {
-        assert_eq!(parse("auto"), Ok(DeviceSpec::Auto));
-        assert_eq!(parse("cuda"), Ok(DeviceSpec::Cuda(0)));
-        assert_eq!(parse("cuda:3"), Ok(DeviceSpec::Cuda(3)));
-        assert!(parse("gpu").is_err());
-        assert!(parse("cuda:x").is_err());
-    }
 }

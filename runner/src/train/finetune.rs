@@ -6,11 +6,11 @@
 //! (`eval/score`: the mean of those metrics, in points out of 100).
 use super::step::Stepper;
 use super::trainer::{run_steps, Observer, Outcome};
-use crate::data::labeled::batches::{batch, Epochs, LabeledBatch};
+use crate::data::labeled::batches::{batch, LabeledBatch, TrainRows};
 use crate::data::labeled::{Labeled, Labels, Split};
 use crate::data::Vocab;
 use crate::model_dir::ModelDir;
-use crate::sweep::TrialConfig;
+use crate::trial::TrialConfig;
 use anyhow::{Context, Result};
 use models::heads::{self, SequenceClassifier};
 use std::collections::{BTreeMap, HashSet};
@@ -38,9 +38,9 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
         last = scores;
         Ok(())
     };
-    let mut epochs = Epochs::new(&labeled.train, config.train.batch_size as usize, config.seed);
+    let mut train_rows = TrainRows::new(&labeled.train, config.train.batch_size as usize, config.seed);
     let mut step = |lr: f64| -> Result<(Tensor, usize)> {
-        let batch = batch(&labeled.train, &epochs.next_rows(), regression, device);
+        let batch = batch(&labeled.train, &train_rows.next_rows(), regression, device);
         Ok((stepper.step(|| loss(&model, &batch, regression), lr)?, batch.tokens))
     };
     let trained = run_steps(&config.train, device, &mut step, &mut evaluate, observer)?;

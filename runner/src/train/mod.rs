@@ -1,19 +1,17 @@
 //! Training one trial: the device it runs on ([`device`]) and at what
 //! precision ([`precision`]), the optimiser ([`optimizer`]) and its schedule
-//! ([`schedule`]), the masked-LM loss and evaluation ([`eval`]), one
+//! ([`schedule`]), the masked-LM loss and evaluation ([`objective`]), one
 //! optimisation step ([`step`]), and the loop that ties them together
 //! ([`trainer`]); timing steps for `bertlab bench` ([`benchmark`]) against
 //! the device's peak ([`peak_flops`]).
 pub mod benchmark;
 pub mod device;
-pub mod eval;
+pub mod objective;
 pub mod finetune;
-pub mod metrics;
 pub mod optimizer;
 pub mod peak_flops;
 pub mod precision;
 pub mod schedule;
-pub mod scoring;
 pub mod step;
 pub mod trainer;
 

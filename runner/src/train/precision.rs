@@ -4,6 +4,7 @@
 //! autocast, as `torch.autocast` does; fp16 also scales the loss so small
 //! gradients survive (`torch.amp.GradScaler`'s dynamic scaling).
 use super::device;
+use crate::settings::PrecisionSetting;
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
@@ -14,17 +15,14 @@ pub enum Precision {
     Fp16,
 }
 
-pub const NAMES: [&str; 4] = ["fp32", "bf16", "fp16", "auto"];
-
 impl Precision {
-    /// The precision a trial on `device` runs at; `setting` was checked
-    /// against [`NAMES`] when the experiment was loaded.
-    pub fn resolve(setting: &str, device: Device) -> Precision {
+    /// The precision a trial on `device` runs at.
+    pub fn resolve(setting: PrecisionSetting, device: Device) -> Precision {
         match setting {
-            "fp32" => Precision::Fp32,
-            "bf16" => Precision::Bf16,
-            "fp16" => Precision::Fp16,
-            _ => match device {
+            PrecisionSetting::Fp32 => Precision::Fp32,
+            PrecisionSetting::Bf16 => Precision::Bf16,
+            PrecisionSetting::Fp16 => Precision::Fp16,
+            PrecisionSetting::Auto => match device {
                 Device::Cuda(index) if device::native_bf16(index) => Precision::Bf16,
                 _ => Precision::Fp32,
             },

@@ -6,6 +6,7 @@
 use super::optimizer::AdamW;
 use super::precision::{LossScaler, Precision};
 use crate::config::TrainSection;
+use crate::settings::PrecisionSetting;
 use anyhow::Result;
 use tch::{nn::VarStore, Device};
 
@@ -23,7 +24,9 @@ impl Stepper {
     /// `train.tf32` says; weight decay where the plugin says.
     pub fn new(vs: &VarStore, train: &TrainSection, plugin: &dyn models::Plugin) -> Result<Stepper> {
         let device = vs.device();
-        let precision = Precision::resolve(&train.precision, device);
+        // Checked when the experiment was loaded.
+        let setting = PrecisionSetting::parse(&train.precision).map_err(anyhow::Error::msg)?;
+        let precision = Precision::resolve(setting, device);
         torch_ops::allow_tf32(train.tf32)?;
         Ok(Stepper {
             optimizer: AdamW::new(vs, train, &|name| plugin.decays(name)),

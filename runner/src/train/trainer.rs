@@ -6,14 +6,14 @@
 //! inside a step, so the GPU waits for the host only at those reads and at
 //! evaluations. Pretraining lives here (masked batches drawn on another
 //! thread); fine-tuning in [`super::finetune`], on the same loop.
-use super::eval::Pretraining;
+use super::objective::Pretraining;
 use super::schedule::Schedule;
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, TrainBatches};
 use crate::data::masking::Masker;
 use crate::config::TrainSection;
 use crate::data::{Dataset, Examples, Packed};
-use crate::sweep::TrialConfig;
+use crate::trial::TrialConfig;
 use crate::model_dir::ModelDir;
 use anyhow::{bail, Context, Result};
 use models::heads::NextSentenceHead;

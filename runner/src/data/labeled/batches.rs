@@ -3,10 +3,8 @@
 //! ids for sentence pairs; training batches in a fresh shuffled order each
 //! epoch, evaluation batches in file order.
 use super::Split;
+use crate::data::epochs::Epochs;
 use models::EncoderInput;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use tch::{Device, Kind, Tensor};
 
 pub struct LabeledBatch {
@@ -49,30 +47,19 @@ pub fn batch(split: &Split, rows: &[usize], regression: bool, device: Device) ->
 
 /// Endless training batches: every example once per epoch, in an order
 /// drawn from the trial's seed.
-pub struct Epochs<'a> {
-    split: &'a Split,
+pub struct TrainRows {
+    epochs: Epochs,
     batch_size: usize,
-    rng: ChaCha8Rng,
-    order: Vec<usize>,
-    next: usize,
 }
 
-impl<'a> Epochs<'a> {
-    pub fn new(split: &'a Split, batch_size: usize, seed: u64) -> Self {
-        Epochs { split, batch_size, rng: ChaCha8Rng::seed_from_u64(seed), order: Vec::new(), next: 0 }
+impl TrainRows {
+    pub fn new(split: &Split, batch_size: usize, seed: u64) -> Self {
+        TrainRows { epochs: Epochs::new(split.len(), seed), batch_size }
     }
 
     /// The next batch's rows; the last batch of an epoch may be short, so
     /// an epoch is `ceil(examples / batch_size)` steps.
     pub fn next_rows(&mut self) -> Vec<usize> {
-        if self.next >= self.order.len() {
-            self.order = (0..self.split.len()).collect();
-            self.order.shuffle(&mut self.rng);
-            self.next = 0;
-        }
-        let end = (self.next + self.batch_size).min(self.order.len());
-        let rows = self.order[self.next..end].to_vec();
-        self.next = end;
-        rows
+        self.epochs.next_in_epoch(self.batch_size)
     }
 }

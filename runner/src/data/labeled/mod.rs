@@ -3,34 +3,14 @@
 //! examples tokenized as BERT reads them: `[CLS] A [SEP]` or
 //! `[CLS] A [SEP] B [SEP]`, cut to `data.seq_len`.
 pub mod batches;
-pub mod glue;
 pub mod table;
 
 use crate::config::{DataSection, Task};
 use crate::data::tokenizer::Vocab;
 use crate::error::InputError;
-use crate::train::scoring::Metric;
+use crate::scoring::Metric;
 use std::path::{Path, PathBuf};
-use table::{Column, Layout};
-
-/// `data.format`.
-pub enum Format {
-    File(Layout),
-    Glue(&'static glue::GlueTask),
-}
-
-impl Format {
-    pub fn parse(name: &str) -> Result<Format, String> {
-        if let Some(layout) = Layout::named(name) {
-            return Ok(Format::File(layout));
-        }
-        let known = || glue::names().join(", ");
-        match name.strip_prefix("glue/") {
-            Some(task) => glue::find(task).map(Format::Glue).ok_or_else(|| format!("`{task}` is not a GLUE task ({})", known())),
-            None => Err(format!("`{name}` is not one of csv, tsv, jsonl, parquet, glue/<task> (tasks: {})", known())),
-        }
-    }
-}
+use crate::formats::{glue, Column, FileLayout, Format};
 
 /// What the examples are labelled with.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,16 +73,16 @@ struct Source {
     /// Fixed by the format (GLUE) or the task (regression); `None`: the
     /// classes are the training file's labels.
     labels: Option<Labels>,
-    train: (PathBuf, Layout),
+    train: (PathBuf, FileLayout),
     /// Each with the suffix its metrics are logged under.
-    evals: Vec<(PathBuf, Layout, &'static str)>,
+    evals: Vec<(PathBuf, FileLayout, &'static str)>,
     metrics: Vec<Metric>,
 }
 
 /// The task's name in tables and reports: the GLUE task (`SST-2`), else
 /// the training file's stem, or its folder's name when the file is just
 /// `train.*` (`sentiment/train.csv` is `sentiment`).
-pub fn task_name(data: &DataSection) -> String {
+fn task_name(data: &DataSection) -> String {
     if let Some(Ok(Format::Glue(glue))) = data.format.as_deref().map(Format::parse) {
         return glue.name.into();
     }
@@ -123,7 +103,7 @@ fn source(task: Task, data: &DataSection) -> Result<Source, InputError> {
     let format = data.format.as_deref().map(Format::parse).transpose().map_err(|m| InputError::new(m).key("data.format"))?;
     if let Some(Format::Glue(glue)) = format {
         let folder = glue_folder(Path::new(train), glue)?;
-        let layout = Layout::Tsv { header: glue.header };
+        let layout = FileLayout::Tsv { header: glue.header };
         let evals = match &data.eval {
             Some(file) => vec![(PathBuf::from(file), layout, "")],
             None => glue.dev.iter().map(|(file, suffix)| (folder.join(file), layout, *suffix)).collect(),
@@ -172,8 +152,8 @@ fn glue_folder(given: &Path, task: &glue::GlueTask) -> Result<PathBuf, InputErro
     })
 }
 
-fn layout_of(file: &Path) -> Result<Layout, InputError> {
-    file.extension().and_then(|e| Layout::named(&e.to_string_lossy())).ok_or_else(|| {
+fn layout_of(file: &Path) -> Result<FileLayout, InputError> {
+    file.extension().and_then(|e| FileLayout::named(&e.to_string_lossy())).ok_or_else(|| {
         InputError::new("cannot tell the format from the extension: use .tsv, .csv, .jsonl or .parquet, or set data.format").in_file(file)
     })
 }

@@ -4,57 +4,9 @@
 //! serde, and `.tsv` as GLUE and Hugging Face write it: split on tabs, not
 //! quoted at all (a `"` in a sentence is just a character).
 use crate::error::InputError;
+use crate::formats::{Column, FileLayout};
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
-use std::borrow::Cow;
 use std::path::Path;
-
-/// Where a value sits in a row: a header name, or a position for files
-/// without a header (GLUE's CoLA).
-#[derive(Debug, Clone, PartialEq)]
-pub enum Column {
-    /// Fixed in the code (GLUE's layouts) or given in the experiment file.
-    Name(Cow<'static, str>),
-    Index(usize),
-}
-
-impl Column {
-    /// A column name fixed in the code.
-    pub const fn named(name: &'static str) -> Column {
-        Column::Name(Cow::Borrowed(name))
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Column::Name(name) => format!("`{name}`"),
-            Column::Index(i) => format!("number {}", i + 1),
-        }
-    }
-}
-
-/// How a file is laid out.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Layout {
-    Csv,
-    /// Tab-separated, unquoted; `header` says whether the first line names
-    /// the columns (all but GLUE's CoLA).
-    Tsv { header: bool },
-    Jsonl,
-    Parquet,
-}
-
-impl Layout {
-    /// The layout a format name or file extension stands for (`tsv` is
-    /// read with a header).
-    pub fn named(name: &str) -> Option<Layout> {
-        match name.to_lowercase().as_str() {
-            "csv" => Some(Layout::Csv),
-            "tsv" => Some(Layout::Tsv { header: true }),
-            "jsonl" => Some(Layout::Jsonl),
-            "parquet" => Some(Layout::Parquet),
-            _ => None,
-        }
-    }
-}
 
 /// One example's cells, in the order the columns were asked for, and the
 /// line (or row, for Parquet) it came from, for error messages.
@@ -75,11 +27,11 @@ fn fail(file: &Path, message: String) -> InputError {
 }
 
 /// The `columns` of every row of `file`.
-pub fn read(file: &Path, layout: Layout, columns: &[Column]) -> Result<Records, InputError> {
+pub fn read(file: &Path, layout: FileLayout, columns: &[Column]) -> Result<Records, InputError> {
     let records = match layout {
-        Layout::Tsv { header } => tsv(file, header, columns)?,
-        Layout::Jsonl => jsonl(file, columns)?,
-        Layout::Csv | Layout::Parquet => frame_records(file, &frame(file, layout)?, columns)?,
+        FileLayout::Tsv { header } => tsv(file, header, columns)?,
+        FileLayout::Jsonl => jsonl(file, columns)?,
+        FileLayout::Csv | FileLayout::Parquet => frame_records(file, &frame(file, layout)?, columns)?,
     };
     if records.records.is_empty() {
         return Err(fail(file, "has no examples".into()));
@@ -147,9 +99,9 @@ fn jsonl(file: &Path, columns: &[Column]) -> Result<Records, InputError> {
     Ok(out)
 }
 
-fn frame(file: &Path, layout: Layout) -> Result<DataFrame, InputError> {
+fn frame(file: &Path, layout: FileLayout) -> Result<DataFrame, InputError> {
     let result = match layout {
-        Layout::Parquet => std::fs::File::open(file).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string())),
+        FileLayout::Parquet => std::fs::File::open(file).map_err(|e| e.to_string()).and_then(|f| ParquetReader::new(f).finish().map_err(|e| e.to_string())),
         _ => {
             // No schema inference: every column is read as text, so a label
             // column of integers and one of words are handled alike.
@@ -201,11 +153,11 @@ mod tests {
         let file = dir.path().join("train.parquet");
         let mut frame = df!("id" => [7i64, 8, 9], "text" => ["one", "two", "three"], "score" => [0.5f64, 1.0, 4.25]).unwrap();
         ParquetWriter::new(std::fs::File::create(&file).unwrap()).finish(&mut frame).unwrap();
-        let read = read(&file, Layout::Parquet, &[Column::named("text"), Column::named("score")]).unwrap();
+        let read = read(&file, FileLayout::Parquet, &[Column::named("text"), Column::named("score")]).unwrap();
         let cells: Vec<Vec<String>> = read.records.iter().map(|r| r.cells.clone()).collect();
         assert_eq!(cells, [["one", "0.5"], ["two", "1.0"], ["three", "4.25"]]);
         assert_eq!(read.records[2].line, 4, "rows count from 2, after a header, as in a CSV");
-        let missing = super::read(&file, Layout::Parquet, &[Column::named("sentence")]).err().unwrap();
+        let missing = super::read(&file, FileLayout::Parquet, &[Column::named("sentence")]).err().unwrap();
         assert!(missing.message.contains("no column `sentence` (its columns: id, text, score)"), "{missing}");
     }
 
@@ -214,7 +166,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("qqp.tsv");
         std::fs::write(&file, "id\tquestion1\tquestion2\tis_duplicate\n1\ta \"b\tc\t1\n2\tbroken row\n").unwrap();
-        let read = read(&file, Layout::Tsv { header: true }, &[Column::named("question1"), Column::named("is_duplicate")]).unwrap();
+        let read = read(&file, FileLayout::Tsv { header: true }, &[Column::named("question1"), Column::named("is_duplicate")]).unwrap();
         assert_eq!(read.records.len(), 1);
         assert_eq!(read.records[0].cells, ["a \"b", "1"]);
         assert_eq!(read.skipped, 1);

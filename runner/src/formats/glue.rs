@@ -2,8 +2,8 @@
 //! `download_glue_data.py`): for each, its folder, which columns hold the
 //! text and the label, its label values, its dev files and the metrics the
 //! benchmark scores it by.
-use super::table::Column;
-use crate::train::scoring::Metric;
+use super::Column;
+use crate::scoring::Metric;
 
 pub struct GlueTask {
     /// The folder name in `glue_data/` (`SST-2`), also the task's name in reports.

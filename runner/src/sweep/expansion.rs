@@ -1,139 +1,19 @@
-//! Trials: a sweep point applied to the base configuration, derived values
-//! computed, constraints applied, the result checked by the sections and the
-//! model plugin, then once per seed named by a stable hash of everything
-//! that can change its numbers.
-use super::axes::{Point, Space};
+//! From points to trials: a sweep point applied to the base configuration,
+//! derived values computed, constraints applied, the result checked by the
+//! sections and the model plugin, then once per seed a [`Trial`].
+use super::axes::Space;
 use super::constraints::Constraints;
 use super::derive::Derivations;
 use super::keys::{Keys, SECTIONS};
-use crate::config::{DataSection, Loaded, Task, TrainSection};
+use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
 use crate::model_dir::ModelDir;
 use std::path::Path;
+use crate::trial::{id_with_seed, short, Point, Trial, TrialConfig};
 use models::{knob::closest, KnobValues, Plugin};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-
-/// Everything one training run needs, as written to its `config.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrialConfig {
-    /// The plugin name (`[experiment] model`).
-    pub plugin: String,
-    /// `[experiment] task`; left out when it is masked-LM pretraining, so
-    /// pretraining trial ids stay as they were.
-    #[serde(default, skip_serializing_if = "Task::is_mlm")]
-    pub task: Task,
-    pub seed: u64,
-    /// The plugin's knobs, defaults filled in. `vocab_size` is added once
-    /// the tokenizer is known, unless the experiment sets it.
-    pub model: KnobValues,
-    /// `[model] init`: the trial folder or Hugging Face folder whose weights
-    /// the model starts from (its knobs are already in `model`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub init: Option<String>,
-    pub data: DataSection,
-    pub train: TrainSection,
-}
-
-#[derive(Debug, Clone)]
-pub struct Trial {
-    pub id: String,
-    /// The values this trial's sweep point sets, by dotted key.
-    pub swept: Point,
-    /// The values `[derive]` computed for it.
-    pub derived: Point,
-    pub config: TrialConfig,
-}
-
-impl Trial {
-    /// `model.layers=2 model.hidden=128 seed=0`, for logs and progress bars.
-    pub fn label(&self) -> String {
-        label(&self.swept, self.config.seed)
-    }
-}
-
-pub fn label(swept: &Point, seed: u64) -> String {
-    let mut parts: Vec<String> = swept.iter().map(|(k, v)| format!("{k}={}", short(v))).collect();
-    parts.push(format!("seed={seed}"));
-    parts.join(" ")
-}
-
-/// A value as a person reads it: floats to four significant digits.
-pub fn short(value: &Value) -> String {
-    match value.as_f64() {
-        Some(x) if !value.is_i64() && !value.is_u64() => {
-            let text = if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e5) {
-                let (mantissa, exponent) = format!("{x:.3e}").split_once('e').map(|(m, e)| (m.to_string(), e.to_string())).expect("e notation");
-                return format!("{}e{exponent}", trim_zeros(&mantissa));
-            } else {
-                let digits = (3 - x.abs().max(1e-3).log10().floor() as i32).clamp(0, 6) as usize;
-                format!("{x:.digits$}")
-            };
-            trim_zeros(&text)
-        }
-        _ => value.to_string(),
-    }
-}
-
-fn trim_zeros(text: &str) -> String {
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text.to_string()
-    }
-}
-
-impl TrialConfig {
-    /// Stable across runs and machines: a hash of the canonical JSON of the
-    /// configuration (keys sorted, so their order in the file does not
-    /// matter) minus what does not change the result's meaning (the device
-    /// it ran on), then the seed.
-    pub fn id(&self) -> String {
-        id_with_seed(self.identity(), self.seed)
-    }
-
-    /// The hash state of everything but the seed, computed once per sweep
-    /// point and shared by its seeds.
-    fn identity(&self) -> Sha256 {
-        #[derive(Serialize)]
-        struct Identity<'a> {
-            plugin: &'a str,
-            #[serde(skip_serializing_if = "Task::is_mlm")]
-            task: Task,
-            model: &'a KnobValues,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            init: Option<&'a str>,
-            data: &'a DataSection,
-            train: &'a TrainSection,
-        }
-        let mut train = self.train.clone();
-        train.device.clear();
-        let mut hasher = Sha256::new();
-        let identity = Identity { plugin: &self.plugin, task: self.task, model: &self.model, init: self.init.as_deref(), data: &self.data, train: &train };
-        serde_json::to_writer(HashWriter(&mut hasher), &identity).expect("configs serialise");
-        hasher
-    }
-}
-
-fn id_with_seed(mut identity: Sha256, seed: u64) -> String {
-    identity.update(format!("/seed={seed}"));
-    identity.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
-}
-
-/// Feeds serialised bytes straight into a hash, without building a string.
-struct HashWriter<'a>(&'a mut Sha256);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.update(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use sha2::Sha256;
 
 /// What one (point, seed) of a sweep becomes.
 pub enum Planned {
@@ -229,6 +109,10 @@ impl<'a> Expansion<'a> {
         Ok(expansion)
     }
 
+    pub fn loaded(&self) -> &'a Loaded {
+        self.loaded
+    }
+
     pub fn plugin(&self) -> &'static dyn Plugin {
         self.plugin
     }
@@ -283,11 +167,11 @@ impl<'a> Expansion<'a> {
                 for &seed in &seeds[..seeds.len() - 1] {
                     let config = TrialConfig { seed, ..config.clone() };
                     let id = id_with_seed(identity.clone(), seed);
-                    planned.push(Planned::Run(Trial { id, swept: point.clone(), derived: derived.clone(), config }));
+                    planned.push(Planned::Run(Trial { id, swept: point.clone(), derived: derived.clone(), config, task: None }));
                 }
                 config.seed = seeds[seeds.len() - 1];
                 let id = id_with_seed(identity, config.seed);
-                planned.push(Planned::Run(Trial { id, swept: point, derived, config }));
+                planned.push(Planned::Run(Trial { id, swept: point, derived, config, task: None }));
             }
             Resolved::Dropped { derived, constraint } => {
                 for &seed in seeds {
@@ -340,7 +224,7 @@ impl<'a> Expansion<'a> {
         };
         if let Some(folder) = &init {
             // A model started from a folder reads text with that folder's tokenizer.
-            if data.tokenizer == "train" {
+            if data.trains_tokenizer() {
                 data.tokenizer = folder_tokenizer(Path::new(folder))
                     .ok_or_else(|| self.blame("model.init", format!("`{folder}` has no tokenizer.json or vocab.txt: set data.tokenizer"), point, derived))?;
             }

@@ -1,6 +1,8 @@
-//! GLUE's metrics by name, computed from a fine-tuned model's predictions
-//! (classes or values) against the labels.
-use super::metrics;
+//! GLUE's metrics by name ([`Metric`]), computed from a fine-tuned model's
+//! predictions (classes or values) against the labels by the formulas in
+//! [`metrics`]. At the bottom of the pipeline: the data layer names a GLUE
+//! task's metrics, training computes them.
+pub mod metrics;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {

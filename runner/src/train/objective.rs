@@ -59,7 +59,7 @@ impl Pretraining {
     /// and over its sentence pairs, in eval mode (no dropout).
     pub fn evaluate(&self, batches: &[Batch]) -> EvalResult {
         tch::no_grad(|| {
-            let (mut mlm, mut nsp) = (Tally::default(), Tally::default());
+            let (mut mlm, mut nsp) = (HeldOut::default(), HeldOut::default());
             for batch in batches {
                 let out = self.forward(batch, false);
                 mlm.add(&out.mlm_logits, &out.targets);
@@ -74,13 +74,13 @@ impl Pretraining {
 
 /// Summed cross-entropy and correct predictions over a held-out set.
 #[derive(Default)]
-struct Tally {
+struct HeldOut {
     loss_sum: f64,
     correct: i64,
     count: i64,
 }
 
-impl Tally {
+impl HeldOut {
     fn add(&mut self, logits: &Tensor, targets: &Tensor) {
         self.loss_sum += f64::try_from(logits.cross_entropy_loss::<Tensor>(targets, None, Reduction::Sum, IGNORE, 0.0)).unwrap_or(f64::NAN);
         self.correct += i64::try_from(logits.argmax(-1, false).eq_tensor(targets).sum(Kind::Int64)).unwrap_or(0);

@@ -1,0 +1,50 @@
+//! Completing a trial with what only its data and the machine know: the
+//! vocabulary size (unless the experiment sets it), the steps
+//! `train.epochs` take over the training examples (and so the steps of
+//! `train.warmup_fraction`), and the device it trains on. `run` binds each
+//! trial to its prepared dataset; `plan` and `bench`, which read no corpus,
+//! bind to the vocabulary size they can know. Every error names its key.
+use super::TrialConfig;
+use crate::settings::DeviceSpec;
+use tch::Device;
+
+/// A key and what is wrong with its value, for the caller to locate.
+pub type Problem = (&'static str, String);
+
+/// What the data says about a trial's configuration.
+pub struct Facts {
+    /// The tokenizer's vocabulary size.
+    pub vocab: i64,
+    /// Labelled training examples, when fine-tuning.
+    pub train_examples: Option<usize>,
+}
+
+/// Fills in what the data decides: `model.vocab_size` when unset (a set one
+/// must hold the tokenizer's vocabulary), `train.steps` from `train.epochs`,
+/// then `train.warmup_steps` from `train.warmup_fraction`.
+pub fn complete(config: &mut TrialConfig, facts: &Facts) -> Result<(), Problem> {
+    match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+        None => {
+            config.model.insert("vocab_size".into(), facts.vocab.into());
+        }
+        Some(given) if given < facts.vocab => {
+            return Err(("model.vocab_size", format!("{given} is smaller than the tokenizer's vocabulary ({})", facts.vocab)));
+        }
+        Some(_) => {}
+    }
+    let train = &mut config.train;
+    if let (Some(examples), Some(epochs)) = (facts.train_examples, train.epochs) {
+        train.steps = epochs * examples.div_ceil(train.batch_size as usize) as i64;
+        train.warmup_steps = train.warmup_steps.min(train.steps);
+    }
+    if let Some(fraction) = train.warmup_fraction {
+        train.warmup_steps = (fraction * train.steps as f64).round() as i64;
+    }
+    Ok(())
+}
+
+/// The device `train.device` names, on this machine.
+pub fn device(config: &TrialConfig) -> Result<Device, Problem> {
+    let spec = DeviceSpec::parse(&config.train.device).map_err(|m| ("train.device", m))?;
+    spec.resolve().map_err(|m| ("train.device", m))
+}
