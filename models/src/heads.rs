@@ -83,7 +83,7 @@ impl NextSentenceHead {
     /// to `root /` [`NEXT_SENTENCE`].
     pub fn new(root: &nn::Path, pooler: &nn::Path, knobs: &KnobValues) -> Result<Self, KnobError> {
         let hidden = knob(knobs, "hidden")? as i64;
-        let classifier = NEXT_SENTENCE.split('.').fold(root.clone(), |path, part| &path / part);
+        let classifier = layers::at(root, NEXT_SENTENCE);
         Ok(NextSentenceHead {
             pooler: head_linear(pooler / "dense", hidden, knobs)?,
             seq_relationship: head_linear(classifier, 2, knobs)?,

@@ -69,6 +69,11 @@ pub trait Plugin: Sync {
         "pooler"
     }
 
+    /// The pooler's module under `root`.
+    fn pooler<'a>(&self, root: &nn::Path<'a>) -> nn::Path<'a> {
+        crate::zoo::layers::at(root, self.pooler_path())
+    }
+
     /// Whether `variable` belongs to the pooler (under [`Plugin::pooler_path`]).
     fn is_pooler(&self, variable: &str) -> bool {
         variable.strip_prefix(self.pooler_path()).is_some_and(|rest| rest.starts_with('.'))
@@ -79,7 +84,7 @@ pub trait Plugin: Sync {
     /// then `classifier`, as in BERT.
     fn build_classifier(&self, root: &nn::Path, knobs: &KnobValues, labels: i64) -> Result<SequenceClassifier, KnobError> {
         let encoder = self.build_encoder(root, knobs)?;
-        let pooler = self.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
+        let pooler = self.pooler(root);
         SequenceClassifier::new(root, &pooler, encoder, knobs, labels)
     }
 

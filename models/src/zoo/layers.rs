@@ -7,6 +7,11 @@
 use tch::nn;
 use tch::{Kind, Tensor};
 
+/// The module at the dotted path `dotted` under `root` (`bert.pooler`).
+pub fn at<'a>(root: &nn::Path<'a>, dotted: &str) -> nn::Path<'a> {
+    dotted.split('.').fold(root.clone(), |path, part| &path / part)
+}
+
 /// BERT's initialisation of a layer's weights: a normal draw with standard
 /// deviation `initializer_range`.
 fn normal(initializer_range: f64) -> nn::Init {

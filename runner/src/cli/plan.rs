@@ -169,14 +169,14 @@ impl Renderer<'_> {
                 let mut config = trial.config;
                 // A plan reads no corpus nor examples: the vocabulary is the
                 // model's, else an estimate, and steps stay as written.
-                let vocab = match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+                let vocab_size = match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
                     Some(given) => given,
                     None => {
                         tally.assumed_vocab |= config.data.trains_tokenizer();
                         vocab.of(&config.data)?
                     }
                 };
-                let facts = bind::Facts { vocab, train_examples: None };
+                let facts = bind::Facts { vocab: vocab_size, train_examples: None };
                 bind::complete(&mut config, &facts).map_err(|(key, m)| self.expansion.loaded().error_at(key, m))?;
                 let knobs = config.model;
                 let plugin = self.expansion.plugin();

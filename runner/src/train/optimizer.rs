@@ -141,7 +141,7 @@ mod tests {
             let knobs = plugin.resolve(given.as_object().unwrap()).unwrap();
             let pretraining = |root: &nn::Path| -> Box<dyn Fn() -> Tensor> {
                 let model = plugin.build(root, &knobs).unwrap();
-                let pooler = plugin.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
+                let pooler = plugin.pooler(root);
                 let head = NextSentenceHead::new(root, &pooler, &knobs).unwrap();
                 Box::new(move || {
                     let hidden = model.encode(&input(), true);

@@ -182,7 +182,7 @@ pub fn build(config: &TrialConfig, device: Device) -> Result<(VarStore, Pretrain
     let root = vs.root();
     let model = plugin.build(&root, &config.model)?;
     let next_sentence = if config.data.nsp {
-        let pooler = plugin.pooler_path().split('.').fold(root.clone(), |path, part| &path / part);
+        let pooler = plugin.pooler(&root);
         Some(NextSentenceHead::new(&root, &pooler, &config.model)?)
     } else {
         None
