@@ -231,18 +231,20 @@ fn render(page: &Path, png: &Path) -> Vec<String> {
 }
 
 /// Share of pixels that differ from the top-left one, and distinct colours.
+/// Decoded by Pillow in the project's venv (mlflow brings it): a PNG crate
+/// here would build flate2's SIMD checksum with other features than the
+/// binary does, and `make test` would then rebuild polars and tch after
+/// `make run` (issue 22).
 fn ink(png: &Path) -> (f64, usize) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(png).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
-    let frame = reader.next_frame(&mut buffer).unwrap();
-    assert_eq!(frame.width, 1280);
-    let channels = frame.color_type.samples();
-    let pixels: Vec<&[u8]> = buffer[..frame.buffer_size()].chunks(channels).collect();
-    let background = pixels[0];
-    let differing = pixels.iter().filter(|p| *p != &background).count();
-    let colours: std::collections::HashSet<&[u8]> = pixels.iter().copied().collect();
-    (differing as f64 / pixels.len() as f64, colours.len())
+    const COUNT: &str = "import sys; from PIL import Image\n\
+        im = Image.open(sys.argv[1]).convert('RGBA'); assert im.width == 1280, im.width\n\
+        counts = dict((c, n) for n, c in im.getcolors(im.width * im.height))\n\
+        print(1 - counts[im.getpixel((0, 0))] / (im.width * im.height), len(counts))";
+    let output = std::process::Command::new(venv_python()).args(["-c", COUNT]).arg(png).output().unwrap();
+    assert!(output.status.success(), "decoding {}: {}", png.display(), String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let (share, colours) = stdout.trim().split_once(' ').unwrap();
+    (share.parse().unwrap(), colours.parse().unwrap())
 }
 
 #[test]
