@@ -36,17 +36,17 @@ pub trait HuggingFace: Sync {
 /// Writes every variable of `vs` as a float32 `safetensors` file that
 /// Hugging Face loads as is: sorted names and the `format: pt` metadata
 /// its loader insists on (tch's own writer leaves metadata out).
-pub fn save_weights(vs: &VarStore, file: &Path) -> Result<(), String> {
+pub fn save_weights(vs: &VarStore, file: &Path) -> anyhow::Result<()> {
     write_tensors(vs.variables().into_iter().collect(), file)
 }
 
 /// Writes named tensors as [`save_weights`] does.
-pub fn write_tensors(mut tensors: Vec<(String, Tensor)>, file: &Path) -> Result<(), String> {
+pub fn write_tensors(mut tensors: Vec<(String, Tensor)>, file: &Path) -> anyhow::Result<()> {
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in &tensors {
         let flat = tensor.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).flatten(0, -1);
-        let values = Vec::<f32>::try_from(&flat).map_err(|e| format!("{name}: {e}"))?;
+        let values = Vec::<f32>::try_from(&flat).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
         buffers.push((name.clone(), shape, values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()));
     }
@@ -55,10 +55,9 @@ pub fn write_tensors(mut tensors: Vec<(String, Tensor)>, file: &Path) -> Result<
         .map(|(name, shape, bytes)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes).map(|view| (name.clone(), view))
         })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .collect::<Result<Vec<_>, _>>()?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    safetensors::serialize_to_file(views, Some(metadata), file).map_err(|e| format!("writing {}: {e}", file.display()))
+    safetensors::serialize_to_file(views, Some(metadata), file).map_err(|e| anyhow::anyhow!("writing {}: {e}", file.display()))
 }
 
 /// What loading left as initialised, and what it dropped.

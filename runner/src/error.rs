@@ -1,5 +1,10 @@
 //! The error for rejected input: one line naming where the problem is (file,
 //! line, key) and what it is. `main` turns it into exit code 2.
+//!
+//! Checks that know the key but not the files (a range check, a sweep
+//! distribution, a derivation) return it keyed and unlocated
+//! ([`InputError::at_key`]); the code holding the loaded files locates it
+//! (`config::Loaded::locate` or the expansion's blame rule).
 use std::fmt;
 use std::path::Path;
 
@@ -17,6 +22,11 @@ pub struct InputError {
 impl InputError {
     pub fn new(message: impl Into<String>) -> Self {
         InputError { source: None, line: None, key: None, message: message.into() }
+    }
+
+    /// What is wrong with the value at dotted `key`, not yet located.
+    pub fn at_key(key: impl Into<String>, message: impl Into<String>) -> Self {
+        InputError::new(message).key(key)
     }
 
     pub fn key(mut self, key: impl Into<String>) -> Self {
@@ -38,7 +48,6 @@ impl InputError {
         self.line = line;
         self
     }
-
 }
 
 impl fmt::Display for InputError {

@@ -23,7 +23,22 @@ pub struct ModelDir {
     pub knobs: KnobValues,
 }
 
-const WEIGHTS: &str = "model.safetensors";
+/// The weights of a model folder, trial or Hugging Face.
+pub const WEIGHTS: &str = "model.safetensors";
+/// The tokenizer a trial saves beside its weights.
+pub const TOKENIZER: &str = "tokenizer.json";
+
+/// The tokenizer file of a model folder: a trial's `tokenizer.json`, else
+/// a Hugging Face folder's `vocab.txt`.
+pub fn tokenizer_file(folder: &Path) -> Option<PathBuf> {
+    [TOKENIZER, "vocab.txt"].iter().map(|f| folder.join(f)).find(|p| p.is_file())
+}
+
+/// Saves the trained weights of `vs` as the folder's [`WEIGHTS`].
+pub fn save_weights(vs: &VarStore, folder: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    models::hf::save_weights(vs, &folder.join(WEIGHTS)).context("saving the checkpoint")
+}
 
 impl ModelDir {
     pub fn open(path: &Path) -> Result<ModelDir, InputError> {

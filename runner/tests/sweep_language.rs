@@ -138,6 +138,16 @@ fn extends_composes_files_relative_to_each_and_errors_name_the_base() {
 }
 
 #[test]
+fn every_section_key_can_be_swept_even_those_a_trial_config_leaves_out_when_unset() {
+    // `train.tf32` and `data.nsp` are left out of a serialised config when
+    // off and `train.epochs` when unset; the sweep still knows them.
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!("{BASE}\n[sweep.grid]\n\"train.tf32\" = [false, true]\n\"data.nsp\" = [false, true]\n\"train.epochs\" = [1]\n");
+    let plan = plan_json(&write(dir.path(), "m.toml", &text), &[], &[]);
+    assert_eq!(plan["summary"]["new"], 4, "{plan}");
+}
+
+#[test]
 fn plan_lists_dropped_trials_with_their_constraint() {
     let dir = tempfile::tempdir().unwrap();
     let text = "[experiment]\nname = \"m\"\nseeds = [0, 1]\n\n[data]\ncorpus = [\"experiments/data/*.txt\"]\n\n\

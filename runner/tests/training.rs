@@ -2,6 +2,8 @@
 //! on the bundled corpus, results read back from the Parquet tables.
 mod common;
 use common::*;
+use polars::prelude::DataFrame;
+use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard};
 
 /// The time-budget test measures wall-clock time, so it runs alone: every
@@ -13,23 +15,27 @@ fn shared_machine() -> RwLockReadGuard<'static, ()> {
     MACHINE.read().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// `bertlab run file --out out` with `extra` arguments, which must succeed,
+/// and the run folder's trials and metrics tables.
+fn trained(file: &Path, out: &Path, extra: &[&str]) -> (DataFrame, DataFrame) {
+    let r = run(bertlab().arg("run").arg(file).arg("--out").arg(out).args(extra));
+    assert_eq!(r.code, 0, "{extra:?}: {}", r.stderr);
+    (read_table(&out.join("trials.parquet")), read_table(&out.join("metrics.parquet")))
+}
+
 #[test]
 fn training_lowers_eval_loss_and_fills_the_tables() {
     let _machine = shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "learn.toml", &experiment("learn", "steps = 80\neval_every = 40", ""));
     let out = dir.path().join("out");
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-
-    let trials = read_table(&out.join("trials.parquet"));
+    let (trials, metrics) = trained(&file, &out, &[]);
     for column in ["trial_id", "experiment", "status", "seed", "params", "train/loss", "eval/loss", "eval/accuracy", "perf/tokens_per_s", "wall_s", "error"] {
         assert!(trials.column(column).is_ok(), "trials.parquet lacks {column}: {:?}", trials.get_column_names());
     }
     assert_eq!(strings(&trials, "status"), ["completed"]);
     let id = &strings(&trials, "trial_id")[0];
 
-    let metrics = read_table(&out.join("metrics.parquet"));
     assert_eq!(
         metrics.get_column_names().iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         ["trial_id", "step", "key", "value", "wall_s"]
@@ -56,12 +62,9 @@ fn same_seed_gives_identical_losses() {
     let grid = "[sweep.grid]\n\"train.lr\" = [2e-3]";
     let file = write(dir.path(), "det.toml", &experiment("det", "steps = 20\neval_every = 0", grid));
     let losses = |out: &str, seed: u64| {
-        let out = dir.path().join(out);
-        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).arg("--set").arg(format!("experiment.seeds=[{seed}]")));
-        assert_eq!(r.code, 0, "{}", r.stderr);
-        let trials = read_table(&out.join("trials.parquet"));
-        let id = strings(&trials, "trial_id")[0].clone();
-        series(&read_table(&out.join("metrics.parquet")), &id, "train/loss")
+        let seeds = format!("--set=experiment.seeds=[{seed}]");
+        let (trials, metrics) = trained(&file, &dir.path().join(out), &[&seeds]);
+        series(&metrics, &strings(&trials, "trial_id")[0], "train/loss")
     };
     let a = losses("a", 0);
     let b = losses("b", 0);
@@ -145,12 +148,7 @@ fn every_precision_trains_and_auto_is_fp32_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let sweep = "[sweep.grid]\n\"train.precision\" = [\"fp32\", \"bf16\", \"fp16\", \"auto\"]";
     let file = write(dir.path(), "precision.toml", &experiment("precision", "steps = 40\neval_every = 0", sweep));
-    let out = dir.path().join("out");
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-
-    let trials = read_table(&out.join("trials.parquet"));
-    let metrics = read_table(&out.join("metrics.parquet"));
+    let (trials, metrics) = trained(&file, &dir.path().join("out"), &[]);
     let mut last = std::collections::BTreeMap::new();
     for (id, precision) in strings(&trials, "trial_id").iter().zip(strings(&trials, "train.precision")) {
         let eval = series(&metrics, id, "eval/loss");
@@ -175,11 +173,8 @@ fn jobs_2_runs_trials_in_worker_processes_with_the_results_of_jobs_1() {
     let mut finals = Vec::new();
     for jobs in ["1", "2"] {
         let out = dir.path().join(format!("jobs{jobs}"));
-        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--jobs", jobs]));
-        assert_eq!(r.code, 0, "--jobs {jobs}: {}", r.stderr);
-        let trials = read_table(&out.join("trials.parquet"));
+        let (trials, metrics) = trained(&file, &out, &["--jobs", jobs]);
         assert_eq!(strings(&trials, "status"), ["completed"; 4], "--jobs {jobs}");
-        let metrics = read_table(&out.join("metrics.parquet"));
         let mut by_trial = std::collections::BTreeMap::new();
         for id in strings(&trials, "trial_id") {
             // Every point of every series arrived, in order.
@@ -216,12 +211,8 @@ fn gpu_fp32_curve_matches_the_cpu_curve_for_the_same_seed() {
     let file = write(dir.path(), "gpu.toml", &experiment("gpu", "steps = 60\neval_every = 20\nprecision = \"fp32\"", "").replace("[model]\nlayers = 1\nhidden = 32\nheads = 2", model));
     let mut curves = Vec::new();
     for device in ["cpu", "cuda"] {
-        let out = dir.path().join(device);
-        let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--device", device]));
-        assert_eq!(r.code, 0, "{device}: {}", r.stderr);
-        let metrics = read_table(&out.join("metrics.parquet"));
-        let id = &strings(&read_table(&out.join("trials.parquet")), "trial_id")[0];
-        curves.push(series(&metrics, id, "train/loss"));
+        let (trials, metrics) = trained(&file, &dir.path().join(device), &["--device", device]);
+        curves.push(series(&metrics, &strings(&trials, "trial_id")[0], "train/loss"));
     }
     assert_eq!(curves[0].len(), 60);
     for ((step, cpu), (_, gpu)) in curves[0].iter().zip(&curves[1]) {
@@ -234,13 +225,9 @@ fn a_time_budget_ends_training_and_the_learning_rate_decays_over_it() {
     let _alone = MACHINE.write().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "budget.toml", &experiment("budget", "steps = 1000000\nbudget = \"3s\"\neval_every = 0", ""));
-    let out = dir.path().join("out");
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let trials = read_table(&out.join("trials.parquet"));
+    let (trials, metrics) = trained(&file, &dir.path().join("out"), &[]);
     assert_eq!(strings(&trials, "status"), ["completed"]);
     let id = &strings(&trials, "trial_id")[0];
-    let metrics = read_table(&out.join("metrics.parquet"));
     let losses = series(&metrics, id, "train/loss");
     let last = losses.last().unwrap().0;
     assert!(last > 10 && last < 1_000_000, "stopped after {last} steps");
@@ -257,14 +244,10 @@ fn next_sentence_prediction_trains_on_sentence_pairs_and_counts_bert_for_pretrai
     let _machine = shared_machine();
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "nsp.toml", &experiment("nsp", "steps = 40\neval_every = 20", "").replace("seq_len = 32", "seq_len = 64\nnsp = true"));
-    let out = dir.path().join("out");
-    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let trials = read_table(&out.join("trials.parquet"));
+    let (trials, metrics) = trained(&file, &dir.path().join("out"), &[]);
     let accuracy = floats(&trials, "eval/nsp_accuracy")[0];
     assert!((0.0..=1.0).contains(&accuracy) && floats(&trials, "eval/nsp_loss")[0].is_finite());
     let id = &strings(&trials, "trial_id")[0];
-    let metrics = read_table(&out.join("metrics.parquet"));
     assert_eq!(series(&metrics, id, "eval/nsp_loss").iter().map(|p| p.0).collect::<Vec<_>>(), [0, 20, 40]);
     let eval = series(&metrics, id, "eval/loss");
     assert!(eval[2].1 < eval[0].1 - 0.5, "the masked-LM part still learns: {eval:?}");

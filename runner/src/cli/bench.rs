@@ -53,15 +53,15 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     let config = &mut trial.config;
     // A benchmark reads no corpus: the vocabulary is the model's, else the
     // size a trained one aims at.
-    let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).unwrap_or(config.data.vocab_size);
+    let vocab = bind::given_vocab(config).unwrap_or(config.data.vocab_size);
     let facts = bind::Facts { vocab, train_examples: None };
-    bind::complete(config, &facts).map_err(|(key, m)| loaded.error_at(key, m))?;
+    bind::complete(config, &facts).map_err(|e| loaded.locate(e))?;
     if let Some(device) = &args.device {
         config.train.device = device.clone();
     }
-    let target = bind::device(config).map_err(|(key, m)| match &args.device {
-        Some(_) => InputError::new(m).key("--device"),
-        None => loaded.error_at(key, m),
+    let target = bind::device(config).map_err(|e| match &args.device {
+        Some(_) => e.key("--device"),
+        None => loaded.locate(e),
     })?;
 
     // An out-of-memory at a large batch is an answer, not a crash.

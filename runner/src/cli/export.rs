@@ -4,7 +4,7 @@
 //! `model.safetensors` (Hugging Face's names and format) and the
 //! trial's tokenizer (`tokenizer.json`, `vocab.txt`, `tokenizer_config.json`).
 use crate::error::InputError;
-use crate::model_dir::{Layout, ModelDir};
+use crate::model_dir::{self, Layout, ModelDir};
 use anyhow::{Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -26,7 +26,7 @@ pub fn export(args: ExportArgs) -> Result<i32> {
     }
     let hf = dir.plugin.hugging_face().ok_or_else(|| fail(&format!("plugin `{}` has no Hugging Face counterpart", dir.plugin.name())))?;
     let mut config = hf.config_json(&dir.knobs).map_err(|e| fail(&e.to_string()))?;
-    let tensors = tch::Tensor::read_safetensors(args.trial_dir.join("model.safetensors"))?;
+    let tensors = tch::Tensor::read_safetensors(args.trial_dir.join(model_dir::WEIGHTS))?;
     let classifier_weight = format!("{}.weight", models::heads::CLASSIFIER);
     let classifier = tensors.iter().find(|(name, _)| *name == classifier_weight).map(|(_, t)| t.size()[0]);
     let loads_with = match classifier {
@@ -38,11 +38,11 @@ pub fn export(args: ExportArgs) -> Result<i32> {
     };
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     std::fs::write(args.out.join("config.json"), serde_json::to_string_pretty(&config)? + "\n")?;
-    models::hf::write_tensors(hf.export_tensors(&dir.knobs, tensors), &args.out.join("model.safetensors")).map_err(anyhow::Error::msg)?;
+    models::hf::write_tensors(hf.export_tensors(&dir.knobs, tensors), &args.out.join(model_dir::WEIGHTS))?;
 
-    let tokenizer = args.trial_dir.join("tokenizer.json");
+    let tokenizer = args.trial_dir.join(model_dir::TOKENIZER);
     if tokenizer.is_file() {
-        std::fs::copy(&tokenizer, args.out.join("tokenizer.json"))?;
+        std::fs::copy(&tokenizer, args.out.join(model_dir::TOKENIZER))?;
         std::fs::write(args.out.join("vocab.txt"), vocab_txt(&tokenizer)?)?;
         let max_length = dir.knobs.get("max_position").cloned().unwrap_or(512.into());
         let tokenizer_config = serde_json::json!({

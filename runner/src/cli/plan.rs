@@ -169,7 +169,7 @@ impl Renderer<'_> {
                 let mut config = trial.config;
                 // A plan reads no corpus nor examples: the vocabulary is the
                 // model's, else an estimate, and steps stay as written.
-                let vocab_size = match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+                let vocab_size = match bind::given_vocab(&config) {
                     Some(given) => given,
                     None => {
                         tally.assumed_vocab |= config.data.trains_tokenizer();
@@ -177,7 +177,7 @@ impl Renderer<'_> {
                     }
                 };
                 let facts = bind::Facts { vocab: vocab_size, train_examples: None };
-                bind::complete(&mut config, &facts).map_err(|(key, m)| self.expansion.loaded().error_at(key, m))?;
+                bind::complete(&mut config, &facts).map_err(|e| self.expansion.loaded().locate(e))?;
                 let knobs = config.model;
                 let plugin = self.expansion.plugin();
                 let params = crate::train::objective::Pretraining::param_count(plugin, &knobs, config.data.nsp)?;

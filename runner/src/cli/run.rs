@@ -221,7 +221,7 @@ fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
             Examples::Pretraining { .. } => None,
         };
         let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
-        let locate = |(key, message): bind::Problem| plan.loaded.error_at(key, message);
+        let locate = |e| plan.loaded.locate(e);
         bind::complete(&mut trial.config, &facts).map_err(locate)?;
         let device = bind::device(&trial.config).map_err(locate)?;
         jobs.push(Job { trial, data, device });

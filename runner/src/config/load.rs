@@ -85,10 +85,7 @@ fn layered(files: Figment, path: PathBuf, layers: Vec<Layer>, sets: &[String], d
     if loaded.experiment.experiment.name.is_empty() {
         loaded.experiment.experiment.name = default_name.into();
     }
-    let checks = [loaded.experiment.data.check(), loaded.experiment.train.check()];
-    if let Some(Err((key, message))) = checks.into_iter().find(Result::is_err) {
-        return Err(loaded.error_at(key, message));
-    }
+    loaded.experiment.data.check().and_then(|()| loaded.experiment.train.check()).map_err(|e| loaded.locate(e))?;
     if loaded.experiment.experiment.seeds.is_empty() {
         return Err(loaded.error_at("experiment.seeds", "needs at least one seed"));
     }
@@ -104,8 +101,15 @@ impl Loaded {
     /// An error about the value at dotted `key`, located where that value
     /// was given: file and line, or the environment variable or flag.
     pub fn error_at(&self, key: &str, message: impl Into<String>) -> InputError {
+        self.locate(InputError::at_key(key, message))
+    }
+
+    /// `err`, keyed by a check that did not know the files, located at its
+    /// dotted key as [`Loaded::error_at`] does.
+    pub fn locate(&self, err: InputError) -> InputError {
+        let key = err.key.clone().unwrap_or_default();
         let segments: Vec<&str> = key.split('.').collect();
-        self.located(InputError::new(message).key(key), &segments)
+        self.located(err, &segments)
     }
 
     /// Like [`Loaded::error_at`] for a key inside a table whose own keys

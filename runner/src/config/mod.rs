@@ -2,6 +2,7 @@
 //! layers of overrides ([`load`]), and finding the line a key came from
 //! ([`locate`]) so every error can point at it.
 pub mod extends;
+pub mod fields;
 pub mod load;
 pub mod locate;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! The sections of an experiment file as typed structs, their defaults, and
 //! the range checks that do not depend on the model plugin.
+use crate::error::InputError;
 use crate::settings::{DeviceSpec, PrecisionSetting};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -296,14 +297,12 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
     })
 }
 
-/// A failed range check: the dotted key and what is wrong with its value.
-pub type Violation = (&'static str, String);
-
-fn require(ok: bool, key: &'static str, message: impl FnOnce() -> String) -> Result<(), Violation> {
+/// A range check: when it fails, what is wrong with the value at `key`.
+fn require(ok: bool, key: &str, message: impl FnOnce() -> String) -> Result<(), InputError> {
     if ok {
         Ok(())
     } else {
-        Err((key, message()))
+        Err(InputError::at_key(key, message()))
     }
 }
 
@@ -317,7 +316,7 @@ impl DataSection {
         self.tokenizer == TRAINED_TOKENIZER
     }
 
-    pub fn check(&self) -> Result<(), Violation> {
+    pub fn check(&self) -> Result<(), InputError> {
         require(self.vocab_size >= 16, "data.vocab_size", || format!("{} is too small (at least 16)", self.vocab_size))?;
         require(self.seq_len >= 4, "data.seq_len", || format!("{} is too short (at least 4: [CLS], two tokens, [SEP])", self.seq_len))?;
         require(self.eval_fraction > 0.0 && self.eval_fraction <= 0.5, "data.eval_fraction", || {
@@ -326,7 +325,7 @@ impl DataSection {
         require(self.eval_max_sequences >= 1, "data.eval_max_sequences", || "must be at least 1".into())?;
         require(self.mask_prob > 0.0 && self.mask_prob < 1.0, "data.mask_prob", || format!("{} is outside (0, 1)", self.mask_prob))?;
         if let Some(format) = &self.format {
-            crate::formats::Format::parse(format).map_err(|m| ("data.format", m))?;
+            crate::formats::Format::parse(format).map_err(|m| InputError::at_key("data.format", m))?;
         }
         require(self.text_columns.len() <= 2, "data.text_columns", || {
             format!("names {} columns; a classifier reads one text or a pair of two", self.text_columns.len())
@@ -341,7 +340,7 @@ impl TrainSection {
         self.budget.as_deref().and_then(|b| humantime::parse_duration(b).ok())
     }
 
-    pub fn check(&self) -> Result<(), Violation> {
+    pub fn check(&self) -> Result<(), InputError> {
         require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
         require(self.epochs.is_none_or(|e| e > 0), "train.epochs", || format!("must be > 0, got {}", self.epochs.unwrap_or(0)))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
@@ -367,7 +366,7 @@ impl TrainSection {
                 format!("`{budget}` is not a duration like \"24h\", \"90m\" or \"30s\"")
             })?;
         }
-        PrecisionSetting::parse(&self.precision).map_err(|m| ("train.precision", m))?;
-        DeviceSpec::parse(&self.device).map(|_| ()).map_err(|m| ("train.device", m))
+        PrecisionSetting::parse(&self.precision).map_err(|m| InputError::at_key("train.precision", m))?;
+        DeviceSpec::parse(&self.device).map(|_| ()).map_err(|m| InputError::at_key("train.device", m))
     }
 }

@@ -1,6 +1,7 @@
 //! Reads the documents of a corpus given as glob patterns: `.txt`
 //! (documents separated by blank lines), `.jsonl` (one object per line with
 //! a `text` field) and `.parquet` (a `text` column, read with polars).
+use super::text_file;
 use crate::error::InputError;
 use polars::prelude::{ParquetReader, SerReader};
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub fn read(patterns: &[String]) -> Result<Corpus, InputError> {
     let mut documents = Vec::new();
     let mut hashed: Vec<Vec<u8>> = Vec::new();
     for file in &files {
-        let bytes = std::fs::read(file).map_err(|e| file_error(file, format!("cannot read: {e}")))?;
+        let bytes = text_file::bytes(file).map_err(|e| e.key(KEY))?;
         let read = match extension(file).as_str() {
             "txt" => text_documents(file, &bytes)?,
             "jsonl" => jsonl_documents(file, &bytes)?,
@@ -69,13 +70,9 @@ fn file_error(file: &Path, message: String) -> InputError {
     InputError::new(message).key(KEY).in_file(file)
 }
 
-fn utf8<'a>(file: &Path, bytes: &'a [u8]) -> Result<&'a str, InputError> {
-    std::str::from_utf8(bytes).map_err(|e| file_error(file, format!("not UTF-8 text: {e}")))
-}
-
 /// Documents are separated by one or more blank lines.
 fn text_documents(file: &Path, bytes: &[u8]) -> Result<Vec<String>, InputError> {
-    let text = utf8(file, bytes)?;
+    let text = text_file::utf8(file, bytes).map_err(|e| e.key(KEY))?;
     let mut documents = Vec::new();
     let mut current = String::new();
     for line in text.lines() {
@@ -93,17 +90,13 @@ fn text_documents(file: &Path, bytes: &[u8]) -> Result<Vec<String>, InputError> 
 }
 
 fn jsonl_documents(file: &Path, bytes: &[u8]) -> Result<Vec<String>, InputError> {
-    let text = utf8(file, bytes)?;
+    let text = text_file::utf8(file, bytes).map_err(|e| e.key(KEY))?;
     let mut documents = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at_line = |message: String| file_error(file, message).at_line(Some(index + 1));
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at_line(format!("invalid JSON: {e}")))?;
+    for parsed in text_file::json_lines(file, text) {
+        let (line, value) = parsed.map_err(|e| e.key(KEY))?;
         match value.get("text") {
             Some(serde_json::Value::String(s)) => documents.push(s.clone()),
-            _ => return Err(at_line("expected an object with a string field `text`".into())),
+            _ => return Err(text_file::at_line(file, line, "expected an object with a string field `text`".into()).key(KEY)),
         }
     }
     Ok(documents)

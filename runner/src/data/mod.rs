@@ -13,6 +13,7 @@ pub mod masking;
 pub mod packing;
 pub mod pairs;
 pub mod sentences;
+pub mod text_file;
 pub mod tokenizer;
 
 use crate::config::{DataSection, Task};

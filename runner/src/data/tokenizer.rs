@@ -183,6 +183,15 @@ fn trained(corpus: &Corpus, vocab_size: usize, cache: &Cache) -> Result<Vocab, I
     Vocab::from_tokenizer(tokenizer, "the trained tokenizer")
 }
 
+/// For tests: a `vocab.txt` of the special tokens then `words`, in `dir`,
+/// loaded.
+#[cfg(test)]
+pub fn vocab_txt(dir: &Path, words: &[&str]) -> Vocab {
+    let file = dir.join("vocab.txt");
+    std::fs::write(&file, SPECIAL_TOKENS.iter().chain(words).map(|w| format!("{w}\n")).collect::<String>()).unwrap();
+    from_file(&DataSection { tokenizer: file.display().to_string(), ..DataSection::default() }).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,10 +199,7 @@ mod tests {
     #[test]
     fn a_vocab_txt_loads_with_berts_uncased_pipeline() {
         let dir = tempfile::tempdir().unwrap();
-        let vocab = dir.path().join("vocab.txt");
-        std::fs::write(&vocab, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ncat\n##s\nsat\n").unwrap();
-        let data = DataSection { tokenizer: vocab.display().to_string(), ..DataSection::default() };
-        let loaded = from_file(&data).unwrap();
+        let loaded = vocab_txt(dir.path(), &["the", "cat", "##s", "sat"]);
         assert_eq!(loaded.size(), 9);
         assert_eq!((loaded.pad, loaded.cls, loaded.sep, loaded.mask), (0, 2, 3, 4));
         // Lower-cased, split into WordPieces, unknown words as [UNK].

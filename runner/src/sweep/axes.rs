@@ -62,9 +62,9 @@ impl Space {
             axes.push(zip_axis(loaded, zip, &table, &mut claim)?);
         }
         let random_table = ["sweep", "random"];
-        let random = RandomAxis::parse(&sweep.random, check_key).map_err(|(key, m)| match key {
-            Some(key) => loaded.entry_error(&random_table, &key, m),
-            None => loaded.error_at("sweep.random", m),
+        let random = RandomAxis::parse(&sweep.random, check_key).map_err(|e| match e.key {
+            Some(key) => loaded.entry_error(&random_table, &key, e.message),
+            None => loaded.error_at("sweep.random", e.message),
         })?;
         if let Some(random) = random {
             for key in random.keys() {
@@ -137,7 +137,7 @@ impl Space {
                 Axis::Zip { columns } => point.extend(columns.iter().map(|(k, v)| (k.clone(), v[i as usize].clone()))),
                 Axis::Random(random) => random
                     .sample(i, &mut point)
-                    .map_err(|(key, m)| loaded.entry_error(&["sweep", "random"], key.as_deref().unwrap_or(""), m))?,
+                    .map_err(|e| loaded.entry_error(&["sweep", "random"], e.key.as_deref().unwrap_or_default(), e.message))?,
             }
         }
         Ok(point)

@@ -39,11 +39,11 @@ impl Derivations {
     }
 
     /// Sets every derived key in `config` and returns the values set. The
-    /// error names the derived key whose expression failed.
-    pub fn apply(&self, config: &mut Value, keys: &Keys) -> Result<Point, (String, String)> {
+    /// error is keyed by the derived key whose expression failed.
+    pub fn apply(&self, config: &mut Value, keys: &Keys) -> Result<Point, InputError> {
         let mut derived = Point::new();
         for (key, expr) in &self.ordered {
-            let fail = |m: String| (key.clone(), m);
+            let fail = |m: String| InputError::at_key(key, m);
             let mut value = expr.eval(config, keys).map_err(fail)?;
             if keys.is_integer(key) {
                 value = whole(&value).ok_or_else(|| {

@@ -7,7 +7,7 @@ use super::derive::Derivations;
 use super::keys::{Keys, SECTIONS};
 use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
-use crate::model_dir::ModelDir;
+use crate::model_dir::{self, ModelDir};
 use std::path::Path;
 use crate::trial::{id_with_seed, short, Point, Trial, TrialConfig};
 use models::{knob::closest, KnobValues, Plugin};
@@ -194,8 +194,9 @@ impl<'a> Expansion<'a> {
             let (section, name) = key.split_once('.').expect("checked by Space::build");
             config[section][name] = value.clone();
         }
-        let derived = self.derivations.apply(&mut config, &keys).map_err(|(key, m)| {
-            self.loaded.entry_error(&["derive"], &key, format!("{m}{}", in_trial(point)))
+        let derived = self.derivations.apply(&mut config, &keys).map_err(|e| {
+            let key = e.key.unwrap_or_default();
+            self.loaded.entry_error(&["derive"], &key, format!("{}{}", e.message, in_trial(point)))
         })?;
         if let Some(constraint) = self.constraints.first_failed(&config, &keys).map_err(|(i, m)| {
             self.loaded.item_error("constraints.require", i, format!("{m}{}", in_trial(point)))
@@ -225,7 +226,8 @@ impl<'a> Expansion<'a> {
         if let Some(folder) = &init {
             // A model started from a folder reads text with that folder's tokenizer.
             if data.trains_tokenizer() {
-                data.tokenizer = folder_tokenizer(Path::new(folder))
+                data.tokenizer = model_dir::tokenizer_file(Path::new(folder))
+                    .map(|p| p.display().to_string())
                     .ok_or_else(|| self.blame("model.init", format!("`{folder}` has no tokenizer.json or vocab.txt: set data.tokenizer"), point, derived))?;
             }
         }
@@ -245,7 +247,7 @@ impl<'a> Expansion<'a> {
         &self,
         config: &Value,
         name: &str,
-        check: fn(&T) -> Result<(), (&'static str, String)>,
+        check: fn(&T) -> Result<(), InputError>,
         point: &Point,
         derived: &Point,
     ) -> Result<T, InputError> {
@@ -253,7 +255,7 @@ impl<'a> Expansion<'a> {
             let key = point.iter().chain(derived).map(|(k, _)| k.as_str()).find(|k| k.starts_with(&format!("{name}.")));
             self.blame(key.unwrap_or(name), e.to_string(), point, derived)
         })?;
-        check(&typed).map_err(|(key, m)| self.blame(key, m, point, derived))?;
+        check(&typed).map_err(|e| self.blame_keyed(e, point, derived))?;
         Ok(typed)
     }
 
@@ -270,7 +272,7 @@ impl<'a> Expansion<'a> {
             Some(other) => return Err(blame("model.init", format!("expected a folder path, got {other}"))),
         };
         if let Some(folder) = &init {
-            given = self.knobs_from(folder, given).map_err(|(key, m)| blame(&key, m))?;
+            given = self.knobs_from(folder, given).map_err(|e| self.blame_keyed(e, point, derived))?;
         }
         let knobs = self.plugin.resolve(&given).map_err(|e| blame(&format!("model.{}", e.knob), e.message))?;
         Ok((knobs, init))
@@ -279,11 +281,11 @@ impl<'a> Expansion<'a> {
     /// The knobs of the model in `folder`, with the regularisation knobs
     /// the experiment sets; any other knob the experiment sets must agree
     /// with the folder, since the weights fix the architecture.
-    fn knobs_from(&self, folder: &str, given: KnobValues) -> Result<KnobValues, (String, String)> {
-        let dir = ModelDir::open(Path::new(folder)).map_err(|e| ("model.init".to_string(), e.to_string()))?;
+    fn knobs_from(&self, folder: &str, given: KnobValues) -> Result<KnobValues, InputError> {
+        let dir = ModelDir::open(Path::new(folder)).map_err(|e| InputError::at_key("model.init", e.to_string()))?;
         if dir.plugin.name() != self.plugin.name() {
             let message = format!("`{folder}` holds a `{}` model; set [experiment] model = \"{}\"", dir.plugin.name(), dir.plugin.name());
-            return Err(("model.init".into(), message));
+            return Err(InputError::at_key("model.init", message));
         }
         let mut knobs = dir.knobs;
         for (name, value) in given {
@@ -293,7 +295,7 @@ impl<'a> Expansion<'a> {
             } else {
                 let theirs = knobs.get(&name).map_or("no such knob".to_string(), |v| v.to_string());
                 let message = format!("{value} differs from the init folder's {theirs}: the weights fix the architecture (only {} may change)", REGULARISATION.join(", "));
-                return Err((format!("model.{name}"), message));
+                return Err(InputError::at_key(format!("model.{name}"), message));
             }
         }
         Ok(knobs)
@@ -312,6 +314,11 @@ impl<'a> Expansion<'a> {
         }
     }
 
+    /// [`Expansion::blame`] for an error a check keyed but did not locate.
+    fn blame_keyed(&self, err: InputError, point: &Point, derived: &Point) -> InputError {
+        self.blame(err.key.as_deref().unwrap_or_default(), err.message, point, derived)
+    }
+
     /// An error about a swept key, at the axis that sweeps it.
     fn sweep_error(&self, key: &str, message: String) -> InputError {
         let sweep = &self.loaded.experiment.sweep;
@@ -328,11 +335,6 @@ impl<'a> Expansion<'a> {
 /// Knobs a model started from a folder may change: they do not touch the
 /// weights' shapes.
 const REGULARISATION: [&str; 2] = ["dropout", "attention_dropout"];
-
-/// `tokenizer.json`, else `vocab.txt`, of a model folder.
-fn folder_tokenizer(folder: &Path) -> Option<String> {
-    ["tokenizer.json", "vocab.txt"].iter().map(|f| folder.join(f)).find(|p| p.is_file()).map(|p| p.display().to_string())
-}
 
 /// ` (in the trial with a=1, b=2)`, or nothing for the base configuration.
 fn in_trial(point: &Point) -> String {

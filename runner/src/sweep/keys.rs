@@ -1,14 +1,11 @@
 //! The dotted keys a sweep, a derivation or a constraint may name: the
 //! plugin's knobs under `model.`, the fields of `[data]` and `[train]`.
+use crate::config::{fields, DataSection, TrainSection};
 use models::knob::{closest, KnobDefault, KnobKind};
 use models::Plugin;
 use serde_json::Value;
 
 pub const SECTIONS: [&str; 3] = ["model", "data", "train"];
-
-/// Keys with no default, so absent from the serialised sections unless set.
-const OPTIONAL: [&str; 8] =
-    ["data.train", "data.eval", "data.format", "data.text_columns", "data.label_column", "train.epochs", "train.warmup_fraction", "train.budget"];
 
 pub struct Keys<'a> {
     plugin: &'a dyn Plugin,
@@ -36,11 +33,11 @@ impl<'a> Keys<'a> {
     }
 
     fn names(&self, section: &str) -> Vec<&'a str> {
-        let optional = OPTIONAL.iter().filter_map(|key| key.strip_prefix(section)?.strip_prefix('.'));
         match section {
             // `init` sweeps starting weights (a glob in `model.init` is such a sweep).
             "model" => self.plugin.knobs().iter().map(|k| k.name).chain(["init"]).collect(),
-            _ => self.base[section].as_object().map(|m| m.keys().map(String::as_str).collect::<Vec<_>>()).unwrap_or_default().into_iter().chain(optional).collect(),
+            "data" => fields::of::<DataSection>().to_vec(),
+            _ => fields::of::<TrainSection>().to_vec(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! only on (seed, key, i): adding an axis or another random key leaves the
 //! draws alone, more `samples` extend the list without changing its start,
 //! and any sample can be drawn without drawing the ones before it.
+use crate::error::InputError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Map, Value};
@@ -132,21 +133,18 @@ pub struct RandomAxis {
     draws: Vec<(String, Distribution, u64)>,
 }
 
-/// A problem in `[sweep.random]`: the entry it is about (`None` for the
-/// table as a whole) and what is wrong.
-pub type RandomError = (Option<String>, String);
-
 impl RandomAxis {
-    /// Reads the table; `None` when it is empty (no random axis).
-    pub fn parse(table: &Map<String, Value>, check_key: impl Fn(&str) -> Result<(), String>) -> Result<Option<RandomAxis>, RandomError> {
+    /// Reads the table; `None` when it is empty (no random axis). An error
+    /// is keyed by the entry it is about, unkeyed when about the table.
+    pub fn parse(table: &Map<String, Value>, check_key: impl Fn(&str) -> Result<(), String>) -> Result<Option<RandomAxis>, InputError> {
         if table.is_empty() {
             return Ok(None);
         }
-        fn entry(key: &str) -> impl Fn(String) -> RandomError + '_ {
-            move |message| (Some(key.to_string()), message)
+        fn entry(key: &str) -> impl Fn(String) -> InputError + '_ {
+            move |message| InputError::at_key(key, message)
         }
         let samples = match table.get("samples") {
-            None => return Err((None, "`samples` is missing: how many draws to make".into())),
+            None => return Err(InputError::new("`samples` is missing: how many draws to make")),
             Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| entry("samples")(format!("expected a whole number >= 1, got {v}")))?,
         };
         let seed = match table.get("seed") {
@@ -160,7 +158,7 @@ impl RandomAxis {
             draws.push((key.clone(), distribution, key_seed(seed, key)));
         }
         if draws.is_empty() {
-            return Err((None, "no keys to draw: add e.g. \"train.lr\" = { log_uniform = [1e-5, 1e-3] }".into()));
+            return Err(InputError::new("no keys to draw: add e.g. \"train.lr\" = { log_uniform = [1e-5, 1e-3] }"));
         }
         Ok(Some(RandomAxis { samples, draws }))
     }
@@ -169,12 +167,13 @@ impl RandomAxis {
         self.draws.iter().map(|(k, _, _)| k.as_str())
     }
 
-    /// Sample `index`: one value per key, or which key could not be drawn.
-    pub fn sample(&self, index: u64, point: &mut Vec<(String, Value)>) -> Result<(), RandomError> {
+    /// Sample `index`: one value per key, or an error keyed by the key that
+    /// could not be drawn.
+    pub fn sample(&self, index: u64, point: &mut Vec<(String, Value)>) -> Result<(), InputError> {
         for (key, distribution, seed) in &self.draws {
             let mut rng = ChaCha8Rng::seed_from_u64(*seed);
             rng.set_stream(index);
-            let value = distribution.draw(&mut rng).map_err(|m| (Some(key.clone()), m))?;
+            let value = distribution.draw(&mut rng).map_err(|m| InputError::at_key(key, m))?;
             point.push((key.clone(), value));
         }
         Ok(())
@@ -225,7 +224,7 @@ mod tests {
             assert!((0.0..=0.15).contains(&x), "{x}");
         }
         let tail = axis(json!({"samples": 1, "x.y": {"normal": [0, 1], "min": 8.0}}));
-        assert!(tail.sample(0, &mut Vec::new()).unwrap_err().1.contains("widen"));
+        assert!(tail.sample(0, &mut Vec::new()).unwrap_err().message.contains("widen"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::trainer::{run_steps, Observer, Outcome};
 use crate::data::labeled::batches::{batch, LabeledBatch, TrainRows};
 use crate::data::labeled::{Labeled, Labels, Split};
 use crate::data::Vocab;
-use crate::model_dir::ModelDir;
+use crate::model_dir::{self, ModelDir};
 use crate::trial::TrialConfig;
 use anyhow::{Context, Result};
 use models::heads::{self, SequenceClassifier};
@@ -44,8 +44,8 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
         Ok((stepper.step(|| loss(&model, &batch, regression), lr)?, batch.tokens))
     };
     let trained = run_steps(&config.train, device, &mut step, &mut evaluate, observer)?;
-    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
-    vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
+    model_dir::save_weights(&vs, trial_dir)?;
+    vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
     if let Labels::Classes(classes) = &labeled.labels {
         // What each output means, for `bertlab export`'s id2label.
         std::fs::write(trial_dir.join(LABELS), serde_json::to_string(classes)?).context("saving the class names")?;

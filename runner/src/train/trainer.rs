@@ -14,7 +14,7 @@ use crate::data::masking::Masker;
 use crate::config::TrainSection;
 use crate::data::{Dataset, Examples, Packed};
 use crate::trial::TrialConfig;
-use crate::model_dir::ModelDir;
+use crate::model_dir::{self, ModelDir};
 use anyhow::{bail, Context, Result};
 use models::heads::NextSentenceHead;
 use std::collections::BTreeMap;
@@ -96,8 +96,8 @@ fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packe
         run_steps(train, device, &mut step, &mut evaluate, observer)
     })?;
     let last = last.expect("the loop evaluates at the end");
-    models::hf::save_weights(&vs, &trial_dir.join("model.safetensors")).map_err(anyhow::Error::msg).context("saving the checkpoint")?;
-    data.vocab.save(&trial_dir.join("tokenizer.json")).context("saving the tokenizer")?;
+    model_dir::save_weights(&vs, trial_dir)?;
+    data.vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
 
     let mut metrics = trained.metrics();
     metrics.insert("eval/loss".into(), last.loss);

@@ -5,11 +5,9 @@
 //! trial to its prepared dataset; `plan` and `bench`, which read no corpus,
 //! bind to the vocabulary size they can know. Every error names its key.
 use super::TrialConfig;
+use crate::error::InputError;
 use crate::settings::DeviceSpec;
 use tch::Device;
-
-/// A key and what is wrong with its value, for the caller to locate.
-pub type Problem = (&'static str, String);
 
 /// What the data says about a trial's configuration.
 pub struct Facts {
@@ -21,14 +19,15 @@ pub struct Facts {
 
 /// Fills in what the data decides: `model.vocab_size` when unset (a set one
 /// must hold the tokenizer's vocabulary), `train.steps` from `train.epochs`,
-/// then `train.warmup_steps` from `train.warmup_fraction`.
-pub fn complete(config: &mut TrialConfig, facts: &Facts) -> Result<(), Problem> {
-    match config.model.get("vocab_size").and_then(|v| v.as_i64()) {
+/// then `train.warmup_steps` from `train.warmup_fraction`. Errors are keyed,
+/// for the caller to locate.
+pub fn complete(config: &mut TrialConfig, facts: &Facts) -> Result<(), InputError> {
+    match given_vocab(config) {
         None => {
             config.model.insert("vocab_size".into(), facts.vocab.into());
         }
         Some(given) if given < facts.vocab => {
-            return Err(("model.vocab_size", format!("{given} is smaller than the tokenizer's vocabulary ({})", facts.vocab)));
+            return Err(InputError::at_key("model.vocab_size", format!("{given} is smaller than the tokenizer's vocabulary ({})", facts.vocab)));
         }
         Some(_) => {}
     }
@@ -43,8 +42,14 @@ pub fn complete(config: &mut TrialConfig, facts: &Facts) -> Result<(), Problem> 
     Ok(())
 }
 
+/// The vocabulary size the experiment sets (`model.vocab_size`): what
+/// `plan` and `bench`, which read no corpus, take before any estimate.
+pub fn given_vocab(config: &TrialConfig) -> Option<i64> {
+    config.model.get("vocab_size").and_then(|v| v.as_i64())
+}
+
 /// The device `train.device` names, on this machine.
-pub fn device(config: &TrialConfig) -> Result<Device, Problem> {
-    let spec = DeviceSpec::parse(&config.train.device).map_err(|m| ("train.device", m))?;
-    spec.resolve().map_err(|m| ("train.device", m))
+pub fn device(config: &TrialConfig) -> Result<Device, InputError> {
+    let problem = |m| InputError::at_key("train.device", m);
+    DeviceSpec::parse(&config.train.device).map_err(problem)?.resolve().map_err(problem)
 }

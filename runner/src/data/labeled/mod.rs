@@ -235,9 +235,7 @@ mod tests {
 
     fn vocab() -> (tempfile::TempDir, Vocab) {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("vocab.txt");
-        std::fs::write(&file, "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\na\nis\n").unwrap();
-        let vocab = crate::data::tokenizer::from_file(&DataSection { tokenizer: file.display().to_string(), ..DataSection::default() }).unwrap();
+        let vocab = crate::data::tokenizer::vocab_txt(dir.path(), &["the", "a", "is"]);
         (dir, vocab)
     }
 

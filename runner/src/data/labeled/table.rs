@@ -3,6 +3,7 @@
 //! it) and `.parquet` through polars, `.jsonl` (one object per line) with
 //! serde, and `.tsv` as GLUE and Hugging Face write it: split on tabs, not
 //! quoted at all (a `"` in a sentence is just a character).
+use crate::data::text_file;
 use crate::error::InputError;
 use crate::formats::{Column, FileLayout};
 use polars::prelude::{CsvReadOptions, DataFrame, DataType, ParquetReader, SerReader};
@@ -39,16 +40,12 @@ pub fn read(file: &Path, layout: FileLayout, columns: &[Column]) -> Result<Recor
     Ok(records)
 }
 
-fn text(file: &Path) -> Result<String, InputError> {
-    let bytes = std::fs::read(file).map_err(|e| fail(file, format!("cannot read: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| fail(file, format!("not UTF-8 text: {e}")))
-}
-
 fn tsv(file: &Path, header: bool, columns: &[Column]) -> Result<Records, InputError> {
-    let text = text(file)?;
+    let bytes = text_file::bytes(file)?;
+    let text = text_file::utf8(file, &bytes)?;
     // MRPC's files, as GLUE's download script writes them, open with a
     // byte-order mark.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate();
     let names: Vec<&str> = match header {
         true => lines.next().map(|(_, l)| l.split('\t').collect()).unwrap_or_default(),
@@ -77,11 +74,10 @@ fn position(file: &Path, names: &[&str], name: &str) -> Result<usize, InputError
 }
 
 fn jsonl(file: &Path, columns: &[Column]) -> Result<Records, InputError> {
-    let text = text(file)?;
+    let bytes = text_file::bytes(file)?;
     let mut out = Records { records: Vec::new(), skipped: 0 };
-    for (index, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let at_line = |message: String| fail(file, message).at_line(Some(index + 1));
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|e| at_line(format!("invalid JSON: {e}")))?;
+    for parsed in text_file::json_lines(file, text_file::utf8(file, &bytes)?) {
+        let (line, value) = parsed?;
         let mut cells = Vec::with_capacity(columns.len());
         for column in columns {
             let cell = match column {
@@ -91,10 +87,10 @@ fn jsonl(file: &Path, columns: &[Column]) -> Result<Records, InputError> {
             match cell {
                 Some(serde_json::Value::String(s)) => cells.push(s.clone()),
                 Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => cells.push(v.to_string()),
-                _ => return Err(at_line(format!("has no string or number field {}", column.describe()))),
+                _ => return Err(text_file::at_line(file, line, format!("has no string or number field {}", column.describe()))),
             }
         }
-        out.records.push(Record { line: index + 1, cells });
+        out.records.push(Record { line, cells });
     }
     Ok(out)
 }
