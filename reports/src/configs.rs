@@ -2,7 +2,7 @@
 //! are one configuration, named by the keys that vary across the report
 //! (a config diff, not the full config). Each configuration gets the mean,
 //! sample standard deviation and count of every result over its completed
-//! trials, computed by a polars group-by.
+//! trials.
 use crate::format;
 use anyhow::Result;
 use polars::prelude::*;
@@ -14,8 +14,6 @@ pub const FAILED: &str = "failed";
 /// Results summarised per configuration, when the trials table has them;
 /// the ranking metric comes first.
 const RESULTS: [&str; 5] = ["eval/loss", "eval/accuracy", "train/loss", "perf/tokens_per_s", "wall_s"];
-/// The group-by column: a configuration's label.
-const CONFIG: &str = "config";
 
 /// One value of a swept key.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +92,20 @@ impl std::fmt::Display for Level {
 pub struct Stat {
     pub mean: f64,
     pub std: Option<f64>,
+}
+
+impl Stat {
+    /// Of `values`; `None` for none, or a mean that is not a number.
+    fn of(values: impl Iterator<Item = f64>) -> Option<Stat> {
+        let values: Vec<f64> = values.collect();
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        if values.is_empty() || mean.is_nan() {
+            return None;
+        }
+        let std = (values.len() > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()).filter(|s| !s.is_nan());
+        Some(Stat { mean, std })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,62 +199,49 @@ impl Configurations {
         let at = results.iter().skip(1).position(|r| !r.starts_with("eval/")).map_or(results.len(), |i| i + 1);
         results.splice(at..at, more);
 
-        let mut frame = trials.clone();
-        frame.with_column(Column::new(CONFIG.into(), labels))?;
-        let done = col("status").eq(lit(COMPLETED));
-        let count = |e: Expr| e.cast(DataType::UInt32).sum();
-        let mut aggs = vec![
-            count(done.clone()).alias("#completed"),
-            count(col("status").eq(lit(FAILED))).alias("#failed"),
-            len().alias("#trials"),
-            col("trial_id"),
-        ];
-        for r in &results {
-            let values = col(r.as_str()).cast(DataType::Float64).filter(done.clone());
-            aggs.push(values.clone().mean().alias(format!("{r}#mean")));
-            aggs.push(values.std(1).alias(format!("{r}#std")));
+        // Rows by configuration, in the order configurations first appear.
+        let mut order: Vec<&str> = Vec::new();
+        let mut members: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (row, label) in labels.iter().enumerate() {
+            let rows = members.entry(label.as_str()).or_insert_with(|| {
+                order.push(label);
+                Vec::new()
+            });
+            rows.push(row);
         }
-        let optional = |name: &str| names.iter().any(|n| n == name);
-        if optional("params") {
-            aggs.push(col("params").cast(DataType::Float64).max().alias("params"));
-        }
-        if optional("flops") {
-            aggs.push(col("flops").cast(DataType::Float64).filter(done.clone()).mean().alias("flops"));
-        }
-        let grouped = frame.lazy().group_by_stable([col(CONFIG)]).agg(aggs).collect()?;
-
-        let float = |name: &str, row: usize| -> Result<Option<f64>> {
-            Ok(match grouped.column(name) {
-                Ok(c) => c.get(row)?.extract::<f64>().filter(|v| !v.is_nan()),
-                Err(_) => None,
-            })
+        let status = trials.column("status")?.str()?;
+        let ids = trials.column("trial_id")?.str()?;
+        let numbers = |name: &str| -> Result<Option<Vec<Option<f64>>>> {
+            if !names.iter().any(|n| n == name) {
+                return Ok(None);
+            }
+            Ok(Some(trials.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect()))
         };
+        let result_values: Vec<(String, Vec<Option<f64>>)> = results.iter().map(|r| Ok((r.clone(), numbers(r)?.expect("results are columns")))).collect::<Result<_>>()?;
+        let (params, flops) = (numbers("params")?, numbers("flops")?);
+
         let mut rows = Vec::new();
-        for row in 0..grouped.height() {
-            let label = grouped.column(CONFIG)?.str()?.get(row).unwrap_or_default().to_string();
+        for label in order {
+            let all = &members[label];
+            let done: Vec<usize> = all.iter().copied().filter(|&row| status.get(row) == Some(COMPLETED)).collect();
+            let failed = all.iter().filter(|&&row| status.get(row) == Some(FAILED)).count() as u32;
             let mut stats = BTreeMap::new();
-            for r in &results {
-                if let Some(mean) = float(&format!("{r}#mean"), row)? {
-                    stats.insert(r.clone(), Stat { mean, std: float(&format!("{r}#std"), row)? });
+            for (r, values) in &result_values {
+                if let Some(stat) = Stat::of(done.iter().filter_map(|&row| values[row])) {
+                    stats.insert(r.clone(), stat);
                 }
             }
-            let completed = grouped.column("#completed")?.get(row)?.extract::<u32>().unwrap_or(0);
-            let failed = grouped.column("#failed")?.get(row)?.extract::<u32>().unwrap_or(0);
-            let all = grouped.column("#trials")?.get(row)?.extract::<u32>().unwrap_or(0);
-            let ids = match grouped.column("trial_id")?.get(row)? {
-                AnyValue::List(s) => s.str()?.iter().flatten().map(str::to_string).collect(),
-                _ => Vec::new(),
-            };
+            let finite = |v: f64| Some(v).filter(|v| !v.is_nan());
             rows.push(Configuration {
-                levels: levels_of.remove(&label).unwrap_or_default(),
-                label,
-                completed,
+                levels: levels_of.remove(label).unwrap_or_default(),
+                label: label.to_string(),
+                completed: done.len() as u32,
                 failed,
-                unfinished: all - completed - failed,
+                unfinished: all.len() as u32 - done.len() as u32 - failed,
                 stats,
-                params: float("params", row)?,
-                flops: float("flops", row)?,
-                trial_ids: ids,
+                params: params.as_ref().and_then(|p| all.iter().filter_map(|&row| p[row]).reduce(f64::max)).and_then(finite),
+                flops: flops.as_ref().and_then(|f| Stat::of(done.iter().filter_map(|&row| f[row]))).map(|s| s.mean),
+                trial_ids: all.iter().filter_map(|&row| ids.get(row)).map(str::to_string).collect(),
             });
         }
         rank(&mut rows, metric, maximize);

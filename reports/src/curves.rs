@@ -5,7 +5,7 @@ use crate::configs::{Configurations, COMPLETED};
 use crate::tables::{Runs, RUN};
 use anyhow::Result;
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
@@ -26,51 +26,58 @@ pub struct Curve {
 /// The curves of `keys` (`eval/loss`, `train/loss`), each at most
 /// `max_points` long.
 pub fn read(runs: &Runs, configs: &Configurations, keys: &[&str], max_points: usize) -> Result<BTreeMap<String, Vec<Curve>>> {
+    // Completed trials by (trial id, run): their configuration and tokens.
     let trials = &runs.trials;
     let ids = trials.column("trial_id")?.str()?;
-    let config: Vec<Option<u32>> = ids.iter().map(|id| id.and_then(|id| configs.of_trial.get(id)).map(|&i| i as u32)).collect();
+    let trial_runs = trials.column(RUN)?.u32()?;
+    let status = trials.column("status")?.str()?;
     let tokens = match trials.column("tokens") {
         Ok(c) => c.cast(&DataType::Float64)?,
         Err(_) => Column::full_null("tokens".into(), trials.height(), &DataType::Float64),
     };
-    let completed = DataFrame::new(trials.height(), vec![
-        trials.column("trial_id")?.clone(),
-        trials.column(RUN)?.clone(),
-        trials.column("status")?.clone(),
-        Column::new("config".into(), config),
-        tokens.with_name("tokens".into()),
-    ])?
-    .lazy()
-    .filter(col("status").eq(lit(COMPLETED)));
-
-    let on = || [col("trial_id"), col(RUN)];
-    let wanted = keys.iter().map(|k| col("key").eq(lit(*k))).reduce(|a, b| a.or(b)).unwrap_or(lit(false));
-    let last_step = runs.metrics.clone().group_by([col("trial_id"), col(RUN)]).agg([col("step").max().alias("last_step")]);
-    let means = runs
-        .metrics
-        .clone()
-        .filter(wanted)
-        .join(completed, on(), on(), JoinArgs::new(JoinType::Inner))
-        .join(last_step, on(), on(), JoinArgs::new(JoinType::Inner))
-        // Every step trains on the same number of tokens.
-        .with_column((col("step").cast(DataType::Float64) * col("tokens") / col("last_step").cast(DataType::Float64)).alias("tokens_at"))
-        .group_by([col("config"), col("key"), col("step")])
-        .agg([col("value").mean(), col("wall_s").mean(), col("tokens_at").mean()])
-        .sort(["config", "key", "step"], SortMultipleOptions::default())
-        .collect()?;
-
-    let config = means.column("config")?.u32()?;
-    let key = means.column("key")?.str()?;
-    let step = means.column("step")?.cast(&DataType::Float64)?;
-    let (step, value, wall, tokens) = (step.f64()?, means.column("value")?.f64()?, means.column("wall_s")?.f64()?, means.column("tokens_at")?.f64()?);
-    let mut curves: BTreeMap<String, Vec<Curve>> = BTreeMap::new();
-    for row in 0..means.height() {
-        let (Some(c), Some(k), Some(s), Some(v)) = (config.get(row), key.get(row), step.get(row), value.get(row)) else { continue };
-        let series = curves.entry(k.to_string()).or_default();
-        if series.last().is_none_or(|curve| curve.config != c as usize) {
-            series.push(Curve { config: c as usize, points: Vec::new() });
+    let tokens = tokens.f64()?;
+    let mut completed: HashMap<(&str, u32), (usize, Option<f64>)> = HashMap::new();
+    for row in 0..trials.height() {
+        let (Some(id), Some(run)) = (ids.get(row), trial_runs.get(row)) else { continue };
+        if let (Some(COMPLETED), Some(&config)) = (status.get(row), configs.of_trial.get(id)) {
+            completed.insert((id, run), (config, tokens.get(row)));
         }
-        let point = Point { step: s, tokens: tokens.get(row).filter(|t| t.is_finite()), wall_s: wall.get(row).unwrap_or(f64::NAN), value: v };
+    }
+
+    let metrics = &runs.metrics;
+    let (trial, run) = (metrics.column("trial_id")?.str()?, metrics.column(RUN)?.u32()?);
+    let (step, key) = (metrics.column("step")?.i64()?, metrics.column("key")?.str()?);
+    let (value, wall) = (metrics.column("value")?.f64()?, metrics.column("wall_s")?.f64()?);
+    // Every step trains on the same number of tokens, so a trial's tokens
+    // at a step are its total times the step over its last step.
+    let mut last_step: HashMap<(&str, u32), i64> = HashMap::new();
+    for row in 0..metrics.height() {
+        if let (Some(t), Some(r), Some(s)) = (trial.get(row), run.get(row), step.get(row)) {
+            let last = last_step.entry((t, r)).or_insert(s);
+            *last = (*last).max(s);
+        }
+    }
+    // Per (configuration, key, step): the means of value, wall time and
+    // tokens over the completed trials that recorded it.
+    let mut sums: BTreeMap<(usize, &str, i64), [Mean; 3]> = BTreeMap::new();
+    for row in 0..metrics.height() {
+        let (Some(t), Some(r), Some(k), Some(s)) = (trial.get(row), run.get(row), key.get(row), step.get(row)) else { continue };
+        let Some(&(config, total)) = completed.get(&(t, r)).filter(|_| keys.contains(&k)) else { continue };
+        let tokens_at = total.map(|total| s as f64 * total / last_step[&(t, r)] as f64);
+        let [v, w, n] = sums.entry((config, k, s)).or_default();
+        v.add(value.get(row));
+        w.add(wall.get(row));
+        n.add(tokens_at);
+    }
+
+    let mut curves: BTreeMap<String, Vec<Curve>> = BTreeMap::new();
+    for ((config, key, step), [value, wall, tokens]) in sums {
+        let Some(value) = value.get() else { continue };
+        let series = curves.entry(key.to_string()).or_default();
+        if series.last().is_none_or(|curve| curve.config != config) {
+            series.push(Curve { config, points: Vec::new() });
+        }
+        let point = Point { step: step as f64, tokens: tokens.get().filter(|t| t.is_finite()), wall_s: wall.get().unwrap_or(f64::NAN), value };
         series.last_mut().expect("pushed above").points.push(point);
     }
     for series in curves.values_mut() {
@@ -79,6 +86,26 @@ pub fn read(runs: &Runs, configs: &Configurations, keys: &[&str], max_points: us
         }
     }
     Ok(curves)
+}
+
+/// A running mean that, like a table's, skips missing values.
+#[derive(Default)]
+struct Mean {
+    sum: f64,
+    count: u32,
+}
+
+impl Mean {
+    fn add(&mut self, value: Option<f64>) {
+        if let Some(v) = value {
+            self.sum += v;
+            self.count += 1;
+        }
+    }
+
+    fn get(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum / self.count as f64)
+    }
 }
 
 /// At most `max` points: consecutive points averaged in equal buckets,

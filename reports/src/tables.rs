@@ -1,7 +1,8 @@
 //! Finds run folders and reads their tables as one: `trials.parquet` of
 //! every run concatenated (columns that only some runs have are null in
-//! the others) and `metrics.parquet` as a lazy scan, both tagged with the
-//! run they came from.
+//! the others) and `metrics.parquet` likewise, both tagged with the run
+//! they came from. Eager polars only: the lazy engine would double the
+//! first build (bench/RESULTS.md) for tables a report reads whole anyway.
 use crate::configs::Level;
 use crate::run_info::RunInfo;
 use anyhow::{bail, Context as _, Result};
@@ -22,7 +23,7 @@ pub struct Runs {
     /// latest run's row.
     pub trials: DataFrame,
     /// `trial_id`, `step`, `key`, `value`, `wall_s`, `run`.
-    pub metrics: LazyFrame,
+    pub metrics: DataFrame,
     /// Trial id to the position of its run folder in `dirs`.
     run_of: HashMap<String, usize>,
 }
@@ -57,14 +58,8 @@ pub fn find(patterns: &[String]) -> Result<Vec<PathBuf>> {
 
 pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     let infos = dirs.iter().map(|d| RunInfo::read(d)).collect::<Result<Vec<_>>>()?;
-    let tagged = |dir: &Path, file: &str, run: usize| -> Result<LazyFrame> {
-        let path = dir.join(file);
-        let args = ScanArgsParquet { glob: false, ..Default::default() };
-        let scan = anyhow::Context::with_context(LazyFrame::scan_parquet(PlRefPath::try_from_path(&path)?, args), || format!("reading {}", path.display()))?;
-        Ok(scan.with_column(lit(run as u32).cast(DataType::UInt32).alias(RUN)))
-    };
-    let trials: Vec<LazyFrame> = dirs.iter().enumerate().map(|(i, d)| tagged(d, TRIALS, i)).collect::<Result<_>>()?;
-    let trials = anyhow::Context::context(concat_lf_diagonal(trials, UnionArgs::default())?.collect(), "reading the trials tables")?;
+    let trials: Vec<DataFrame> = dirs.iter().enumerate().map(|(i, d)| tagged(d, TRIALS, i)).collect::<Result<_>>()?;
+    let trials = anyhow::Context::context(polars::functions::concat_df_diagonal(&aligned(trials)?), "reading the trials tables")?;
     let mut trials = latest_per_trial(trials)?;
     let ids = trials.column("trial_id")?.str()?;
     let runs = trials.column(RUN)?.u32()?;
@@ -73,21 +68,64 @@ pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
         add_differing_settings(&mut trials, dirs, &run_of)?;
     }
 
-    let metrics: Vec<LazyFrame> = dirs.iter().enumerate().filter(|(_, d)| d.join(METRICS).is_file()).map(|(i, d)| tagged(d, METRICS, i)).collect::<Result<_>>()?;
-    let metrics = if metrics.is_empty() {
-        DataFrame::new(0, vec![
-            Column::new_empty("trial_id".into(), &DataType::String),
-            Column::new_empty("step".into(), &DataType::Int64),
-            Column::new_empty("key".into(), &DataType::String),
-            Column::new_empty("value".into(), &DataType::Float64),
-            Column::new_empty("wall_s".into(), &DataType::Float64),
-            Column::new_empty(RUN.into(), &DataType::UInt32),
-        ])?
-        .lazy()
-    } else {
-        concat(metrics, UnionArgs::default())?
-    };
+    let mut metrics = DataFrame::new(0, vec![
+        Column::new_empty("trial_id".into(), &DataType::String),
+        Column::new_empty("step".into(), &DataType::Int64),
+        Column::new_empty("key".into(), &DataType::String),
+        Column::new_empty("value".into(), &DataType::Float64),
+        Column::new_empty("wall_s".into(), &DataType::Float64),
+        Column::new_empty(RUN.into(), &DataType::UInt32),
+    ])?;
+    for (i, dir) in dirs.iter().enumerate().filter(|(_, d)| d.join(METRICS).is_file()) {
+        let part = tagged(dir, METRICS, i)?;
+        let columns = metrics.columns().iter().map(|c| Ok(part.column(c.name())?.cast(c.dtype())?)).collect::<Result<Vec<Column>>>()?;
+        metrics.vstack_mut_owned(DataFrame::new(part.height(), columns)?)?;
+    }
     Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics, run_of })
+}
+
+/// The table `file` of run folder `dir`, with the run's position as [`RUN`].
+fn tagged(dir: &Path, file: &str, run: usize) -> Result<DataFrame> {
+    let path = dir.join(file);
+    let read = || -> Result<DataFrame> { Ok(ParquetReader::new(std::fs::File::open(&path)?).finish()?) };
+    let mut frame = read().with_context(|| format!("reading {}", path.display()))?;
+    let height = frame.height();
+    frame.with_column(Column::new(RUN.into(), vec![run as u32; height]))?;
+    Ok(frame)
+}
+
+/// The same column in every frame with one type, so they concatenate: a
+/// column that is all nulls in one run (`error` when nothing failed) takes
+/// the type the others give it; numbers of different types become floats,
+/// anything else text.
+fn aligned(mut frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
+    let mut types: HashMap<PlSmallStr, Vec<DataType>> = HashMap::new();
+    for frame in &frames {
+        for column in frame.columns() {
+            if !column.dtype().is_null() {
+                types.entry(column.name().clone()).or_default().push(column.dtype().clone());
+            }
+        }
+    }
+    for (name, types) in &types {
+        let first = &types[0];
+        let common = if types.iter().all(|t| t == first) {
+            first.clone()
+        } else if types.iter().all(DataType::is_primitive_numeric) {
+            DataType::Float64
+        } else {
+            DataType::String
+        };
+        for frame in frames.iter_mut() {
+            if let Ok(column) = frame.column(name) {
+                if column.dtype() != &common {
+                    let cast = column.cast(&common)?;
+                    frame.with_column(cast)?;
+                }
+            }
+        }
+    }
+    Ok(frames)
 }
 
 /// Within one run, settings that are not swept are the same for every
