@@ -17,16 +17,20 @@ setup:
 browser:
 	@bash scripts/setup-browser.sh
 
-## build: release build of bertlab
-build: setup
-	cargo build --release --bin bertlab
+## build: release build of bertlab; the first time, the Python environment
+## installs meanwhile (scripts/build.sh)
+build:
+	@bash scripts/build.sh
 
 ## run: train the quickstart sweep on the CPU and write its report
 run: build
+	@echo "run: the quickstart sweep, 4 tiny BERTs on the CPU (about 2 minutes on 2 cores)"
 	$(BERTLAB) run experiments/quickstart.toml --device cpu
 
-## test: every test of the workspace (same profile as `run`: one build)
-test: setup browser
+## test: every test of the workspace (same profile and features as `run`:
+## after `make run` it compiles the tests and the project's crates, no
+## dependency again)
+test: build browser
 	cargo test --release --workspace
 
 ## report-screenshot: the quickstart report as rendered by headless chromium
