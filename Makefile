@@ -17,8 +17,8 @@ setup:
 browser:
 	@bash scripts/setup-browser.sh
 
-## build: release build of bertlab; the first time, the Python environment
-## installs meanwhile (scripts/build.sh)
+## build: set-up, then the release build of bertlab, each phase timed
+## (scripts/build.sh)
 build:
 	@bash scripts/build.sh
 
