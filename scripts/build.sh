@@ -8,7 +8,7 @@ bash scripts/setup.sh
 target="${CARGO_TARGET_DIR:-target}"
 if [ ! -x "$target/release/bertlab" ]; then
   # Measured on 2 cores of CI's kind (bench/RESULTS.md, "First build").
-  echo "build: first build of bertlab: about 9 minutes on 2 cores (later builds take seconds)"
+  echo "build: first build of bertlab: about 8 minutes on 2 cores (later builds take seconds)"
 fi
 start=$SECONDS
 cargo build --release --bin bertlab
