@@ -12,7 +12,10 @@ a=$1 b=$2
 rounds=${ROUNDS:-5}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-cargo run --quiet --release -p reports --example synthetic_run -- "$dir/run" 500 200
+# Built with the whole workspace's features, as make build and make test
+# resolve them: `cargo run -p reports` alone would compile polars again.
+cargo build --quiet --release --workspace --examples
+"${CARGO_TARGET_DIR:-target}/release/examples/synthetic_run" "$dir/run" 500 200
 
 ms() { local start; start=$(date +%s%N); "$@" > /dev/null; echo $(( ($(date +%s%N) - start) / 1000000 )); }
 bench=(bench --set model.layers=4 --set model.hidden=256 --set model.heads=4 --set model.intermediate=1024
