@@ -98,9 +98,12 @@ impl Stat {
     /// Of `values`; `None` for none, or a mean that is not a number.
     fn of(values: impl Iterator<Item = f64>) -> Option<Stat> {
         let values: Vec<f64> = values.collect();
+        if values.is_empty() {
+            return None;
+        }
         let n = values.len() as f64;
         let mean = values.iter().sum::<f64>() / n;
-        if values.is_empty() || mean.is_nan() {
+        if mean.is_nan() {
             return None;
         }
         let std = (values.len() > 1).then(|| (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()).filter(|s| !s.is_nan());
@@ -219,6 +222,7 @@ impl Configurations {
         };
         let result_values: Vec<(String, Vec<Option<f64>>)> = results.iter().map(|r| Ok((r.clone(), numbers(r)?.expect("results are columns")))).collect::<Result<_>>()?;
         let (params, flops) = (numbers("params")?, numbers("flops")?);
+        let finite = |v: f64| Some(v).filter(|v| !v.is_nan());
 
         let mut rows = Vec::new();
         for label in order {
@@ -231,7 +235,6 @@ impl Configurations {
                     stats.insert(r.clone(), stat);
                 }
             }
-            let finite = |v: f64| Some(v).filter(|v| !v.is_nan());
             rows.push(Configuration {
                 levels: levels_of.remove(label).unwrap_or_default(),
                 label: label.to_string(),

@@ -61,8 +61,9 @@ pub fn read(runs: &Runs, configs: &Configurations, keys: &[&str], max_points: us
     // tokens over the completed trials that recorded it.
     let mut sums: BTreeMap<(usize, &str, i64), [Mean; 3]> = BTreeMap::new();
     for row in 0..metrics.height() {
-        let (Some(t), Some(r), Some(k), Some(s)) = (trial.get(row), run.get(row), key.get(row), step.get(row)) else { continue };
-        let Some(&(config, total)) = completed.get(&(t, r)).filter(|_| keys.contains(&k)) else { continue };
+        let Some(k) = key.get(row).filter(|k| keys.contains(k)) else { continue };
+        let (Some(t), Some(r), Some(s)) = (trial.get(row), run.get(row), step.get(row)) else { continue };
+        let Some(&(config, total)) = completed.get(&(t, r)) else { continue };
         let tokens_at = total.map(|total| s as f64 * total / last_step[&(t, r)] as f64);
         let [v, w, n] = sums.entry((config, k, s)).or_default();
         v.add(value.get(row));
