@@ -3,17 +3,18 @@
 //! (a config diff, not the full config). Each configuration gets the mean,
 //! sample standard deviation and count of every result over its completed
 //! trials.
+use runfolder::names::column;
 use crate::format;
 use anyhow::Result;
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
-pub const COMPLETED: &str = "completed";
-pub const FAILED: &str = "failed";
+pub const COMPLETED: &str = runfolder::TrialStatus::Completed.as_str();
+pub const FAILED: &str = runfolder::TrialStatus::Failed.as_str();
 
 /// Results summarised per configuration, when the trials table has them;
 /// the ranking metric comes first.
-const RESULTS: [&str; 5] = ["eval/loss", "eval/accuracy", "train/loss", "perf/tokens_per_s", "wall_s"];
+const RESULTS: [&str; 5] = ["eval/loss", "eval/accuracy", "train/loss", "perf/tokens_per_s", column::WALL_S];
 
 /// One value of a swept key.
 #[derive(Debug, Clone, PartialEq)]
@@ -212,8 +213,8 @@ impl Configurations {
             });
             rows.push(row);
         }
-        let status = trials.column("status")?.str()?;
-        let ids = trials.column("trial_id")?.str()?;
+        let status = trials.column(column::STATUS)?.str()?;
+        let ids = trials.column(column::TRIAL_ID)?.str()?;
         let numbers = |name: &str| -> Result<Option<Vec<Option<f64>>>> {
             if !names.iter().any(|n| n == name) {
                 return Ok(None);
@@ -221,7 +222,7 @@ impl Configurations {
             Ok(Some(trials.column(name)?.cast(&DataType::Float64)?.f64()?.iter().collect()))
         };
         let result_values: Vec<(String, Vec<Option<f64>>)> = results.iter().map(|r| Ok((r.clone(), numbers(r)?.expect("results are columns")))).collect::<Result<_>>()?;
-        let (params, flops) = (numbers("params")?, numbers("flops")?);
+        let (params, flops) = (numbers(column::PARAMS)?, numbers(column::FLOPS)?);
         let finite = |v: f64| Some(v).filter(|v| !v.is_nan());
 
         let mut rows = Vec::new();
@@ -295,12 +296,12 @@ fn rank(rows: &mut [Configuration], metric: &str, maximize: bool) {
 }
 
 fn failed_trials(trials: &DataFrame, of_trial: &HashMap<String, usize>) -> Result<Vec<FailedTrial>> {
-    let status = trials.column("status")?.str()?;
-    let ids = trials.column("trial_id")?.str()?;
-    let seeds = trials.column("seed")?.cast(&DataType::Int64)?;
+    let status = trials.column(column::STATUS)?.str()?;
+    let ids = trials.column(column::TRIAL_ID)?.str()?;
+    let seeds = trials.column(column::SEED)?.cast(&DataType::Int64)?;
     // A table whose trials all succeeded may store `error` as all-null of
     // another type.
-    let errors = trials.column("error").ok().map(|c| c.cast(&DataType::String)).transpose()?;
+    let errors = trials.column(column::ERROR).ok().map(|c| c.cast(&DataType::String)).transpose()?;
     let errors = errors.as_ref().map(|c| c.str()).transpose()?;
     let mut failed = Vec::new();
     for row in 0..trials.height() {

@@ -1,6 +1,7 @@
 //! What a report says, independent of its format: the summary, the
 //! configuration table, failed trials, charts, baselines and provenance.
 //! [`crate::html`] and [`crate::markdown`] lay the same content out.
+use runfolder::names::column;
 use crate::charts::{self, Axis, Categories, Heatmap, Line, Lines};
 use crate::configs::{Configuration, Configurations, Level};
 use crate::curves::{self, Curve};
@@ -430,8 +431,8 @@ fn baseline_table(configs: &Configurations, baselines: &[Baseline], runs: &Runs,
             .collect();
         let named = |c: Option<&Configuration>, metric: &str, published: f64| -> Vec<Cell> {
             let measured = c.and_then(|c| match metric {
-                "params" => c.params.map(|p| (p, None)),
-                "flops" => c.flops.map(|f| (f, None)),
+                column::PARAMS => c.params.map(|p| (p, None)),
+                column::FLOPS => c.flops.map(|f| (f, None)),
                 _ => c.stats.get(metric).map(|s| (s.mean, s.std)),
             });
             vec![

@@ -1,6 +1,7 @@
 //! Learning curves: for each configuration, a metric's mean over its
 //! completed trials at every recorded step, with the training tokens and
 //! wall time reached there, thinned for drawing.
+use runfolder::names::column;
 use crate::configs::{Configurations, COMPLETED};
 use crate::tables::{Runs, RUN};
 use anyhow::Result;
@@ -28,10 +29,10 @@ pub struct Curve {
 pub fn read(runs: &Runs, configs: &Configurations, keys: &[&str], max_points: usize) -> Result<BTreeMap<String, Vec<Curve>>> {
     // Completed trials by (trial id, run): their configuration and tokens.
     let trials = &runs.trials;
-    let ids = trials.column("trial_id")?.str()?;
+    let ids = trials.column(column::TRIAL_ID)?.str()?;
     let trial_runs = trials.column(RUN)?.u32()?;
-    let status = trials.column("status")?.str()?;
-    let tokens = match trials.column("tokens") {
+    let status = trials.column(column::STATUS)?.str()?;
+    let tokens = match trials.column(column::TOKENS) {
         Ok(c) => c.cast(&DataType::Float64)?,
         Err(_) => Column::full_null("tokens".into(), trials.height(), &DataType::Float64),
     };
@@ -45,9 +46,9 @@ pub fn read(runs: &Runs, configs: &Configurations, keys: &[&str], max_points: us
     }
 
     let metrics = &runs.metrics;
-    let (trial, run) = (metrics.column("trial_id")?.str()?, metrics.column(RUN)?.u32()?);
-    let (step, key) = (metrics.column("step")?.i64()?, metrics.column("key")?.str()?);
-    let (value, wall) = (metrics.column("value")?.f64()?, metrics.column("wall_s")?.f64()?);
+    let (trial, run) = (metrics.column(column::TRIAL_ID)?.str()?, metrics.column(RUN)?.u32()?);
+    let (step, key) = (metrics.column(column::STEP)?.i64()?, metrics.column(column::KEY)?.str()?);
+    let (value, wall) = (metrics.column(column::VALUE)?.f64()?, metrics.column(column::WALL_S)?.f64()?);
     // Every step trains on the same number of tokens, so a trial's tokens
     // at a step are its total times the step over its last step.
     let mut last_step: HashMap<(&str, u32), i64> = HashMap::new();

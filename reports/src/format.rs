@@ -1,5 +1,6 @@
 //! Numbers as the report shows them: swept values as written in an
 //! experiment file, metrics to four decimals, counts with SI prefixes.
+use runfolder::names::column;
 
 /// A swept value: `256`, `0.1`, `5e-4`.
 pub fn level(v: f64) -> String {
@@ -17,8 +18,8 @@ pub fn level(v: f64) -> String {
 pub fn result(column: &str, v: f64) -> String {
     match column {
         "perf/tokens_per_s" => thousands(v.round() as i64),
-        "wall_s" => format!("{v:.1}"),
-        "params" | "flops" => si(v),
+        column::WALL_S => format!("{v:.1}"),
+        column::PARAMS | column::FLOPS => si(v),
         _ => format!("{v:.4}"),
     }
 }

@@ -45,7 +45,8 @@ pub fn write(dirs: &[PathBuf], html: &Path, focus: Option<&HashSet<String>>) -> 
     if let Some(folder) = html.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(folder).with_context(|| format!("creating {}", folder.display()))?;
     }
-    std::fs::write(html, html::render(&content)).with_context(|| format!("writing {}", html.display()))?;
+    // Replaced whole: runs sharing a folder may write it at once.
+    runfolder::atomic::write(html, html::render(&content).as_bytes()).with_context(|| format!("writing {}", html.display()))?;
     let markdown = html.with_extension("md");
     markdown::write(&content, &markdown)?;
     Ok(Report { summary: terminal_summary(&content, focus), html: html.to_owned(), markdown })

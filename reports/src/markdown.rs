@@ -30,12 +30,12 @@ pub fn write(content: &Content, path: &Path) -> Result<()> {
         out.extend(section.notes.iter().map(|n| format!("{n}\n")));
         for chart in &section.charts {
             let file = format!("{}.svg", chart.name);
-            std::fs::write(charts.join(&file), &chart.svg)?;
+            runfolder::atomic::write(&charts.join(&file), chart.svg.as_bytes())?;
             out.push(format!("![{}]({folder}/{file})", chart.title));
         }
     }
     out.extend(["".into(), "## Provenance".into(), "".into(), table(&content.provenance), String::new()]);
-    std::fs::write(path, out.join("\n")).with_context(|| format!("writing {}", path.display()))
+    runfolder::atomic::write(path, out.join("\n").as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A GitHub-flavoured table; `|` in cells is escaped.

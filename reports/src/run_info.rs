@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub const FILE: &str = "run.toml";
+pub const FILE: &str = runfolder::names::RUN_INFO;
 
 /// A published result shown beside the measured configurations it
 /// `match`es (`[[baseline]]` in an experiment file).
@@ -92,9 +92,9 @@ impl RunInfo {
     /// Writes `run.toml` atomically (a temporary file, then a rename).
     pub fn write(&self, run_dir: &Path) -> Result<()> {
         let text = toml::to_string(self).context("serialising run.toml")?;
-        let temporary = run_dir.join(format!(".{FILE}.tmp"));
-        std::fs::write(&temporary, format!("# Written by bertlab run; read by bertlab report.\n{text}"))?;
-        std::fs::rename(&temporary, run_dir.join(FILE)).with_context(|| format!("writing {}", run_dir.join(FILE).display()))
+        let path = run_dir.join(FILE);
+        let text = format!("# Written by bertlab run; read by bertlab report.\n{text}");
+        runfolder::atomic::write(&path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
     }
 }
 

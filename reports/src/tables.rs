@@ -1,17 +1,21 @@
-//! Finds run folders and reads their tables as one: `trials.parquet` of
-//! every run concatenated (columns that only some runs have are null in
-//! the others) and `metrics.parquet` likewise, both tagged with the run
-//! they came from. Eager polars only: the lazy engine would double the
-//! first build (bench/RESULTS.md) for tables a report reads whole anyway.
+//! Finds run folders and reads their trials as one: the rows of every
+//! run's trial records concatenated (columns that only some runs have are
+//! null in the others) and their thinned curves in the metrics table's
+//! long format, both tagged with the run they came from. Reading the
+//! records, not the Parquet tables, is what makes a report of a sweep still
+//! running correct, and its cost follow the trials, not the points. Eager
+//! polars only: the lazy engine would double the first build
+//! (bench/RESULTS.md) for tables a report reads whole anyway.
 use crate::configs::Level;
 use crate::run_info::RunInfo;
 use anyhow::{bail, Context as _, Result};
 use polars::prelude::*;
+use runfolder::names::column;
+use runfolder::table::Table;
+use runfolder::RunFolder;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub const TRIALS: &str = "trials.parquet";
-pub const METRICS: &str = "metrics.parquet";
 /// The column that says which run folder (by position) a row came from.
 pub const RUN: &str = "run";
 
@@ -35,8 +39,8 @@ impl Runs {
     }
 }
 
-/// The run folders named by `patterns` (folders or globs); each must hold
-/// a `trials.parquet`.
+/// The run folders named by `patterns` (folders or globs); each must be one
+/// `bertlab run` made.
 pub fn find(patterns: &[String]) -> Result<Vec<PathBuf>> {
     let mut dirs = Vec::new();
     for pattern in patterns {
@@ -45,8 +49,8 @@ pub fn find(patterns: &[String]) -> Result<Vec<PathBuf>> {
             bail!("{pattern}: no such run folder");
         }
         for dir in matched {
-            if !dir.join(TRIALS).is_file() {
-                bail!("{}: not a run folder (no {TRIALS}; `bertlab run` writes one)", dir.display());
+            if RunFolder::existing(&dir).is_none() {
+                bail!("{}: not a run folder (no {}/; `bertlab run` writes one)", dir.display(), runfolder::names::TRIALS_DIR);
             }
             if !dirs.contains(&dir) {
                 dirs.push(dir);
@@ -58,10 +62,11 @@ pub fn find(patterns: &[String]) -> Result<Vec<PathBuf>> {
 
 pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     let infos = dirs.iter().map(|d| RunInfo::read(d)).collect::<Result<Vec<_>>>()?;
-    let trials: Vec<DataFrame> = dirs.iter().enumerate().map(|(i, d)| tagged(d, TRIALS, i)).collect::<Result<_>>()?;
+    let folders: Vec<Vec<runfolder::TrialState>> = dirs.iter().map(|d| RunFolder { root: d.clone() }.trials()).collect::<Result<_>>()?;
+    let trials: Vec<DataFrame> = folders.iter().enumerate().map(|(i, states)| tagged_trials(states, i)).collect::<Result<_>>()?;
     let trials = anyhow::Context::context(polars::functions::concat_df_diagonal(&aligned(trials)?), "reading the trials tables")?;
     let mut trials = latest_per_trial(trials)?;
-    let ids = trials.column("trial_id")?.str()?;
+    let ids = trials.column(column::TRIAL_ID)?.str()?;
     let runs = trials.column(RUN)?.u32()?;
     let run_of: HashMap<String, usize> = ids.iter().zip(runs.iter()).filter_map(|(id, run)| Some((id?.to_string(), run? as usize))).collect();
     if dirs.len() > 1 {
@@ -69,29 +74,59 @@ pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     }
 
     let mut metrics = DataFrame::new(0, vec![
-        Column::new_empty("trial_id".into(), &DataType::String),
-        Column::new_empty("step".into(), &DataType::Int64),
-        Column::new_empty("key".into(), &DataType::String),
-        Column::new_empty("value".into(), &DataType::Float64),
-        Column::new_empty("wall_s".into(), &DataType::Float64),
+        Column::new_empty(column::TRIAL_ID.into(), &DataType::String),
+        Column::new_empty(column::STEP.into(), &DataType::Int64),
+        Column::new_empty(column::KEY.into(), &DataType::String),
+        Column::new_empty(column::VALUE.into(), &DataType::Float64),
+        Column::new_empty(column::WALL_S.into(), &DataType::Float64),
         Column::new_empty(RUN.into(), &DataType::UInt32),
     ])?;
-    for (i, dir) in dirs.iter().enumerate().filter(|(_, d)| d.join(METRICS).is_file()) {
-        let part = tagged(dir, METRICS, i)?;
-        let columns = metrics.columns().iter().map(|c| Ok(part.column(c.name())?.cast(c.dtype())?)).collect::<Result<Vec<Column>>>()?;
-        metrics.vstack_mut_owned(DataFrame::new(part.height(), columns)?)?;
+    for (i, states) in folders.iter().enumerate() {
+        metrics.vstack_mut_owned(curves_frame(states, i)?)?;
     }
     Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics, run_of })
 }
 
-/// The table `file` of run folder `dir`, with the run's position as [`RUN`].
-fn tagged(dir: &Path, file: &str, run: usize) -> Result<DataFrame> {
-    let path = dir.join(file);
-    let read = || -> Result<DataFrame> { Ok(ParquetReader::new(std::fs::File::open(&path)?).finish()?) };
-    let mut frame = read().with_context(|| format!("reading {}", path.display()))?;
+/// The rows of one run's trials, with the run's position as [`RUN`].
+fn tagged_trials(states: &[runfolder::TrialState], run: usize) -> Result<DataFrame> {
+    let mut table = Table::default();
+    for state in states {
+        table.push(state.row());
+    }
+    let mut frame = table.to_frame()?;
+    for name in [column::TRIAL_ID, column::STATUS] {
+        if frame.column(name).is_err() {
+            frame.with_column(Column::new_empty(name.into(), &DataType::String))?;
+        }
+    }
     let height = frame.height();
     frame.with_column(Column::new(RUN.into(), vec![run as u32; height]))?;
     Ok(frame)
+}
+
+/// One run's thinned curves as metric rows.
+fn curves_frame(states: &[runfolder::TrialState], run: usize) -> Result<DataFrame> {
+    let (mut ids, mut steps, mut keys, mut values, mut walls) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for state in states {
+        for (key, series) in &state.record.curves.0 {
+            for point in series.all() {
+                ids.push(state.record.trial_id.as_str());
+                steps.push(point.0);
+                keys.push(key.as_str());
+                values.push(point.1);
+                walls.push(point.2);
+            }
+        }
+    }
+    let n = ids.len();
+    Ok(DataFrame::new(n, vec![
+        Column::new(column::TRIAL_ID.into(), ids),
+        Column::new(column::STEP.into(), steps),
+        Column::new(column::KEY.into(), keys),
+        Column::new(column::VALUE.into(), values),
+        Column::new(column::WALL_S.into(), walls),
+        Column::new(RUN.into(), vec![run as u32; n]),
+    ])?)
 }
 
 /// The same column in every frame with one type, so they concatenate: a
@@ -133,7 +168,7 @@ fn aligned(mut frames: Vec<DataFrame>) -> Result<Vec<DataFrame>> {
 /// differ: such settings are read from each trial's resolved `config.toml`
 /// and added as columns, so the comparison shows them.
 fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf], run_of: &HashMap<String, usize>) -> Result<()> {
-    let ids = trials.column("trial_id")?.str()?;
+    let ids = trials.column(column::TRIAL_ID)?.str()?;
     let settings: Vec<HashMap<String, toml::Value>> = ids.iter().map(|id| id.map(|id| settings_of(dirs, run_of, id)).unwrap_or_default()).collect();
     let mut keys: Vec<&String> = settings.iter().flat_map(|s| s.keys()).collect();
     keys.sort();
@@ -161,8 +196,7 @@ fn add_differing_settings(trials: &mut DataFrame, dirs: &[PathBuf], run_of: &Has
 /// dotted key; empty if the file is missing or unreadable.
 fn settings_of(dirs: &[PathBuf], run_of: &HashMap<String, usize>, id: &str) -> HashMap<String, toml::Value> {
     let Some(dir) = run_of.get(id).and_then(|&run| dirs.get(run)) else { return HashMap::new() };
-    let path = dir.join("trials").join(id).join("config.toml");
-    let Some(table) = std::fs::read_to_string(path).ok().and_then(|t| toml::from_str::<toml::Table>(&t).ok()) else { return HashMap::new() };
+    let Some(table) = (RunFolder { root: dir.clone() }).read_config(id) else { return HashMap::new() };
     let mut out = HashMap::new();
     for section in ["model", "data", "train"] {
         if let Some(toml::Value::Table(values)) = table.get(section) {
@@ -181,7 +215,7 @@ fn settings_of(dirs: &[PathBuf], run_of: &HashMap<String, usize>, id: &str) -> H
 /// Keeps the last row of each trial id: the same trial run into two folders
 /// counts once, with its latest result.
 fn latest_per_trial(trials: DataFrame) -> Result<DataFrame> {
-    let ids = trials.column("trial_id")?.str()?;
+    let ids = trials.column(column::TRIAL_ID)?.str()?;
     let mut last: HashMap<&str, u32> = HashMap::new();
     for (row, id) in ids.iter().enumerate() {
         last.insert(id.unwrap_or_default(), row as u32);

@@ -14,7 +14,8 @@
 //! - [`sweep`] expands an experiment into trials;
 //! - [`data`] turns a corpus or labelled examples into batches;
 //! - [`train`] trains one trial;
-//! - [`store`] records results in Parquet tables, [`track`] in MLflow;
+//! - [`store`] records a trial in its run folder (whose format the
+//!   `runfolder` crate owns), [`track`] in MLflow;
 //! - [`launch`] runs a sweep's trials, in this process or in workers;
 //! - [`cli`] parses the command line, calls the rest and prints.
 pub mod cli;

@@ -43,8 +43,8 @@ pub fn save_weights(vs: &VarStore, folder: &Path) -> anyhow::Result<()> {
 impl ModelDir {
     pub fn open(path: &Path) -> Result<ModelDir, InputError> {
         let fail = |m: String| InputError::new(m).in_file(path);
-        let (layout, plugin, knobs) = if path.join("config.toml").is_file() {
-            let (plugin, knobs) = trial_knobs(&path.join("config.toml"))?;
+        let (layout, plugin, knobs) = if path.join(runfolder::names::CONFIG).is_file() {
+            let (plugin, knobs) = trial_knobs(&path.join(runfolder::names::CONFIG))?;
             (Layout::Trial, plugin, knobs)
         } else if path.join("config.json").is_file() {
             let (plugin, knobs) = hugging_face_knobs(&path.join("config.json"))?;

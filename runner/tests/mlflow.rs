@@ -143,18 +143,24 @@ fn a_sweep_is_one_parent_run_with_a_child_per_trial_holding_every_point() {
     }
 }
 
-/// Every metric history of every trial run in the experiment, by trial id.
-fn mlflow_histories(uri: &str, experiment: &str) -> HashMap<String, HashMap<String, Vec<(i64, f64)>>> {
+/// Every run of an MLflow experiment.
+fn search_runs(uri: &str, experiment: &str) -> Vec<serde_json::Value> {
     let client = Client::new(Endpoint::with_env_credentials(uri), Duration::from_secs(30));
     let id = client.experiment_id(experiment).unwrap();
-    let mut out = HashMap::new();
     let search = ureq::post(&format!("{uri}/api/2.0/mlflow/runs/search"))
         .send_json(serde_json::json!({"experiment_ids": [id], "max_results": 1000}))
         .unwrap()
         .body_mut()
         .read_json::<serde_json::Value>()
         .unwrap();
-    for run in search["runs"].as_array().cloned().unwrap_or_default() {
+    search["runs"].as_array().cloned().unwrap_or_default()
+}
+
+/// Every metric history of every trial run in the experiment, by trial id.
+fn mlflow_histories(uri: &str, experiment: &str) -> HashMap<String, HashMap<String, Vec<(i64, f64)>>> {
+    let client = Client::new(Endpoint::with_env_credentials(uri), Duration::from_secs(30));
+    let mut out = HashMap::new();
+    for run in search_runs(uri, experiment) {
         let tags = run["data"]["tags"].as_array().cloned().unwrap_or_default();
         let Some(trial) = tags.iter().find(|t| t["key"] == "bertlab.trial_id").and_then(|t| t["value"].as_str().map(String::from)) else { continue };
         let run_id = run["info"]["run_id"].as_str().unwrap().to_string();
@@ -205,6 +211,55 @@ fn a_server_down_for_the_whole_sweep_gets_everything_from_sync_once() {
     let rerun = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &uri));
     assert_eq!(rerun.code, 0, "{}", rerun.stderr);
     assert_eq!(mlflow_histories(&uri, "later"), expected);
+
+    // The same sweep logged live, beside it: what sync made is the same.
+    let live_out = dir.path().join("live");
+    let live = run(bertlab().arg("run").arg(&file).arg("--out").arg(&live_out).env("MLFLOW_TRACKING_URI", &uri).env("MLFLOW_EXPERIMENT_NAME", "later-live"));
+    assert_eq!(live.code, 0, "{}", live.stderr);
+    let (synced, logged) = (tracked_runs(&uri, "later"), tracked_runs(&uri, "later-live"));
+    assert_eq!(synced.parent, logged.parent, "the sweep's parent run: name and tags");
+    assert_eq!(synced.trials, logged.trials, "each trial's run name, params and tags, nested under the parent");
+    let timing_free = |mut h: HashMap<String, HashMap<String, Vec<(i64, f64)>>>| {
+        h.values_mut().for_each(|by_key| by_key.retain(|k, _| !k.starts_with("perf/")));
+        h
+    };
+    assert_eq!(timing_free(mlflow_histories(&uri, "later")), timing_free(mlflow_histories(&uri, "later-live")));
+}
+
+/// An experiment's runs as a comparison sees them: the parent's name and
+/// tags, and per trial its run's name, params and tags (the parent's id
+/// replaced by whether it is that parent).
+#[derive(Debug, PartialEq)]
+struct TrackedRuns {
+    parent: (String, Vec<(String, String)>),
+    trials: HashMap<String, (String, Vec<(String, String)>, Vec<(String, String)>)>,
+}
+
+fn tracked_runs(uri: &str, experiment: &str) -> TrackedRuns {
+    let pairs = |run: &serde_json::Value, field: &str| -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = run["data"][field].as_array().cloned().unwrap_or_default().iter().map(|p| (p["key"].as_str().unwrap().into(), p["value"].as_str().unwrap().into())).collect();
+        pairs.sort();
+        pairs
+    };
+    let runs = search_runs(uri, experiment);
+    let (parents, children): (Vec<_>, Vec<_>) = runs.iter().partition(|r| !pairs(r, "tags").iter().any(|(k, _)| k == "bertlab.trial_id"));
+    assert_eq!(parents.len(), 1, "{experiment}: one parent run");
+    let parent_id = parents[0]["info"]["run_id"].as_str().unwrap();
+    let mut trials = HashMap::new();
+    for run in children {
+        let mut tags = pairs(run, "tags");
+        let trial = tags.iter().find(|(k, _)| k == "bertlab.trial_id").unwrap().1.clone();
+        for (key, value) in tags.iter_mut() {
+            if key == "mlflow.parentRunId" {
+                assert_eq!(value, parent_id, "{experiment}: trial {trial} nests under the sweep's parent");
+                *value = "the parent".into();
+            }
+        }
+        assert!(tags.iter().any(|(k, _)| k == "mlflow.parentRunId"), "{experiment}: trial {trial} has no parent");
+        let name = run["info"]["run_name"].as_str().unwrap_or_default().to_string();
+        trials.insert(trial, (name, pairs(run, "params"), tags));
+    }
+    TrackedRuns { parent: (parents[0]["info"]["run_name"].as_str().unwrap_or_default().into(), pairs(parents[0], "tags")), trials }
 }
 
 /// Answers every request with HTTP 500, like a broken proxy in front of MLflow.
@@ -329,4 +384,29 @@ fn a_server_killed_mid_sweep_and_restarted_after_it_gets_everything_from_sync_on
 #[test]
 fn a_server_killed_and_restarted_during_the_sweep_ends_complete_without_duplicates() {
     kill_mid_sweep("cut-during", true);
+}
+
+#[test]
+fn a_run_killed_mid_trial_and_run_again_logs_every_step_once_in_one_run() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let file = write(dir.path(), "killed.toml", &experiment("killed", "steps = 1500\neval_every = 100", ""));
+    let tracked = || {
+        let mut cmd = bertlab();
+        cmd.arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &server.uri);
+        cmd
+    };
+    let mut child = tracked().stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_evals(&out, &mut child, 3);
+    child.kill().unwrap(); // SIGKILL: no chance to tell MLflow anything
+    child.wait().unwrap();
+    let rerun = run(&mut tracked());
+    assert_eq!(rerun.code, 0, "{}", rerun.stderr);
+    assert!(rerun.stderr.contains("all records delivered"), "{}", rerun.stderr);
+    // One run for the trial (mlflow_histories checks), every step once.
+    let steps = |h: HashMap<String, HashMap<String, Vec<(i64, f64)>>>| -> HashMap<String, HashMap<String, Vec<i64>>> {
+        h.into_iter().map(|(t, by_key)| (t, by_key.into_iter().map(|(k, p)| (k, p.iter().map(|x| x.0).collect())).collect())).collect()
+    };
+    assert_eq!(steps(mlflow_histories(&server.uri, "killed")), steps(sorted(parquet_histories(&out.join("metrics.parquet")))));
 }

@@ -10,6 +10,7 @@ mod plan;
 mod progress;
 mod report;
 mod run;
+mod status;
 mod sync;
 mod worker;
 
@@ -42,6 +43,9 @@ enum Command {
     /// HTML and Markdown reports of one or more run folders, compared in
     /// one page.
     Report(report::ReportArgs),
+    /// Where each trial of a run folder stands: status, step, owner,
+    /// heartbeat; brings its tables up to date.
+    Status(status::StatusArgs),
     /// Deliver to MLflow what a run could not (its tracking spool); never
     /// logs a point twice.
     Sync(sync::SyncArgs),
@@ -82,6 +86,7 @@ pub fn main() -> i32 {
         Command::Forward(args) => forward::forward(args),
         Command::Export(args) => export::export(args),
         Command::Sync(args) => sync::sync(args),
+        Command::Status(args) => status::status(args),
         Command::Report(args) => report::report(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),

@@ -19,9 +19,12 @@ pub struct ReportArgs {
 
 pub fn report(args: ReportArgs) -> Result<i32> {
     let dirs = reports::tables::find(&args.runs).map_err(|e| InputError::new(e.to_string()))?;
+    for dir in &dirs {
+        runfolder::RunFolder::open(dir)?.bring_tables_up_to_date()?;
+    }
     let out = args.out.unwrap_or_else(|| match dirs.as_slice() {
-        [one] => one.join("report.html"),
-        _ => PathBuf::from("report.html"),
+        [one] => one.join(runfolder::names::REPORT),
+        _ => PathBuf::from(runfolder::names::REPORT),
     });
     let report = reports::write(&dirs, &out, None)?;
     println!("{}", report.summary);

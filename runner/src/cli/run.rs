@@ -231,7 +231,7 @@ fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
 
 fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
-    let mut store = Store::open(&plan.out)?;
+    let store = Store::open(&plan.out)?;
     let mut notes = Vec::new();
     if plan.dropped > 0 {
         notes.push(format!("{} dropped by constraints", plan.dropped));
@@ -245,12 +245,12 @@ fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result
     let tracker = tracker(plan, jobs);
     let progress = Progress::new(jobs.len() as u64);
     let sinks = Sinks { experiment: &experiment.name, display: &progress, tracker: tracker.as_ref() };
-    let tally = launch::run(jobs, &mut store, fresh, parallel, &sinks)?;
+    let tally = launch::run(jobs, &store, fresh, parallel, &sinks)?;
     progress.finish();
 
     run_info(plan, jobs).write(&plan.out)?;
     let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
-    let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join("report.html"), Some(&sweep))?;
+    let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&sweep))?;
     if let Some(tracker) = tracker {
         tracker.sweep_artifacts(vec![report.html.clone(), report.markdown.clone()]);
         if let Some(problem) = tracker.finish() {
@@ -261,19 +261,37 @@ fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result
             0 => eprintln!("track all records delivered to MLflow"),
             n => eprintln!(
                 "track not every record reached MLflow: {n} trials wait in {}; `bertlab sync {}` delivers them",
-                plan.out.join(track::spool::FOLDER).display(),
+                plan.out.join(runfolder::names::TRACKING_SPOOL).display(),
                 plan.out.display()
             ),
         }
     }
     println!("{}", report.summary);
+    let left = match tally.left.len() {
+        0 => String::new(),
+        n => format!(", {n} left to other runs ({})", owners(&tally.left)),
+    };
     println!(
-        "{} completed, {} failed, {} skipped (already completed). Results: {}/trials.parquet, metrics.parquet; report: {}",
+        "{} completed, {} failed, {} skipped (already completed){left}. Results: {}/{}, {}; report: {}",
         tally.completed,
         tally.failed,
         tally.skipped,
         plan.out.display(),
+        runfolder::names::TRIALS_TABLE,
+        runfolder::names::METRICS_TABLE,
         report.html.display()
     );
     Ok(tally)
+}
+
+/// `host:1234 (2 trials), host:5678 (1 trial)`.
+fn owners(left: &[(String, String)]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for (_, owner) in left {
+        match counts.iter_mut().find(|(o, _)| o == owner) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((owner, 1)),
+        }
+    }
+    counts.iter().map(|(o, n)| format!("{o}: {n} trial{}", if *n == 1 { "" } else { "s" })).collect::<Vec<_>>().join(", ")
 }

@@ -13,9 +13,11 @@ pub struct SyncArgs {
 }
 
 pub fn sync(args: SyncArgs) -> Result<i32> {
-    if !args.run_dir.join("trials.parquet").is_file() {
-        return Err(InputError::new("not a run folder (no trials.parquet)").in_file(&args.run_dir).into());
+    if runfolder::RunFolder::existing(&args.run_dir).is_none() {
+        return Err(InputError::new(format!("not a run folder (no {}/)", runfolder::names::TRIALS_DIR)).in_file(&args.run_dir).into());
     }
+    // An old-layout folder moves to the per-trial one first.
+    runfolder::RunFolder::open(&args.run_dir)?;
     match track::deliver_spool(&args.run_dir) {
         None => {
             println!("nothing to deliver: every trial of {} is in MLflow", args.run_dir.display());

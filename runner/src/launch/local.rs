@@ -7,12 +7,12 @@ use crate::train;
 use anyhow::Result;
 use std::panic::{self, AssertUnwindSafe};
 
-pub fn run(jobs: &[&Job], store: &mut Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+pub fn run(jobs: &[&Job], store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
     for job in jobs {
-        let mut session = Session::open(&job.trial, store, sinks)?;
-        let dir = store.dir.trial_dir(&job.trial.id);
+        let Some(mut session) = Session::open(&job.trial, store, fresh, sinks, tally)? else { continue };
+        let dir = store.folder.trial_dir(&job.trial.id);
         let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, &mut session));
-        session.close(result, store, sinks, tally)?;
+        session.close(result, sinks, tally)?;
     }
     Ok(())
 }

@@ -1,9 +1,10 @@
-//! One trial's bookkeeping from its start to its end, whichever process
-//! trains it: the store's `running` row and log, the progress bar, the
-//! metric points (with their wall time) and the MLflow records; at the end
-//! the summary line and the trial's row in the tables.
+//! One trial's bookkeeping from its claim to its end, whichever process
+//! trains it: the claim and the record (through the store's writer), the
+//! log, the progress bar, the metric points (with their wall time) and the
+//! MLflow records; at the end the summary line and the trial's final row.
 use crate::data::Dataset;
-use crate::store::{Ending, MetricPoint, RunDir, Store};
+use crate::store::{self, Claimed, Ending, Store};
+use runfolder::{MetricPoint, RunFolder, TrialWriter};
 use crate::trial::Trial;
 use crate::track::client::Metric;
 use crate::track::Tracker;
@@ -30,11 +31,13 @@ pub trait SweepDisplay: Sync {
     fn advance(&self);
 }
 
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Tally {
     pub completed: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Trials another process was training, by owner (`host:pid`).
+    pub left: Vec<(String, String)>,
 }
 
 /// Where a sweep's records go.
@@ -46,11 +49,11 @@ pub struct Sinks<'a> {
 
 pub struct Session<'a> {
     trial: &'a Trial,
-    dir: RunDir,
+    folder: RunFolder,
+    writer: TrialWriter,
     started: Instant,
     /// The start as epoch milliseconds, for MLflow's timestamps.
     start_ms: i64,
-    points: Vec<MetricPoint>,
     bar: ProgressBar,
     /// `train.budget`, which the bar's length follows.
     budget: Option<std::time::Duration>,
@@ -58,29 +61,45 @@ pub struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    /// Records the trial as running and opens its progress bar.
-    pub fn open(trial: &'a Trial, store: &mut Store, sinks: &Sinks<'a>) -> Result<Session<'a>> {
-        store.begin(sinks.experiment, trial)?;
+    /// Claims the trial, records it as running and opens its progress bar;
+    /// `None` (said on the display and counted) when another process holds
+    /// it or completed it meanwhile.
+    pub fn open(trial: &'a Trial, store: &Store, fresh: bool, sinks: &Sinks<'a>, tally: &mut Tally) -> Result<Option<Session<'a>>> {
+        let writer = match store.begin(sinks.experiment, trial, fresh)? {
+            Claimed::Mine(writer) => writer,
+            Claimed::Theirs(held) => {
+                sinks.display.line(&format!("left  {} {} to {} (training it)", trial.id, trial.label(), held.owner));
+                tally.left.push((trial.id.clone(), held.owner.to_string()));
+                sinks.display.advance();
+                return Ok(None);
+            }
+            Claimed::Completed => {
+                sinks.display.line(&format!("skip  {} {} (completed by another run)", trial.id, trial.label()));
+                tally.skipped += 1;
+                sinks.display.advance();
+                return Ok(None);
+            }
+        };
         let label = format!("{} {}", trial.id, trial.label());
         let bar = sinks.display.trial_bar(&label, trial.config.train.steps as u64);
         if let Some(tracker) = sinks.tracker {
-            tracker.trial_started(trial, label);
+            tracker.trial_started(writer.record());
         }
-        Ok(Session {
+        Ok(Some(Session {
             trial,
-            dir: store.dir.clone(),
+            folder: store.folder.clone(),
+            writer,
             started: Instant::now(),
             start_ms: crate::track::now_ms(),
-            points: Vec::new(),
             bar,
             budget: trial.config.train.budget_duration(),
             tracker: sinks.tracker,
-        })
+        }))
     }
 
     /// Records how the trial ended, in the tables, the log, the display and
     /// MLflow.
-    pub fn close(self, result: Result<Outcome>, store: &mut Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+    pub fn close(self, result: Result<Outcome>, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
         let trial = self.trial;
         self.bar.finish_and_clear();
         let wall_s = self.started.elapsed().as_secs_f64();
@@ -88,14 +107,14 @@ impl<'a> Session<'a> {
             Ok(outcome) => {
                 tally.completed += 1;
                 let summary = format!("done  {} {}: {}, {:.1}s", trial.id, trial.label(), headline(&outcome.metrics), wall_s);
-                self.dir.log(&trial.id, &summary);
+                self.folder.log(&trial.id, &summary);
                 sinks.display.line(&summary);
                 Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
             }
             Err(error) => {
                 tally.failed += 1;
                 let error = format!("{error:#}");
-                self.dir.log(&trial.id, &format!("failed: {error}"));
+                self.folder.log(&trial.id, &format!("failed: {error}"));
                 sinks.display.line(&format!("FAIL  {} {}: {error}", trial.id, trial.label()));
                 Ending::Failed { error }
             }
@@ -105,9 +124,12 @@ impl<'a> Session<'a> {
                 Ending::Failed { error } => Some(error.clone()),
                 Ending::Completed { .. } => None,
             };
-            tracker.trial_ended(&trial.id, error, vec![self.dir.trial_dir(&trial.id).join("config.toml")]);
+            tracker.trial_ended(&trial.id, error, vec![self.folder.trial_dir(&trial.id).join(runfolder::names::CONFIG)]);
         }
-        store.finish(sinks.experiment, trial, ending, wall_s, &self.points)?;
+        let (status, row) = store::final_row(sinks.experiment, trial, ending, wall_s);
+        if self.writer.finish(status, row)?.is_none() {
+            sinks.display.line(&format!("lost  {} {}: another process took it over (this one's heartbeat looked stale); its record is theirs", trial.id, trial.label()));
+        }
         sinks.display.advance();
         Ok(())
     }
@@ -127,9 +149,9 @@ impl Observer for Session<'_> {
     fn metric(&mut self, step: i64, key: &str, value: f64) {
         let wall_s = self.started.elapsed().as_secs_f64();
         if !key.starts_with("train/") {
-            self.dir.log(&self.trial.id, &format!("step {step} {key} {value:.6} ({wall_s:.1}s)"));
+            self.folder.log(&self.trial.id, &format!("step {step} {key} {value:.6} ({wall_s:.1}s)"));
         }
-        self.points.push(MetricPoint { step, key: key.to_string(), value, wall_s });
+        self.writer.point(MetricPoint { step, key: key.to_string(), value, wall_s });
         // JSON has no NaN or infinity, so MLflow's REST API cannot take them.
         if let Some(tracker) = self.tracker.filter(|_| value.is_finite()) {
             let timestamp = self.start_ms + (wall_s * 1000.0) as i64;
@@ -138,6 +160,7 @@ impl Observer for Session<'_> {
     }
 
     fn step_done(&mut self, step: i64) {
+        self.writer.progress(step);
         self.bar.set_position(step as u64);
         // Under a time budget the last step is not known in advance: the bar
         // shows the steps the budget will allow at the pace so far.

@@ -2,9 +2,9 @@
 //! (`bertlab worker`), so trials never share libtorch state and a crash
 //! costs one trial. Placement: trials on `auto`/`cuda` go to the GPU running
 //! the fewest workers (several small trials may share one); the workers
-//! split this machine's CPU threads between them. This process stays the
-//! only writer of the tables, the display and MLflow: workers report over a
-//! pipe.
+//! split this machine's CPU threads between them. This process holds the
+//! trials' claims and is the only writer of their records, the display and
+//! MLflow: workers report over a pipe.
 use super::protocol::Event;
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;
@@ -29,12 +29,11 @@ struct Running<'a> {
     ending: Option<Result<crate::train::Outcome>>,
 }
 
-/// Where a worker's stderr goes, in its trial's folder.
-const WORKER_LOG: &str = "worker.log";
+use runfolder::names::WORKER_LOG;
 
-pub fn run(jobs: &[&Job], slots: usize, store: &mut Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+pub fn run(jobs: &[&Job], slots: usize, store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
     let mut running: HashMap<usize, Running> = HashMap::new();
-    let result = schedule(jobs, slots, store, sinks, tally, &mut running);
+    let result = schedule(jobs, slots, store, fresh, sinks, tally, &mut running);
     // Stopped early (the store failed): no worker may train on unwatched.
     for worker in running.values_mut() {
         let _ = worker.child.kill();
@@ -46,7 +45,8 @@ pub fn run(jobs: &[&Job], slots: usize, store: &mut Store, sinks: &Sinks, tally:
 fn schedule<'a>(
     jobs: &[&'a Job],
     slots: usize,
-    store: &mut Store,
+    store: &Store,
+    fresh: bool,
     sinks: &Sinks<'a>,
     tally: &mut Tally,
     running: &mut HashMap<usize, Running<'a>>,
@@ -58,13 +58,16 @@ fn schedule<'a>(
     loop {
         while running.len() < slots && next < jobs.len() {
             let job = jobs[next];
-            let session = Session::open(&job.trial, store, sinks)?;
+            let Some(session) = Session::open(&job.trial, store, fresh, sinks, tally)? else {
+                next += 1;
+                continue;
+            };
             let placed = place(job, running.values().map(|w| w.device), gpus);
             match spawn(job, placed, threads, store, next, sender.clone()) {
                 Ok(child) => {
                     running.insert(next, Running { session, child, device: placed, ending: None });
                 }
-                Err(e) => session.close(Err(e), store, sinks, tally)?,
+                Err(e) => session.close(Err(e), sinks, tally)?,
             }
             next += 1;
         }
@@ -82,7 +85,7 @@ fn schedule<'a>(
             None => {
                 let mut worker = running.remove(&index).expect("running");
                 let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                let log = store.dir.trial_dir(&jobs[index].trial.id).join(WORKER_LOG);
+                let log = store.folder.trial_dir(&jobs[index].trial.id).join(WORKER_LOG);
                 // An empty log says nothing; keep only one that does.
                 if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&log);
@@ -90,7 +93,7 @@ fn schedule<'a>(
                 let ending = worker.ending.unwrap_or_else(|| {
                     Err(anyhow!("the worker process ended ({status}) before reporting how the trial went; see {}", log.display()))
                 });
-                worker.session.close(ending, store, sinks, tally)?;
+                worker.session.close(ending, sinks, tally)?;
             }
         }
     }
@@ -115,7 +118,7 @@ fn place(job: &Job, busy: impl Iterator<Item = Device>, gpus: usize) -> Device {
 }
 
 fn spawn(job: &Job, placed: Device, threads: i32, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
-    let dir = store.dir.trial_dir(&job.trial.id);
+    let dir = store.folder.trial_dir(&job.trial.id);
     let log_path = dir.join(WORKER_LOG);
     let log = std::fs::File::create(&log_path).context("creating worker.log")?;
     // /proc/self/exe, not current_exe(): a binary rebuilt during the sweep

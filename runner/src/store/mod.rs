@@ -1,30 +1,16 @@
-//! A run's results on disk: `runs/<name>/trials.parquet` (one row per
-//! trial), `metrics.parquet` (every metric point, long format) and
-//! `trials/<trial_id>/` (resolved `config.toml`, `log.txt`, checkpoint).
-//! Tables are rewritten whole, atomically, after every trial, so a crash
-//! loses at most the trial that was running and never a table.
-pub mod run_dir;
-pub mod table;
-
+//! What bertlab records of a trial in its run folder, in the folder's own
+//! format ([`runfolder`]): the row a trial gets (its id, experiment, seed,
+//! swept and derived values typed as they resolved; at the end its size,
+//! metrics and wall time, or its error), its `config.toml`, and claiming a
+//! trial before training it so that processes sharing the folder never
+//! train one twice.
 use crate::trial::Trial;
 use anyhow::Result;
-pub use run_dir::RunDir;
-use std::collections::BTreeMap;
-use table::{Cell, Row, Table};
-
-pub const COMPLETED: &str = "completed";
-pub const FAILED: &str = "failed";
-pub const RUNNING: &str = "running";
-
-/// One metric point as recorded in `metrics.parquet`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct MetricPoint {
-    pub step: i64,
-    pub key: String,
-    pub value: f64,
-    /// Seconds since the trial started.
-    pub wall_s: f64,
-}
+use runfolder::claim::{Attempt, Held};
+use runfolder::names::column;
+use runfolder::writer::Start;
+use runfolder::{Cell, Row, RunFolder, TrialStatus, TrialWriter};
+use std::collections::{BTreeMap, HashSet};
 
 /// How a trial ended, for its row in `trials.parquet`.
 pub enum Ending {
@@ -34,97 +20,94 @@ pub enum Ending {
 
 /// The ids of the trials completed in the run folder `root`, without
 /// creating it (for `plan`).
-pub fn completed_ids(root: &std::path::Path) -> Result<std::collections::HashSet<String>> {
-    let trials = Table::read(&root.join(run_dir::TRIALS_FILE))?;
-    let text = |row: &Row, column: &str| match row.get(column) {
-        Some(Cell::Text(s)) => Some(s.clone()),
-        _ => None,
-    };
-    Ok(trials.rows().iter().filter(|r| text(r, "status").as_deref() == Some(COMPLETED)).filter_map(|r| text(r, "trial_id")).collect())
+pub fn completed_ids(root: &std::path::Path) -> Result<HashSet<String>> {
+    let Some(folder) = RunFolder::existing(root) else { return Ok(HashSet::new()) };
+    let folder = RunFolder::open(&folder.root)?;
+    Ok(folder.trials()?.into_iter().filter(|t| t.status == TrialStatus::Completed).map(|t| t.record.trial_id).collect())
+}
+
+/// What claiming a trial found.
+pub enum Claimed {
+    /// This process trains it: the writer holds the claim.
+    Mine(TrialWriter),
+    /// Another process holds it.
+    Theirs(Held),
+    /// Completed (by another process, since this one looked).
+    Completed,
 }
 
 pub struct Store {
-    pub dir: RunDir,
-    trials: Table,
-    metrics: Table,
+    pub folder: RunFolder,
 }
 
 impl Store {
-    /// Opens (creating if needed) a run folder, reading the tables a
-    /// previous run left there.
+    /// Opens (creating if needed) a run folder.
     pub fn open(root: &std::path::Path) -> Result<Store> {
-        let dir = RunDir::create(root)?;
-        let trials = Table::read(&dir.trials_path())?;
-        let metrics = Table::read(&dir.metrics_path())?;
-        Ok(Store { dir, trials, metrics })
+        Ok(Store { folder: RunFolder::open(root)? })
     }
 
-    pub fn status(&self, trial_id: &str) -> Option<String> {
-        self.trials
-            .find(|row| row.get("trial_id") == Some(&Cell::Text(trial_id.into())))
-            .and_then(|row| match row.get("status") {
-                Some(Cell::Text(s)) => Some(s.clone()),
-                _ => None,
-            })
+    pub fn status(&self, trial_id: &str) -> Option<TrialStatus> {
+        self.folder.trial(trial_id).map(|t| t.status)
     }
 
-    /// Records that `trial` started: its row (status `running`), its
-    /// `config.toml`, and a fresh log.
-    pub fn begin(&mut self, experiment: &str, trial: &Trial) -> Result<()> {
-        self.dir.write_trial_config(experiment, trial)?;
-        let row = base_row(experiment, trial, RUNNING);
-        self.trials.upsert("trial_id", row);
-        self.trials.write(&self.dir.trials_path())
-    }
-
-    /// Records how `trial` ended with its metric series, replacing any
-    /// earlier attempt's rows.
-    pub fn finish(&mut self, experiment: &str, trial: &Trial, ending: Ending, wall_s: f64, points: &[MetricPoint]) -> Result<()> {
-        let id = Cell::Text(trial.id.clone());
-        self.metrics.retain(|row| row.get("trial_id") != Some(&id));
-        for p in points {
-            self.metrics.push(Row::from([
-                ("trial_id".to_string(), id.clone()),
-                ("step".to_string(), Cell::Int(p.step)),
-                ("key".to_string(), Cell::Text(p.key.clone())),
-                ("value".to_string(), Cell::Float(p.value)),
-                ("wall_s".to_string(), Cell::Float(p.wall_s)),
-            ]));
-        }
-        let mut row = match &ending {
-            Ending::Completed { .. } => base_row(experiment, trial, COMPLETED),
-            Ending::Failed { .. } => base_row(experiment, trial, FAILED),
+    /// Claims `trial` and, if this process got it, records that it
+    /// started: its `config.toml`, its record (status `running`), a new
+    /// attempt in its points. `fresh` trains a completed trial again.
+    pub fn begin(&self, experiment: &str, trial: &Trial, fresh: bool) -> Result<Claimed> {
+        let claim = match self.folder.claim(&trial.id)? {
+            Attempt::Theirs(held) => return Ok(Claimed::Theirs(held)),
+            Attempt::Mine(claim) => claim,
         };
-        match ending {
-            Ending::Completed { params, tokens, flops, metrics } => {
-                row.insert("params".into(), Cell::Int(params));
-                row.insert("tokens".into(), Cell::Int(tokens));
-                row.insert("flops".into(), Cell::Float(flops));
-                row.extend(metrics.into_iter().map(|(k, v)| (k, Cell::Float(v))));
-                row.insert("error".into(), Cell::Null);
-            }
-            Ending::Failed { error } => {
-                row.insert("error".into(), Cell::Text(error));
-            }
+        // Looked at again under the claim: another process may have
+        // completed it between this one's first look and its claim.
+        if !fresh && self.status(&trial.id) == Some(TrialStatus::Completed) {
+            return Ok(Claimed::Completed);
         }
-        row.insert("wall_s".into(), Cell::Float(wall_s));
-        self.trials.upsert("trial_id", row);
-        // Metrics first: a trial marked completed always has its series.
-        self.metrics.write(&self.dir.metrics_path())?;
-        self.trials.write(&self.dir.trials_path())
+        self.folder.write_config(&trial.id, &config_text(experiment, trial)?)?;
+        std::fs::File::create(self.folder.trial_dir(&trial.id).join(runfolder::names::LOG))?;
+        let start = Start {
+            trial_id: trial.id.clone(),
+            experiment: experiment.into(),
+            label: trial.label(),
+            config: serde_json::to_value(&trial.config)?,
+            steps: trial.config.train.steps,
+            row: base_row(experiment, trial),
+        };
+        Ok(Claimed::Mine(TrialWriter::start(self.folder.root.clone(), claim, start)?))
     }
 }
 
-fn base_row(experiment: &str, trial: &Trial, status: &str) -> Row {
+/// The trial's final row: what it was, and how it ended.
+pub fn final_row(experiment: &str, trial: &Trial, ending: Ending, wall_s: f64) -> (TrialStatus, Row) {
+    let mut row = base_row(experiment, trial);
+    let status = match ending {
+        Ending::Completed { params, tokens, flops, metrics } => {
+            row.insert(column::PARAMS.into(), Cell::Int(params));
+            row.insert(column::TOKENS.into(), Cell::Int(tokens));
+            row.insert(column::FLOPS.into(), Cell::Float(flops));
+            row.extend(metrics.into_iter().map(|(k, v)| (k, Cell::Float(v))));
+            row.insert(column::ERROR.into(), Cell::Null);
+            TrialStatus::Completed
+        }
+        Ending::Failed { error } => {
+            row.insert(column::ERROR.into(), Cell::Text(error));
+            TrialStatus::Failed
+        }
+    };
+    row.insert(column::WALL_S.into(), Cell::Float(wall_s));
+    (status, row)
+}
+
+fn base_row(experiment: &str, trial: &Trial) -> Row {
     let mut row = Row::from([
-        ("trial_id".to_string(), Cell::Text(trial.id.clone())),
-        ("experiment".to_string(), Cell::Text(experiment.to_string())),
-        ("status".to_string(), Cell::Text(status.to_string())),
-        ("seed".to_string(), Cell::Int(trial.config.seed as i64)),
+        (column::TRIAL_ID.to_string(), Cell::Text(trial.id.clone())),
+        (column::EXPERIMENT.to_string(), Cell::Text(experiment.to_string())),
+        (column::STATUS.to_string(), Cell::Text(TrialStatus::Running.as_str().into())),
+        (column::SEED.to_string(), Cell::Int(trial.config.seed as i64)),
     ]);
     // Fine-tuned trials say which task, for the report's model selection.
     if let Some(task) = &trial.task {
-        row.insert("task".into(), Cell::Text(task.clone()));
+        row.insert(column::TASK.into(), Cell::Text(task.clone()));
     }
     for (key, value) in trial.swept.iter().chain(&trial.derived) {
         row.insert(key.clone(), Cell::from_json(&resolved_value(trial, key).unwrap_or_else(|| value.clone())));
@@ -138,4 +121,26 @@ fn resolved_value(trial: &Trial, key: &str) -> Option<serde_json::Value> {
     let (section, name) = key.split_once('.')?;
     let config = serde_json::to_value(&trial.config).ok()?;
     config.get(section)?.get(name).cloned()
+}
+
+/// `trials/<id>/config.toml`: the fully resolved configuration as an
+/// experiment file of one trial, so `bertlab run` can rerun it alone.
+fn config_text(experiment: &str, trial: &Trial) -> Result<String> {
+    let header = format!("# bertlab trial {} of {experiment}: {}\n", trial.id, trial.label());
+    let config = &trial.config;
+    let mut model = config.model.clone();
+    if let Some(init) = &config.init {
+        model.insert("init".into(), init.clone().into());
+    }
+    let mut experiment_table = serde_json::json!({ "name": format!("{experiment}-{}", trial.id), "model": config.plugin, "seeds": [config.seed] });
+    if !config.task.is_mlm() {
+        experiment_table["task"] = serde_json::to_value(config.task)?;
+    }
+    let file = serde_json::json!({
+        "experiment": experiment_table,
+        "model": model,
+        "data": config.data,
+        "train": config.train,
+    });
+    Ok(header + &toml::to_string(&file).map_err(|e| anyhow::anyhow!("serialising the trial config: {e}"))?)
 }

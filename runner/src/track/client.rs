@@ -23,7 +23,7 @@ pub struct Metric {
     pub step: i64,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct KeyValue {
     pub key: String,
     pub value: String,

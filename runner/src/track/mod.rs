@@ -1,16 +1,20 @@
 //! Tracking in MLflow: on when `MLFLOW_TRACKING_URI` (or `[tracking]
-//! mlflow_uri`) is set. One parent run per sweep execution, one child run
-//! per trial (found again by its `bertlab.trial_id` tag on a re-run), params
-//! = the trial's resolved configuration, metrics = every point of
-//! `metrics.parquet`. Records go through a bounded queue to a background
-//! sender that batches them, so training never waits on the network.
+//! mlflow_uri`) is set. One parent run per run folder, kept in its spool's
+//! target so that every process running trials there, and a later `sync`,
+//! nests under it; one child run per trial (found again by its
+//! `bertlab.trial_id` tag on a re-run), params = the trial's resolved
+//! configuration from its record, metrics = every point of
+//! `metrics.parquet`. Live logging and `sync` name, tag and parametrise a
+//! trial's run through the same functions here. Records go through a
+//! bounded queue to a background sender that batches them, so training
+//! never waits on the network.
 pub mod client;
 pub mod reconcile;
 mod sender;
 pub mod spool;
 
-use crate::trial::Trial;
-use client::{Client, Endpoint, KeyValue, Metric};
+use client::{CallError, Client, Endpoint, KeyValue, Metric};
+use runfolder::TrialRecord;
 use sender::Record;
 use spool::{Spool, Target};
 use std::path::{Path, PathBuf};
@@ -61,12 +65,14 @@ impl Tracker {
     /// folder's spool remembers what may not have reached the server.
     pub fn start(settings: Settings, run_dir: &Path, sweep_name: &str, tags: Vec<KeyValue>) -> Tracker {
         let spool = Spool::in_run(run_dir);
-        let target = Target { uri: settings.endpoint.uri.clone(), experiment: settings.experiment.clone(), parent_run_id: None };
+        // The folder's parent run stays while the server and experiment do.
+        let parent_run_id = spool.target().filter(|t| t.uri == settings.endpoint.uri && t.experiment == settings.experiment).and_then(|t| t.parent_run_id);
+        let target = Target { uri: settings.endpoint.uri.clone(), experiment: settings.experiment.clone(), parent_run_id, sweep_name: sweep_name.into(), tags };
         if let Err(e) = spool.set_target(&target) {
             tracing::warn!("cannot write the tracking spool in {}: {e}", run_dir.display());
         }
         let (queue, records) = sync_channel(QUEUE);
-        let sender = sender::spawn(settings, sweep_name.to_string(), tags, records, spool);
+        let sender = sender::spawn(settings, target.tags, records, spool);
         Tracker { queue: Some(queue), sender: Some(sender), spool: Spool::in_run(run_dir) }
     }
 
@@ -79,13 +85,13 @@ impl Tracker {
         }
     }
 
-    pub fn trial_started(&self, trial: &Trial, run_name: String) {
+    pub fn trial_started(&self, trial: &TrialRecord) {
         // Marked before anything is sent: until the sender confirms the
         // whole trial, the spool says it may be incomplete in MLflow.
-        if let Err(e) = self.spool.mark(&trial.id) {
-            tracing::warn!("cannot mark {} in the tracking spool: {e}", trial.id);
+        if let Err(e) = self.spool.mark(&trial.trial_id) {
+            tracing::warn!("cannot mark {} in the tracking spool: {e}", trial.trial_id);
         }
-        self.send(Record::TrialStarted { trial_id: trial.id.clone(), run_name, params: params(trial), start_ms: now_ms() });
+        self.send(Record::TrialStarted { trial_id: trial.trial_id.clone(), run_name: run_name(trial), params: params(trial), start_ms: now_ms() });
     }
 
     pub fn metric(&self, trial_id: &str, metric: Metric) {
@@ -140,9 +146,42 @@ pub fn pending(run_dir: &Path) -> usize {
     Spool::in_run(run_dir).pending().len()
 }
 
-/// The trial's resolved configuration flattened to dotted keys.
-fn params(trial: &Trial) -> Vec<KeyValue> {
-    flatten_config(&serde_json::to_value(&trial.config).expect("configs serialise"))
+/// A trial's MLflow run name: its id and label.
+fn run_name(trial: &TrialRecord) -> String {
+    format!("{} {}", trial.trial_id, trial.label)
+}
+
+/// A trial's params: its resolved configuration flattened to dotted keys.
+fn params(trial: &TrialRecord) -> Vec<KeyValue> {
+    flatten_config(&trial.config)
+}
+
+/// A trial run's tags: the sweep's, its parent, its id.
+fn trial_tags(sweep_tags: &[KeyValue], parent: &str, trial_id: &str) -> Vec<KeyValue> {
+    let mut tags: Vec<KeyValue> = sweep_tags.iter().filter(|t| t.key != "mlflow.runName").cloned().collect();
+    tags.push(KeyValue { key: "mlflow.parentRunId".into(), value: parent.into() });
+    tags.push(KeyValue { key: TRIAL_TAG.into(), value: trial_id.into() });
+    tags
+}
+
+/// The tag that finds a trial's run again.
+const TRIAL_TAG: &str = "bertlab.trial_id";
+
+/// The run folder's parent run: the one its spool names if the server still
+/// has it, else a new one (recorded in the spool). Taken under a lock in
+/// the spool, so processes starting together make one.
+fn sweep_parent(client: &Client, spool: &Spool, experiment_id: &str) -> Result<String, CallError> {
+    let local = |e: std::io::Error| CallError { call: "locking the tracking spool".into(), message: e.to_string(), code: None };
+    let _lock = runfolder::claim::wait_for(&spool.dir().join(".parent-lock")).map_err(local)?;
+    let mut target = spool.target().unwrap_or_default();
+    if let Some(parent) = target.parent_run_id.as_ref().filter(|id| client.run(id).is_ok()) {
+        return Ok(parent.clone());
+    }
+    let name = if target.sweep_name.is_empty() { target.experiment.clone() } else { target.sweep_name.clone() };
+    let parent = client.create_run(experiment_id, &name, now_ms(), &target.tags)?;
+    target.parent_run_id = Some(parent.clone());
+    spool.set_target(&target).map_err(local)?;
+    Ok(parent)
 }
 
 /// `{"model": {"hidden": 64}}` as `model.hidden = 64`; lists as JSON text.

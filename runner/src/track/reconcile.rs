@@ -6,7 +6,8 @@
 //! never logs a point twice.
 use super::client::{CallError, Client, KeyValue, Metric};
 use super::spool::{Spool, Target};
-use crate::store::table::{Cell, Table};
+use runfolder::names::column;
+use runfolder::{tables, RunFolder, TrialStatus};
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -24,53 +25,44 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
     if pending.is_empty() {
         return Ok(delivered);
     }
-    let target = spool.target().unwrap_or(Target { uri: client.uri().into(), experiment: String::new(), parent_run_id: None });
-    let trials = Table::read(&run_dir.join("trials.parquet")).map_err(local)?;
-    let metrics = Table::read(&run_dir.join("metrics.parquet")).map_err(local)?;
+    let target = spool.target().unwrap_or(Target { uri: client.uri().into(), ..Target::default() });
+    let folder = RunFolder { root: run_dir.to_owned() };
     let experiment_id = client.experiment_id(&target.experiment)?;
+    // Nested as live runs are, under the folder's parent (made now if the
+    // server was down for the whole sweep).
+    let parent = super::sweep_parent(client, &spool, &experiment_id)?;
     for trial_id in pending {
-        let Some(row) = trials.find(|r| text(r.get("trial_id")) == Some(trial_id.as_str())) else {
-            // Started but never recorded (a crash mid-trial): nothing to send yet.
+        let Some(trial) = folder.trial(&trial_id) else {
+            // Claimed but never started: nothing to send yet.
             continue;
         };
-        let status = text(row.get("status")).unwrap_or("running").to_string();
-        let run_id = match client.runs_tagged(&experiment_id, "bertlab.trial_id", &trial_id)?.first() {
+        let run_id = match client.runs_tagged(&experiment_id, super::TRIAL_TAG, &trial_id)?.first() {
             Some(run) => run["info"]["run_id"].as_str().unwrap_or_default().to_string(),
             None => {
-                let mut tags = vec![KeyValue { key: "bertlab.trial_id".into(), value: trial_id.clone() }];
-                if let Some(parent) = &target.parent_run_id {
-                    tags.push(KeyValue { key: "mlflow.parentRunId".into(), value: parent.clone() });
-                }
-                client.create_run(&experiment_id, &trial_id, super::now_ms(), &tags)?
+                let tags = super::trial_tags(&target.tags, &parent, &trial_id);
+                client.create_run(&experiment_id, &super::run_name(&trial.record), trial.record.started_ms, &tags)?
             }
         };
-        let points: Vec<Metric> = metrics
-            .rows()
-            .iter()
-            .filter(|r| text(r.get("trial_id")) == Some(trial_id.as_str()))
-            .filter_map(|r| {
-                let value = float(r.get("value"))?;
-                Some(Metric {
-                    key: text(r.get("key"))?.to_string(),
-                    value,
-                    timestamp: super::now_ms(),
-                    step: int(r.get("step"))?,
-                })
-            })
-            .filter(|m| m.value.is_finite())
-            .collect();
+        let mut points = Vec::new();
+        runfolder::points::for_each(&folder.trial_dir(&trial_id), |p| {
+            if p.value.is_finite() {
+                points.push(Metric { key: p.key, value: p.value, timestamp: super::now_ms(), step: p.step });
+            }
+        })
+        .map_err(|e| local(e.into()))?;
         let missing = missing_points(client, &run_id, points)?;
-        let params = missing_params(client, &run_id, &trial_params(run_dir, &trial_id))?;
+        let params = missing_params(client, &run_id, &super::params(&trial.record))?;
         client.log_batch(&run_id, &missing, &params, &[])?;
         delivered.points += missing.len();
-        match status.as_str() {
-            "completed" => client.finish_run(&run_id, "FINISHED", super::now_ms())?,
-            "failed" => {
-                let error = text(row.get("error")).unwrap_or_default().chars().take(5000).collect();
+        match trial.status {
+            TrialStatus::Completed => client.finish_run(&run_id, "FINISHED", super::now_ms())?,
+            TrialStatus::Failed => {
+                let error = tables::text(&trial.record.row, column::ERROR).unwrap_or_default().chars().take(5000).collect();
                 client.log_batch(&run_id, &[], &[], &[KeyValue { key: "bertlab.error".into(), value: error }])?;
                 client.finish_run(&run_id, "FAILED", super::now_ms())?
             }
-            _ => continue, // still running elsewhere: keep it pending
+            // Still running elsewhere, or cut short: keep it pending.
+            TrialStatus::Running | TrialStatus::Interrupted => continue,
         }
         spool.clear(&trial_id);
         delivered.trials += 1;
@@ -95,45 +87,6 @@ fn missing_params(client: &Client, run_id: &str, params: &[KeyValue]) -> Result<
     Ok(params.iter().filter(|p| !held.contains(p.key.as_str())).cloned().collect())
 }
 
-/// The trial's resolved configuration, from its `config.toml`, flattened
-/// as the live sender does.
-fn trial_params(run_dir: &Path, trial_id: &str) -> Vec<KeyValue> {
-    let file = run_dir.join("trials").join(trial_id).join("config.toml");
-    let Some(table) = std::fs::read_to_string(file).ok().and_then(|t| t.parse::<toml::Table>().ok()) else { return Vec::new() };
-    let json = serde_json::to_value(table).unwrap_or_default();
-    let config = serde_json::json!({
-        "plugin": json["experiment"]["model"],
-        "seed": json["experiment"]["seeds"][0],
-        "model": json["model"],
-        "data": json["data"],
-        "train": json["train"],
-    });
-    super::flatten_config(&config)
-}
-
-fn text(cell: Option<&Cell>) -> Option<&str> {
-    match cell {
-        Some(Cell::Text(s)) => Some(s),
-        _ => None,
-    }
-}
-
-fn float(cell: Option<&Cell>) -> Option<f64> {
-    match cell {
-        Some(Cell::Float(f)) => Some(*f),
-        Some(Cell::Int(i)) => Some(*i as f64),
-        _ => None,
-    }
-}
-
-fn int(cell: Option<&Cell>) -> Option<i64> {
-    match cell {
-        Some(Cell::Int(i)) => Some(*i),
-        _ => None,
-    }
-}
-
 fn local(e: anyhow::Error) -> CallError {
     CallError { call: "reading the run folder".into(), message: format!("{e:#}"), code: None }
 }
-

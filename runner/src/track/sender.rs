@@ -47,12 +47,11 @@ struct Sender {
     spool: Spool,
 }
 
-pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, records: Receiver<Record>, spool: Spool) -> JoinHandle<Summary> {
+pub fn spawn(settings: Settings, tags: Vec<KeyValue>, records: Receiver<Record>, spool: Spool) -> JoinHandle<Summary> {
     std::thread::spawn(move || {
         let client = Client::new(settings.endpoint.clone(), TIMEOUT);
-        let started = now_ms();
         let opened = client.experiment_id(&settings.experiment).and_then(|experiment_id| {
-            let parent = client.create_run(&experiment_id, &sweep_name, started, &tags)?;
+            let parent = super::sweep_parent(&client, &spool, &experiment_id)?;
             Ok((experiment_id, parent))
         });
         let (experiment_id, parent) = match opened {
@@ -64,10 +63,6 @@ pub fn spawn(settings: Settings, sweep_name: String, tags: Vec<KeyValue>, record
                 return Summary { problem: Some(e.to_string()) };
             }
         };
-        if let Some(mut target) = spool.target() {
-            target.parent_run_id = Some(parent.clone());
-            let _ = spool.set_target(&target);
-        }
         let mut sender = Sender {
             client,
             experiment_id,
@@ -159,7 +154,7 @@ impl Sender {
     /// not streamed: it stays in the spool, whose delivery compares with
     /// what the server holds, so no point is logged twice.
     fn trial_run(&mut self, trial_id: &str, run_name: &str, start_ms: i64, sweep_tags: &[KeyValue]) -> Option<String> {
-        match self.client.runs_tagged(&self.experiment_id, "bertlab.trial_id", trial_id) {
+        match self.client.runs_tagged(&self.experiment_id, super::TRIAL_TAG, trial_id) {
             Ok(runs) if !runs.is_empty() => {
                 self.incomplete.insert(trial_id.to_string());
                 return None;
@@ -170,9 +165,7 @@ impl Sender {
                 return None;
             }
         }
-        let mut tags: Vec<KeyValue> = sweep_tags.iter().filter(|t| t.key != "mlflow.runName").cloned().collect();
-        tags.push(KeyValue { key: "mlflow.parentRunId".into(), value: self.parent.clone() });
-        tags.push(KeyValue { key: "bertlab.trial_id".into(), value: trial_id.to_string() });
+        let tags = super::trial_tags(sweep_tags, &self.parent, trial_id);
         let created = self.client.create_run(&self.experiment_id, run_name, start_ms, &tags);
         match created {
             Ok(id) => Some(id),

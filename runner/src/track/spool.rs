@@ -1,22 +1,30 @@
 //! `runs/<name>/tracking-spool/`: which trials MLflow may not have in full
 //! yet, and where they were meant to go. The records themselves are already
-//! durable in `trials.parquet` and `metrics.parquet` (written atomically
-//! after every trial), so the spool keeps one marker file per trial rather
-//! than a second copy of every point; delivery compares with what the
-//! server holds and sends only what is missing.
+//! durable in each trial's folder (its record and `points.tsv`), so the
+//! spool keeps one marker file per trial rather than a second copy of every
+//! point; delivery compares with what the server holds and sends only what
+//! is missing.
+use super::client::KeyValue;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-pub const FOLDER: &str = "tracking-spool";
+use runfolder::names::TRACKING_SPOOL as FOLDER;
 const TARGET: &str = "target.json";
 
-/// Where the spooled trials are to be delivered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Where the spooled trials are to be delivered, and the sweep's parent
+/// run they nest under: one per run folder, shared by every process that
+/// runs trials in it and by `sync`, which makes it if no run could.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Target {
     pub uri: String,
     pub experiment: String,
     /// The sweep's parent run, once the server had created it.
     pub parent_run_id: Option<String>,
+    /// The parent run's name and tags (the trial runs carry the tags too).
+    #[serde(default)]
+    pub sweep_name: String,
+    #[serde(default)]
+    pub tags: Vec<KeyValue>,
 }
 
 pub struct Spool {
@@ -33,6 +41,11 @@ impl Spool {
         let temporary = self.dir.join(format!("{TARGET}.tmp"));
         std::fs::write(&temporary, serde_json::to_string_pretty(target).expect("a target serialises"))?;
         std::fs::rename(temporary, self.dir.join(TARGET))
+    }
+
+    /// The spool's folder (its parent-run lock lives there).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn target(&self) -> Option<Target> {

@@ -81,10 +81,28 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A table of a run folder (a folder of parts, one per trial) as one
+/// frame, its parts in the order their trials were first started; or one
+/// Parquet file.
 pub fn read_table(path: &Path) -> DataFrame {
-    ParquetReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .finish()
-        .unwrap()
+    let read = |file: &Path| ParquetReader::new(std::fs::File::open(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))).finish().unwrap();
+    if path.is_file() {
+        return read(path);
+    }
+    let run_dir = path.parent().unwrap();
+    let started = |part: &Path| {
+        let id = part.file_stem().unwrap().to_str().unwrap();
+        let record = std::fs::read(run_dir.join("trials").join(id).join("record.json")).unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&record).ok().and_then(|r| r["created_ms"].as_i64()).unwrap_or_default()
+    };
+    let mut parts: Vec<PathBuf> = std::fs::read_dir(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).map(|e| e.unwrap().path()).collect();
+    parts.retain(|p| p.extension().is_some_and(|e| e == "parquet"));
+    parts.sort_by_key(|p| (started(p), p.clone()));
+    let frames: Vec<DataFrame> = parts.iter().map(|p| read(p)).collect();
+    if frames.is_empty() {
+        return DataFrame::empty();
+    }
+    polars::functions::concat_df_diagonal(&frames).unwrap()
 }
 
 pub fn strings(frame: &DataFrame, column: &str) -> Vec<String> {
@@ -126,4 +144,23 @@ pub fn markdown_rows(markdown: &str, heading: &str) -> Vec<Vec<String>> {
         .skip(2)
         .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
         .collect()
+}
+
+/// Waits until the one trial of run folder `out` has flushed `evals`
+/// evaluations to its record (while `child` trains it), and says its id.
+pub fn wait_for_evals(out: &Path, child: &mut std::process::Child, evals: usize) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the trial never got to {evals} evaluations");
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was killed");
+        let trial = std::fs::read_dir(out.join("trials")).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().file_name().into_string().unwrap());
+        if let Some(id) = trial {
+            let record = std::fs::read(out.join("trials").join(&id).join("record.json")).ok();
+            let record = record.and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+            if record.and_then(|r| r["curves"]["eval/loss"]["points"].as_array().map(|p| p.len())).is_some_and(|n| n >= evals) {
+                return id;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

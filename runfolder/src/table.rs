@@ -1,9 +1,11 @@
 //! A small row-oriented table that reads and writes Parquet through polars.
 //! Rows may differ in columns (a sweep adds a swept key, a failed trial has
-//! no metrics); writing takes the union, in order of first appearance, with
-//! nulls where a row has no value, and types each column from its values.
+//! no metrics); a frame takes the union, in order of first appearance, with
+//! nulls where a row has no value, and types each column from its values
+//! ([`ColumnType::of`]) or from a schema the caller gives.
 use anyhow::{Context, Result};
-use polars::prelude::{AnyValue, Column, DataFrame, ParquetReader, ParquetWriter, PlSmallStr, SerReader};
+use polars::prelude::{AnyValue, Column, DataFrame, DataType, ParquetReader, ParquetWriter, PlSmallStr, SerReader};
+use serde::ser::SerializeMap;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,43 @@ impl Row {
         for (c, v) in cells {
             self.insert(c, v);
         }
+    }
+}
+
+/// A row is a JSON object in a trial's record, its columns in order.
+impl serde::Serialize for Row {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (column, cell) in &self.0 {
+            match cell {
+                Cell::Null => map.serialize_entry(column, &serde_json::Value::Null)?,
+                Cell::Int(i) => map.serialize_entry(column, i)?,
+                Cell::Float(f) => map.serialize_entry(column, f)?,
+                Cell::Text(t) => map.serialize_entry(column, t)?,
+                Cell::Bool(b) => map.serialize_entry(column, b)?,
+            }
+        }
+        map.end()
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Row {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Row, D::Error> {
+        struct Cells;
+        impl<'de> serde::de::Visitor<'de> for Cells {
+            type Value = Row;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of column values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Row, A::Error> {
+                let mut row = Row::default();
+                while let Some((column, value)) = access.next_entry::<String, serde_json::Value>()? {
+                    row.insert(column, Cell::from_json(&value));
+                }
+                Ok(row)
+            }
+        }
+        deserializer.deserialize_map(Cells)
     }
 }
 
@@ -130,7 +169,8 @@ impl Table {
         }
     }
 
-    pub fn to_frame(&self) -> Result<DataFrame> {
+    /// The columns of every row, each typed by its cells.
+    pub fn columns(&self) -> Vec<(String, ColumnType)> {
         let mut names: Vec<&str> = Vec::new();
         for row in &self.rows {
             for (name, _) in &row.0 {
@@ -139,34 +179,89 @@ impl Table {
                 }
             }
         }
-        let columns = names
+        names.iter().map(|&name| (name.to_string(), ColumnType::of(self.rows.iter().filter_map(|r| r.get(name))))).collect()
+    }
+
+    pub fn to_frame(&self) -> Result<DataFrame> {
+        self.to_frame_as(&self.columns())
+    }
+
+    /// The rows as a frame of exactly `columns`, with these types.
+    pub fn to_frame_as(&self, columns: &[(String, ColumnType)]) -> Result<DataFrame> {
+        let columns = columns
             .iter()
-            .map(|&name| {
+            .map(|(name, kind)| {
                 let cells: Vec<&Cell> = self.rows.iter().map(|r| r.get(name).unwrap_or(&Cell::Null)).collect();
-                column_of(name, &cells)
+                column_of(name, *kind, &cells)
             })
             .collect();
         Ok(DataFrame::new(self.rows.len(), columns)?)
     }
 
-    /// Writes atomically: a temporary file in the same folder, then a rename.
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let mut frame = self.to_frame()?;
-        let dir = path.parent().context("table path has a folder")?;
-        let mut temp = tempfile::Builder::new().suffix(".parquet.tmp").tempfile_in(dir)?;
-        ParquetWriter::new(temp.as_file_mut()).finish(&mut frame).with_context(|| format!("writing {}", path.display()))?;
-        temp.as_file().sync_all()?;
-        temp.persist(path).with_context(|| format!("replacing {}", path.display()))?;
+    /// Writes `frame` to `path` through a temporary file in `scratch` (on
+    /// the same filesystem), synced, then renamed into place: a reader sees
+    /// the old file or the new one, never a part of one.
+    pub fn write_frame(frame: &mut DataFrame, path: &Path, scratch: &Path) -> Result<()> {
+        let temporary = scratch.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("table"), std::process::id()));
+        let file = std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+        ParquetWriter::new(&file).finish(frame).with_context(|| format!("writing {}", path.display()))?;
+        file.sync_all()?;
+        std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
         Ok(())
     }
 }
 
-/// A column typed by its cells: text if any is text, else float if any is a
-/// float (integers widen), else integer, else boolean.
-fn column_of(name: &str, cells: &[&Cell]) -> Column {
-    let any = |f: fn(&Cell) -> bool| cells.iter().any(|c| f(c));
+/// The type of a table column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    Text,
+    Float,
+    Int,
+    Bool,
+}
+
+impl ColumnType {
+    /// Typed by its cells: text if any is text (or booleans mix with
+    /// numbers), else float if any is a float (integers widen), else
+    /// integer, else boolean; a column of nulls is text.
+    pub fn of<'a>(cells: impl Iterator<Item = &'a Cell> + Clone) -> ColumnType {
+        let any = |f: fn(&Cell) -> bool| cells.clone().any(f);
+        if any(|c| matches!(c, Cell::Text(_))) || (any(|c| matches!(c, Cell::Bool(_))) && any(|c| matches!(c, Cell::Int(_) | Cell::Float(_)))) {
+            ColumnType::Text
+        } else if any(|c| matches!(c, Cell::Float(_))) {
+            ColumnType::Float
+        } else if any(|c| matches!(c, Cell::Int(_))) {
+            ColumnType::Int
+        } else if any(|c| matches!(c, Cell::Bool(_))) {
+            ColumnType::Bool
+        } else {
+            ColumnType::Text
+        }
+    }
+
+    /// The type that holds values of both (integers widen to floats,
+    /// anything else mixed becomes text).
+    pub fn join(self, other: ColumnType) -> ColumnType {
+        match (self, other) {
+            (a, b) if a == b => a,
+            (ColumnType::Int, ColumnType::Float) | (ColumnType::Float, ColumnType::Int) => ColumnType::Float,
+            _ => ColumnType::Text,
+        }
+    }
+
+    pub fn of_dtype(dtype: &DataType) -> ColumnType {
+        match dtype {
+            DataType::Boolean => ColumnType::Bool,
+            DataType::Float32 | DataType::Float64 => ColumnType::Float,
+            t if t.is_integer() => ColumnType::Int,
+            _ => ColumnType::Text,
+        }
+    }
+}
+
+fn column_of(name: &str, kind: ColumnType, cells: &[&Cell]) -> Column {
     let name = PlSmallStr::from(name);
-    if any(|c| matches!(c, Cell::Text(_))) || (any(|c| matches!(c, Cell::Bool(_))) && any(|c| matches!(c, Cell::Int(_) | Cell::Float(_)))) {
+    if kind == ColumnType::Text {
         let values: Vec<Option<String>> = cells
             .iter()
             .map(|c| match c {
@@ -178,7 +273,7 @@ fn column_of(name: &str, cells: &[&Cell]) -> Column {
             })
             .collect();
         Column::new(name, values)
-    } else if any(|c| matches!(c, Cell::Float(_))) {
+    } else if kind == ColumnType::Float {
         let values: Vec<Option<f64>> = cells
             .iter()
             .map(|c| match c {
@@ -188,7 +283,7 @@ fn column_of(name: &str, cells: &[&Cell]) -> Column {
             })
             .collect();
         Column::new(name, values)
-    } else if any(|c| matches!(c, Cell::Int(_))) {
+    } else if kind == ColumnType::Int {
         let values: Vec<Option<i64>> = cells.iter().map(|c| if let Cell::Int(i) = c { Some(*i) } else { None }).collect();
         Column::new(name, values)
     } else {
@@ -208,7 +303,7 @@ mod tests {
         let mut table = Table::default();
         table.push(Row::from([("id".into(), Cell::Text("a".into())), ("x".into(), Cell::Int(1))]));
         table.push(Row::from([("id".into(), Cell::Text("b".into())), ("x".into(), Cell::Float(0.5)), ("err".into(), Cell::Text("boom".into()))]));
-        table.write(&path).unwrap();
+        Table::write_frame(&mut table.to_frame().unwrap(), &path, dir.path()).unwrap();
 
         let back = Table::read(&path).unwrap();
         assert_eq!(back.len(), 2);

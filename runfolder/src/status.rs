@@ -1,0 +1,40 @@
+//! Where a trial stands. The record says `running` while its owner trains
+//! it; a reader that finds the owner gone reports it `interrupted`, so a
+//! killed run never leaves a ghost `running` trial behind.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrialStatus {
+    Running,
+    Completed,
+    Failed,
+    /// Was running, and its owner stopped without recording an end.
+    Interrupted,
+}
+
+impl TrialStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Running => "running",
+            TrialStatus::Completed => "completed",
+            TrialStatus::Failed => "failed",
+            TrialStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<TrialStatus> {
+        [TrialStatus::Running, TrialStatus::Completed, TrialStatus::Failed, TrialStatus::Interrupted].into_iter().find(|s| s.as_str() == word)
+    }
+
+    /// Completed or failed: the trial has its final row.
+    pub fn is_final(self) -> bool {
+        matches!(self, TrialStatus::Completed | TrialStatus::Failed)
+    }
+}
+
+impl std::fmt::Display for TrialStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
