@@ -29,6 +29,10 @@ const PREFIX: &str = "claim.";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Holder {
     host: String,
+    /// This boot of this machine, and its pid namespace: two containers
+    /// with one hostname do not share pids.
+    #[serde(default)]
+    machine: String,
     pid: u32,
     /// The pid's start time in clock ticks since boot (`/proc/<pid>/stat`).
     pid_start: Option<u64>,
@@ -41,7 +45,6 @@ pub struct Held {
     pub owner: Owner,
     /// Seconds since its last heartbeat.
     pub heartbeat_age_s: f64,
-    pub since_ms: i64,
 }
 
 /// A claim this process holds; dropping it releases it.
@@ -66,7 +69,7 @@ pub fn try_claim(dir: &Path) -> std::io::Result<Attempt> {
     }
     let generation = claims.last().map_or(1, |(n, _)| n + 1);
     let path = dir.join(format!("{PREFIX}{generation}"));
-    let me = Holder { host: host(), pid: std::process::id(), pid_start: pid_start(std::process::id()), since_ms: crate::record::now_ms() };
+    let me = Holder { host: host(), machine: machine(), pid: std::process::id(), pid_start: pid_start(std::process::id()), since_ms: crate::record::now_ms() };
     match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
         Ok(file) => {
             use std::io::Write;
@@ -150,7 +153,10 @@ fn beat(dir: &Path, generation: u64, lost: &AtomicBool, stop: &AtomicBool) {
             return;
         }
         let touched = std::fs::OpenOptions::new().write(true).open(&path).and_then(|f| f.set_modified(SystemTime::now()));
-        if touched.is_err() || overtaken(dir, generation).is_some() {
+        // A passing error (an NFS hiccup) is tried again at the next beat;
+        // a claim removed or overtaken is lost.
+        let gone = matches!(&touched, Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+        if gone || overtaken(dir, generation).is_some() {
             lost.store(true, Ordering::SeqCst);
             return;
         }
@@ -190,12 +196,12 @@ fn live(path: &Path) -> Option<Held> {
     let holder: Option<Holder> = std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok());
     let Some(holder) = holder else {
         // Made this instant, its content not written yet.
-        return Some(Held { owner: Owner { host: "?".into(), pid: 0 }, heartbeat_age_s: age.as_secs_f64(), since_ms: crate::record::now_ms() });
+        return Some(Held { owner: Owner { host: "?".into(), pid: 0 }, heartbeat_age_s: age.as_secs_f64() });
     };
-    if holder.host == host() && !alive(holder.pid, holder.pid_start) {
+    if holder.host == host() && holder.machine == machine() && !alive(holder.pid, holder.pid_start) {
         return None;
     }
-    Some(Held { owner: Owner { host: holder.host, pid: holder.pid }, heartbeat_age_s: age.as_secs_f64(), since_ms: holder.since_ms })
+    Some(Held { owner: Owner { host: holder.host, pid: holder.pid }, heartbeat_age_s: age.as_secs_f64() })
 }
 
 /// Whether `pid` runs on this host and is the process that started at
@@ -220,6 +226,14 @@ fn pid_start(pid: u32) -> Option<u64> {
         return None;
     }
     fields.get(19)?.parse().ok()
+}
+
+/// This boot of this machine and this pid namespace: where a pid means
+/// the same process ("" where /proc does not say).
+fn machine() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    let namespace = std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default();
+    format!("{} {namespace}", boot.trim())
 }
 
 /// This machine's name, as claims and records give it.
@@ -255,7 +269,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let dead = Holder { host: host(), pid, pid_start: Some(1), since_ms: 0 };
+        let dead = Holder { host: host(), machine: machine(), pid, pid_start: Some(1), since_ms: 0 };
         std::fs::write(dir.path().join("claim.1"), serde_json::to_vec(&dead).unwrap()).unwrap();
         assert!(holder(dir.path()).is_none(), "a dead holder holds nothing");
         let Attempt::Mine(claim) = try_claim(dir.path()).unwrap() else { panic!("stale claims are taken over") };
@@ -267,7 +281,7 @@ mod tests {
     #[test]
     fn a_claim_from_another_machine_is_stale_once_its_heartbeat_stops() {
         let dir = tempfile::tempdir().unwrap();
-        let other = Holder { host: "elsewhere".into(), pid: 1, pid_start: None, since_ms: 0 };
+        let other = Holder { host: "elsewhere".into(), machine: String::new(), pid: 1, pid_start: None, since_ms: 0 };
         let path = dir.path().join("claim.1");
         std::fs::write(&path, serde_json::to_vec(&other).unwrap()).unwrap();
         // A live pid elsewhere cannot be checked from here: the heartbeat decides.
@@ -283,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let Attempt::Mine(claim) = try_claim(dir.path()).unwrap() else { panic!() };
         // Another machine decided this claim was stale and took over.
-        let other = Holder { host: "elsewhere".into(), pid: 1, pid_start: None, since_ms: 0 };
+        let other = Holder { host: "elsewhere".into(), machine: String::new(), pid: 1, pid_start: None, since_ms: 0 };
         std::fs::write(dir.path().join("claim.2"), serde_json::to_vec(&other).unwrap()).unwrap();
         assert!(claim.lost());
         drop(claim);

@@ -41,15 +41,6 @@ fn set_index(root: &Path, id: &str, index: &BTreeMap<String, String>) -> Result<
     crate::atomic::write(&path, &serde_json::to_vec(index)?).with_context(|| format!("writing {}", path.display()))
 }
 
-/// The file that holds trial `id`'s rows of `table`: its batch, or its own
-/// part.
-pub fn holding(root: &Path, table: &str, id: &str) -> PathBuf {
-    match index(root, id).get(table) {
-        Some(batch) => root.join(table).join(batch),
-        None => crate::tables::part(root, table, id),
-    }
-}
-
 /// Takes trial `id`'s rows out of the batch of `table` holding them, before
 /// the trial gets a new part.
 pub(crate) fn release(root: &Path, table: &str, id: &str) -> Result<()> {
@@ -98,10 +89,16 @@ fn compact(root: &Path, table: &str, ids: &[&str]) -> Result<()> {
         if merged.contains(&id) || !part.is_file() {
             continue;
         }
-        if index(root, id).contains_key(table) {
-            // Merged by a compaction cut short before it removed the part.
-            std::fs::remove_file(&part)?;
-            continue;
+        let mut held = index(root, id);
+        if let Some(batch) = held.get(table) {
+            if root.join(table).join(batch).is_file() {
+                // Merged by a compaction cut short before it removed the part.
+                std::fs::remove_file(&part)?;
+                continue;
+            }
+            // Cut short before its batch appeared: the part is the rows.
+            held.remove(table);
+            set_index(root, id, &held)?;
         }
         frames.push(crate::tables::read_part(&part)?);
         merged.push(id);
@@ -111,11 +108,16 @@ fn compact(root: &Path, table: &str, ids: &[&str]) -> Result<()> {
     }
     let mut batch = polars::functions::concat_df_diagonal(&frames)?;
     let name = format!("batch-{}-{}.parquet", crate::record::now_ms(), std::process::id());
-    Table::write_frame(&mut batch, &root.join(table).join(&name), &root.join(names::TABLES_LOCK))?;
+    // The trials name their batch before it appears and lose their own
+    // parts after: a crash at any point leaves each row in one file, which
+    // the next compaction tells from the index.
     for &id in &merged {
         let mut held = index(root, id);
         held.insert(table.to_string(), name.clone());
         set_index(root, id, &held)?;
+    }
+    Table::write_frame(&mut batch, &root.join(table).join(&name), &root.join(names::TABLES_LOCK))?;
+    for &id in &merged {
         std::fs::remove_file(crate::tables::part(root, table, id))?;
     }
     Ok(())
@@ -170,7 +172,7 @@ mod tests {
         assert_eq!(rows(&folder, names::METRICS_TABLE, "value").len(), 150 * 3);
 
         // t005 is in the first batch; trained again, its new rows replace the old.
-        assert!(holding(&folder.root, names::METRICS_TABLE, "t005").to_str().unwrap().contains("batch-"));
+        assert!(index(&folder.root, "t005").get(names::METRICS_TABLE).is_some_and(|b| b.starts_with("batch-")));
         record_trial(&folder, "t005", 2.0);
         let trials = rows(&folder, names::TRIALS_TABLE, "eval/loss");
         assert_eq!(trials.len(), 150);

@@ -86,10 +86,6 @@ impl RunFolder {
         self.root.join(names::TRIALS_DIR).join(id)
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.root.join(name)
-    }
-
     /// Trial `id` as it stands, if it was ever started here.
     pub fn trial(&self, id: &str) -> Option<TrialState> {
         let dir = self.trial_dir(id);
@@ -133,10 +129,17 @@ impl RunFolder {
     pub fn bring_tables_up_to_date(&self) -> Result<usize> {
         let mut updated = 0;
         for trial in self.trials()? {
-            if !tables::up_to_date(&self.root, &trial.record.trial_id) {
-                let mut record = trial.record.clone();
-                record.row = trial.row();
-                tables::write_trial(&self.root, &record)?;
+            if tables::up_to_date(&self.root, &trial) {
+                continue;
+            }
+            let _lock = claim::wait_for(&self.root.join(names::TABLES_LOCK))?;
+            // Looked at again under the lock: its owner may have ended it
+            // and written its parts since.
+            let Some(now) = self.trial(&trial.record.trial_id) else { continue };
+            if !tables::up_to_date(&self.root, &now) {
+                let mut record = now.record.clone();
+                record.row = now.row();
+                tables::write_parts_locked(&self.root, &record)?;
                 updated += 1;
             }
         }

@@ -24,6 +24,9 @@ pub fn migrate(root: &Path) -> Result<usize> {
     let metrics_file = root.join(names::METRICS_TABLE);
     let metrics_aside = metrics_file.with_extension(format!("parquet.{ASIDE}"));
     if !trials_file.is_file() && !trials_aside.is_file() {
+        if metrics_aside.is_file() && !metrics_file.is_file() {
+            let _ = std::fs::remove_file(&metrics_aside);
+        }
         return Ok(0);
     }
     let _lock = crate::claim::wait_for(&root.join(names::TABLES_LOCK))?;
@@ -87,12 +90,13 @@ pub fn migrate(root: &Path) -> Result<usize> {
             steps: last_step,
             row: Row::clone(row),
             curves,
-            mlflow_run_id: None,
         };
         record::write(&dir, &record)?;
         tables::write_parts_locked(root, &record)?;
         moved += 1;
     }
+    // The trials file is what says a migration is unfinished: it goes
+    // first, and a metrics file left by a crash here goes on the next open.
     std::fs::remove_file(&trials_aside)?;
     let _ = std::fs::remove_file(&metrics_aside);
     Ok(moved)

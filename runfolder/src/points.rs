@@ -45,7 +45,9 @@ impl PointLog {
     }
 
     pub fn push(&mut self, point: &MetricPoint) {
-        let _ = writeln!(self.buffer, "{}\t{}\t{:?}\t{:?}", point.step, point.key, point.value, point.wall_s);
+        // A tab or a line break in a key would break the line format.
+        let key = point.key.replace(['\t', '\n', '\r'], " ");
+        let _ = writeln!(self.buffer, "{}\t{key}\t{:?}\t{:?}", point.step, point.value, point.wall_s);
     }
 
     /// Bytes waiting to be written.
@@ -53,11 +55,18 @@ impl PointLog {
         self.buffer.len()
     }
 
-    /// Writes what is buffered and makes it durable.
+    /// Writes what is buffered and makes it durable. A write that fails
+    /// part-way (a full disk) is cut back to where it began, so a later
+    /// flush never writes the same lines twice.
     pub fn flush(&mut self) -> std::io::Result<()> {
         if !self.buffer.is_empty() {
-            self.file.write_all(&self.buffer)?;
+            let before = self.file.metadata()?.len();
+            let written = self.file.write_all(&self.buffer);
             self.buffer.clear();
+            if let Err(e) = written {
+                let _ = self.file.set_len(before);
+                return Err(e);
+            }
         }
         self.file.sync_data()
     }
@@ -78,10 +87,25 @@ fn ends_with_newline(path: &Path) -> std::io::Result<bool> {
 pub fn for_each(dir: &Path, mut each: impl FnMut(MetricPoint)) -> std::io::Result<()> {
     let path = dir.join(crate::names::POINTS);
     let Ok(file) = std::fs::File::open(&path) else { return Ok(()) };
-    // First pass: where each attempt started.
+    // The file as it is now: its owner may append while it is read, and
+    // both passes must see the same lines.
+    let length = file.metadata()?.len();
+    let lines = |length: u64| -> std::io::Result<_> {
+        use std::io::Read;
+        Ok(BufReader::new(std::fs::File::open(&path)?.take(length)).split(b'\n'))
+    };
+    drop(file);
+    // First pass: where each attempt started, and where the last whole
+    // line ends (a line cut short by a kill has no newline yet).
     let mut starts = Vec::new();
-    for line in BufReader::new(file).split(b'\n') {
-        if let Some(from) = attempt_start(&line?) {
+    let mut whole = 0u64;
+    for line in lines(length)? {
+        let line = line?;
+        if whole + line.len() as u64 >= length {
+            break;
+        }
+        whole += line.len() as u64 + 1;
+        if let Some(from) = attempt_start(&line) {
             starts.push(from);
         }
     }
@@ -93,7 +117,7 @@ pub fn for_each(dir: &Path, mut each: impl FnMut(MetricPoint)) -> std::io::Resul
     }
     let mut attempt = 0usize;
     let mut seen_marker = false;
-    for line in BufReader::new(std::fs::File::open(&path)?).split(b'\n') {
+    for line in lines(whole)? {
         let line = line?;
         if attempt_start(&line).is_some() {
             if seen_marker {
@@ -103,7 +127,7 @@ pub fn for_each(dir: &Path, mut each: impl FnMut(MetricPoint)) -> std::io::Resul
             continue;
         }
         if let Some(point) = parse(&line) {
-            if point.step < limit[attempt] {
+            if point.step < limit.get(attempt).copied().unwrap_or(i64::MAX) {
                 each(point);
             }
         }

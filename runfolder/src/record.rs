@@ -15,9 +15,13 @@ pub struct Owner {
     pub pid: u32,
 }
 
+/// `host:pid`, or `-` for a trial moved from the old layout (no owner known).
 impl std::fmt::Display for Owner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.host, self.pid)
+        match self.host.as_str() {
+            "" => f.write_str("-"),
+            host => write!(f, "{host}:{}", self.pid),
+        }
     }
 }
 
@@ -49,9 +53,6 @@ pub struct TrialRecord {
     pub row: Row,
     #[serde(default)]
     pub curves: Curves,
-    /// The MLflow run the trial logs into, once one was made.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mlflow_run_id: Option<String>,
 }
 
 pub fn read(dir: &Path) -> Option<TrialRecord> {

@@ -26,11 +26,6 @@ impl TrialStatus {
     pub fn parse(word: &str) -> Option<TrialStatus> {
         [TrialStatus::Running, TrialStatus::Completed, TrialStatus::Failed, TrialStatus::Interrupted].into_iter().find(|s| s.as_str() == word)
     }
-
-    /// Completed or failed: the trial has its final row.
-    pub fn is_final(self) -> bool {
-        matches!(self, TrialStatus::Completed | TrialStatus::Failed)
-    }
 }
 
 impl std::fmt::Display for TrialStatus {

@@ -203,16 +203,21 @@ impl Table {
     /// the old file or the new one, never a part of one.
     pub fn write_frame(frame: &mut DataFrame, path: &Path, scratch: &Path) -> Result<()> {
         let temporary = scratch.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("table"), std::process::id()));
-        let file = std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-        ParquetWriter::new(&file).finish(frame).with_context(|| format!("writing {}", path.display()))?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))?;
-        Ok(())
+        let written = (|| -> Result<()> {
+            let file = std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
+            ParquetWriter::new(&file).finish(frame).with_context(|| format!("writing {}", path.display()))?;
+            file.sync_all()?;
+            std::fs::rename(&temporary, path).with_context(|| format!("replacing {}", path.display()))
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temporary);
+        }
+        written
     }
 }
 
 /// The type of a table column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
     Text,
     Float,

@@ -48,7 +48,25 @@ pub(crate) fn write_parts_locked(root: &Path, record: &TrialRecord) -> Result<()
     compaction::note(root, names::METRICS_TABLE, id)?;
     compaction::release(root, names::TRIALS_TABLE, id)?;
     write_trials_part(root, &trial_dir, record)?;
-    compaction::note(root, names::TRIALS_TABLE, id)
+    compaction::note(root, names::TRIALS_TABLE, id)?;
+    let written = Written { updated_ms: record.updated_ms, status: tables_status(record) };
+    crate::atomic::write(&trial_dir.join(WRITTEN), &serde_json::to_vec(&written)?)?;
+    Ok(())
+}
+
+/// `trials/<id>/parts.json`: which record, with which status, the trial's
+/// parts were made from; the tables are up to date with a trial when
+/// both match it as it stands now.
+const WRITTEN: &str = "parts.json";
+
+#[derive(PartialEq, serde::Serialize, serde::Deserialize)]
+struct Written {
+    updated_ms: i64,
+    status: String,
+}
+
+fn tables_status(record: &TrialRecord) -> String {
+    text(&record.row, column::STATUS).unwrap_or_default().to_string()
 }
 
 /// The type a trials column has whatever its values: so that one trial's
@@ -63,10 +81,28 @@ fn fixed_type(name: &str) -> Option<ColumnType> {
     }
 }
 
+/// `.tables-lock/trials-schema.json`: the trials table's schema, and
+/// whether every part has it (false while a widening is under way, so one
+/// cut short is finished by the next writer).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SchemaFile {
+    columns: Vec<(String, ColumnType)>,
+    complete: bool,
+}
+
 fn write_trials_part(root: &Path, trial_dir: &Path, record: &TrialRecord) -> Result<()> {
     let folder = root.join(names::TRIALS_TABLE);
     std::fs::create_dir_all(&folder)?;
-    let mut schema = trials_schema(&folder)?;
+    let schema_file = root.join(names::TABLES_LOCK).join("trials-schema.json");
+    let known: Option<SchemaFile> = std::fs::read(&schema_file).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let mut schema = match known {
+        Some(SchemaFile { columns, complete: true }) => columns,
+        Some(SchemaFile { columns, complete: false }) => {
+            widen(&folder, &columns, trial_dir)?;
+            columns
+        }
+        None => trials_schema(&folder)?,
+    };
     let before = schema.clone();
     for (name, cell) in record.row.iter() {
         let kind = fixed_type(name).unwrap_or_else(|| ColumnType::of(std::iter::once(cell)));
@@ -76,8 +112,16 @@ fn write_trials_part(root: &Path, trial_dir: &Path, record: &TrialRecord) -> Res
             None => schema.push((name.clone(), kind)),
         }
     }
-    if schema != before && !before.is_empty() {
+    let save = |complete| -> Result<()> {
+        let bytes = serde_json::to_vec(&SchemaFile { columns: schema.clone(), complete })?;
+        Ok(crate::atomic::write(&schema_file, &bytes)?)
+    };
+    if schema != before {
+        save(false)?;
         widen(&folder, &schema, trial_dir)?;
+        save(true)?;
+    } else if !schema_file.is_file() {
+        save(true)?;
     }
     let mut table = Table::default();
     table.push(record.row.clone());
@@ -86,8 +130,9 @@ fn write_trials_part(root: &Path, trial_dir: &Path, record: &TrialRecord) -> Res
 }
 
 /// The schema all parts of the trials table share (empty when none yet),
-/// from the first part the folder lists: reading one, not all, keeps a
-/// trial's cost the same whatever the folder holds.
+/// from the first part the folder lists, for a folder whose schema file is
+/// missing (the file keeps a trial's cost the same whatever the folder
+/// holds).
 fn trials_schema(folder: &Path) -> Result<Vec<(String, ColumnType)>> {
     let listed = std::fs::read_dir(folder).with_context(|| format!("listing {}", folder.display()))?;
     let first = listed.filter_map(|e| e.ok().map(|e| e.path())).find(|p| is_part(p));
@@ -99,8 +144,12 @@ fn trials_schema(folder: &Path) -> Result<Vec<(String, ColumnType)>> {
 /// Rewrites every trials part to `schema`.
 fn widen(folder: &Path, schema: &[(String, ColumnType)], scratch: &Path) -> Result<()> {
     for path in parts(folder)? {
-        let table = Table::read(&path)?;
-        Table::write_frame(&mut table.to_frame_as(schema)?, &path, scratch)?;
+        let frame = read_part(&path)?;
+        let has: Vec<(String, ColumnType)> = frame.columns().iter().map(|c| (c.name().to_string(), ColumnType::of_dtype(c.dtype()))).collect();
+        if has != schema {
+            let table = Table::read(&path)?;
+            Table::write_frame(&mut table.to_frame_as(schema)?, &path, scratch)?;
+        }
     }
     Ok(())
 }
@@ -133,7 +182,7 @@ pub(crate) fn read_part(path: &Path) -> Result<DataFrame> {
     anyhow::Context::with_context(ParquetReader::new(file).finish(), || format!("reading {}", path.display()))
 }
 
-pub fn metrics_schema() -> Schema {
+fn metrics_schema() -> Schema {
     Schema::from_iter([
         Field::new(column::TRIAL_ID.into(), DataType::String),
         Field::new(column::STEP.into(), DataType::Int64),
@@ -146,18 +195,36 @@ pub fn metrics_schema() -> Schema {
 /// Streams the trial's points into its metrics part, a row group at a
 /// time; a trial with no points has no part.
 fn write_metrics_part(root: &Path, trial_dir: &Path, id: &str) -> Result<()> {
-    let folder = root.join(names::METRICS_TABLE);
-    std::fs::create_dir_all(&folder)?;
+    std::fs::create_dir_all(root.join(names::METRICS_TABLE))?;
     let target = part(root, names::METRICS_TABLE, id);
     let temporary = trial_dir.join(format!(".{id}.metrics.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&temporary).with_context(|| format!("creating {}", temporary.display()))?;
-    let mut writer = ParquetWriter::new(&file).batched(&metrics_schema())?;
+    let written = stream_points(trial_dir, id, &temporary);
+    match written {
+        Ok(0) | Err(_) => {
+            let _ = std::fs::remove_file(&temporary);
+            if written.is_ok() {
+                let _ = std::fs::remove_file(&target);
+            }
+            written.map(|_| ())
+        }
+        Ok(_) => std::fs::rename(&temporary, &target).with_context(|| format!("replacing {}", target.display())),
+    }
+}
+
+/// Writes the trial's current points to `file` as Parquet, a row group at
+/// a time; says how many.
+fn stream_points(trial_dir: &Path, id: &str, file: &Path) -> Result<usize> {
+    let out = std::fs::File::create(file).with_context(|| format!("creating {}", file.display()))?;
+    let mut writer = ParquetWriter::new(&out).batched(&metrics_schema())?;
     let mut batch = Batch::default();
     let mut written = 0usize;
     let mut failed: Option<PolarsError> = None;
     points::for_each(trial_dir, |p| {
+        if failed.is_some() {
+            return;
+        }
         batch.push(p);
-        if batch.len() >= ROW_GROUP && failed.is_none() {
+        if batch.len() >= ROW_GROUP {
             written += batch.len();
             if let Err(e) = batch.take(id).and_then(|frame| writer.write_batch(&frame)) {
                 failed = Some(e);
@@ -172,14 +239,8 @@ fn write_metrics_part(root: &Path, trial_dir: &Path, id: &str) -> Result<()> {
         writer.write_batch(&batch.take(id)?)?;
     }
     writer.finish()?;
-    file.sync_all()?;
-    if written == 0 {
-        let _ = std::fs::remove_file(&temporary);
-        let _ = std::fs::remove_file(&target);
-        return Ok(());
-    }
-    std::fs::rename(&temporary, &target).with_context(|| format!("replacing {}", target.display()))?;
-    Ok(())
+    out.sync_all()?;
+    Ok(written)
 }
 
 #[derive(Default)]
@@ -215,14 +276,13 @@ impl Batch {
     }
 }
 
-/// Whether trial `id`'s trials part is at least as new as its record.
-pub fn up_to_date(root: &Path, id: &str) -> bool {
-    let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    match (modified(compaction::holding(root, names::TRIALS_TABLE, id)), modified(root.join(names::TRIALS_DIR).join(id).join(names::RECORD))) {
-        (Some(part), Some(record)) => part >= record,
-        (_, None) => true,
-        (None, Some(_)) => false,
-    }
+/// Whether the tables hold `trial` as it stands: made from its latest
+/// record, with its status now (a `running` trial whose owner is gone has
+/// become `interrupted`).
+pub fn up_to_date(root: &Path, trial: &crate::TrialState) -> bool {
+    let path = root.join(names::TRIALS_DIR).join(&trial.record.trial_id).join(WRITTEN);
+    let written: Option<Written> = std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    written == Some(Written { updated_ms: trial.record.updated_ms, status: trial.status.as_str().into() })
 }
 
 /// A row's text cell.

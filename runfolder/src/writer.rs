@@ -67,7 +67,6 @@ impl TrialWriter {
             steps: start.steps,
             row,
             curves: Curves::default(),
-            mlflow_run_id: earlier.and_then(|r| r.mlflow_run_id),
         };
         record::write(&dir, &record).with_context(|| format!("writing {}", dir.join(crate::names::RECORD).display()))?;
         Ok(TrialWriter { root, dir, claim, record, log, last_flush: Instant::now(), problem: None })
@@ -75,12 +74,6 @@ impl TrialWriter {
 
     pub fn record(&self) -> &TrialRecord {
         &self.record
-    }
-
-    /// The MLflow run the trial logs into, kept for whoever continues it.
-    pub fn set_mlflow_run(&mut self, run_id: String) {
-        self.record.mlflow_run_id = Some(run_id);
-        self.flush();
     }
 
     pub fn point(&mut self, point: MetricPoint) {
@@ -99,8 +92,12 @@ impl TrialWriter {
         }
     }
 
-    /// Makes the points so far and the record durable.
+    /// Makes the points so far and the record durable; once another
+    /// process has taken the trial over, writes nothing more.
     pub fn flush(&mut self) {
+        if self.problem.is_some() || self.claim.lost() {
+            return;
+        }
         self.record.updated_ms = now_ms();
         let written = self.log.flush().and_then(|_| record::write(&self.dir, &self.record));
         if let Err(e) = written {

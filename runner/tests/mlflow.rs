@@ -358,7 +358,7 @@ fn kill_mid_sweep(name: &str, restart_during_sweep: bool) {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(300);
-    while !out.join("trials.parquet").exists() || !strings(&read_table(&out.join("trials.parquet")), "status").contains(&"completed".to_string()) {
+    while !out.join("trials.parquet").exists() || !statuses(&out).contains(&"completed".to_string()) {
         assert!(Instant::now() < deadline, "the first trial never completed");
         std::thread::sleep(Duration::from_millis(100));
     }

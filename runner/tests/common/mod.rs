@@ -105,6 +105,16 @@ pub fn read_table(path: &Path) -> DataFrame {
     polars::functions::concat_df_diagonal(&frames).unwrap()
 }
 
+/// The `status` column of run folder `out`'s trials table: empty while the
+/// sweep has not written a part yet.
+pub fn statuses(out: &Path) -> Vec<String> {
+    let trials = read_table(&out.join("trials.parquet"));
+    if trials.column("status").is_err() {
+        return Vec::new();
+    }
+    strings(&trials, "status")
+}
+
 pub fn strings(frame: &DataFrame, column: &str) -> Vec<String> {
     let column = frame.column(column).unwrap();
     (0..frame.height())
