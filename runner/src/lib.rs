@@ -10,6 +10,7 @@
 //! - [`config`] reads and checks experiment files;
 //! - [`trial`] is one resolved configuration and seed, its id, and its
 //!   binding to what the data and the machine decide;
+//! - [`hub`] finds `hf:ORG/NAME` ids in the local Hugging Face cache;
 //! - [`model_dir`] reads trial and Hugging Face folders;
 //! - [`sweep`] expands an experiment into trials;
 //! - [`data`] turns a corpus or labelled examples into batches;
@@ -23,6 +24,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod formats;
+pub mod hub;
 pub mod launch;
 pub mod model_dir;
 pub mod scoring;

@@ -41,6 +41,12 @@ pub fn save_weights(vs: &VarStore, folder: &Path) -> anyhow::Result<()> {
 }
 
 impl ModelDir {
+    /// The model folder `spec` names: a path, or a hub id (`hf:ORG/NAME`)
+    /// found in the local Hugging Face cache ([`crate::hub`]).
+    pub fn find(spec: &str) -> Result<ModelDir, InputError> {
+        ModelDir::open(&crate::hub::folder(spec)?)
+    }
+
     pub fn open(path: &Path) -> Result<ModelDir, InputError> {
         let fail = |m: String| InputError::new(m).in_file(path);
         let (layout, plugin, knobs) = if path.join(runfolder::names::CONFIG).is_file() {

@@ -173,3 +173,53 @@ metrics = {{ "glue/score" = 50.0 }}
     assert_eq!(selection[0][6], "50.0");
     assert_eq!(selection[0][7], format!("{:+.1}", glue - 50.0));
 }
+
+#[test]
+fn fine_tuning_starts_from_a_hub_id_with_the_snapshots_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let trial = glob::glob(&pretrained(dir.path())).unwrap().next().unwrap().unwrap();
+    // The pretrained model, exported, as a snapshot in a hub cache.
+    let cache = dir.path().join("hub");
+    let repo = cache.join("models--org--pretrained");
+    let commit = "c".repeat(40);
+    let export = run(bertlab().arg("export").arg(&trial).arg("--out").arg(repo.join("snapshots").join(&commit)));
+    assert_eq!(export.code, 0, "{}", export.stderr);
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), &commit).unwrap();
+    let file = write(
+        dir.path(),
+        "hub.toml",
+        r#"[experiment]
+name = "hub"
+task = "classification"
+metric = "eval/accuracy"
+goal = "maximize"
+
+[model]
+init = "hf:org/pretrained"
+
+[data]
+train = "experiments/data/topics-train.tsv"
+eval = "experiments/data/topics-dev.tsv"
+text_columns = ["sentence"]
+label_column = "label"
+seq_len = 64
+
+[train]
+epochs = 1
+batch_size = 32
+lr = 1e-3
+eval_every = 0
+device = "cpu"
+"#,
+    );
+    let out = dir.path().join("hub");
+    let done = run(bertlab().env("HF_HUB_CACHE", &cache).arg("run").arg(&file).arg("--out").arg(&out));
+    assert_eq!(done.code, 0, "{}", done.stderr);
+    let trials = read_table(&out.join("trials.parquet"));
+    assert_eq!(strings(&trials, "status"), ["completed"]);
+    // The id, not this machine's cache path, is the trial's configuration.
+    let config = std::fs::read_to_string(out.join("trials").join(&strings(&trials, "trial_id")[0]).join("config.toml")).unwrap();
+    assert!(config.contains("init = \"hf:org/pretrained\"") && config.contains("tokenizer = \"hf:org/pretrained\""), "{config}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains("## Model selection"));
+}

@@ -187,3 +187,49 @@ fn init_starts_training_from_a_folder_with_its_knobs_and_tokenizer() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("bad.toml:6: model.hidden: 64 differs from the init folder's 32"), "{}", r.stderr);
 }
+
+/// A Hugging Face hub cache as `huggingface_hub` lays it out: two snapshots
+/// of `org/tiny` (a tied and an untied model), `refs/main` naming the first
+/// and `refs/v2` the second.
+fn hub_cache(root: &Path) -> [(String, PathBuf); 2] {
+    let repo = root.join("models--org--tiny");
+    let snapshots = [("a".repeat(40), "masked-lm"), ("b".repeat(40), "untied")].map(|(commit, layout)| {
+        let folder = repo.join("snapshots").join(&commit);
+        std::fs::create_dir_all(&folder).unwrap();
+        ok(run(python().arg("make-model").arg(&folder).arg(layout)), "making a snapshot");
+        (commit, folder)
+    });
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), &snapshots[0].0).unwrap();
+    std::fs::write(repo.join("refs/v2"), &snapshots[1].0).unwrap();
+    snapshots
+}
+
+#[test]
+fn hub_ids_resolve_in_the_local_cache_as_huggingface_hub_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("hub");
+    let [(_, main), (second, v2)] = hub_cache(&cache);
+    for (spec, revision, snapshot) in [("hf:org/tiny", "main", &main), ("hf:org/tiny@v2", "v2", &v2), (&*format!("hf:org/tiny@{second}"), &*second, &v2)] {
+        let ours = dir.path().join("ours.safetensors");
+        let input = main.join("input.json");
+        let r = ok(run(bertlab().env("HF_HUB_CACHE", &cache).args(["forward", "--model", spec, "--input"]).arg(&input).arg("--out").arg(&ours)), spec);
+        // The snapshot huggingface_hub itself would use, offline.
+        let theirs = Command::new(venv_python())
+            .args(["-c", "import sys; from huggingface_hub import snapshot_download; print(snapshot_download('org/tiny', revision=sys.argv[1], local_files_only=True))", revision])
+            .env("HF_HUB_CACHE", &cache)
+            .output()
+            .unwrap();
+        assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+        let theirs = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+        assert_eq!(Path::new(&theirs), snapshot.as_path(), "{spec}: huggingface_hub's snapshot");
+        assert!(r.stderr.contains(&format!("model {spec}: {theirs}")), "{spec}: {}", r.stderr);
+        for (key, diff) in differences(&ours, &snapshot.join("expected.safetensors"), &input) {
+            assert!(diff < 1e-4, "{spec}: {key}: max abs difference {diff}");
+        }
+    }
+    // Not in the cache: one line naming the id, where it looked and how to fetch it.
+    let missing = run(bertlab().env("HF_HUB_CACHE", &cache).args(["forward", "--model", "hf:org/absent", "--input", "x.json", "--out", "y.safetensors"]));
+    assert_eq!(missing.code, 2, "{}", missing.stderr);
+    assert!(missing.stderr.contains("hf:org/absent") && missing.stderr.contains("models--org--absent") && missing.stderr.contains("huggingface-cli download org/absent"), "{}", missing.stderr);
+}

@@ -33,7 +33,11 @@ struct Batch {
 }
 
 pub fn forward(args: ForwardArgs) -> Result<i32> {
-    let dir = ModelDir::open(&args.model)?;
+    let spec = args.model.to_string_lossy();
+    let dir = ModelDir::find(&spec)?;
+    if crate::hub::is_hub_id(&spec) {
+        eprintln!("model {spec}: {}", dir.path.display());
+    }
     let batch = read_batch(&args.input)?;
     let vs = VarStore::new(Device::Cpu);
     let (model, report) = dir.build(&vs)?;

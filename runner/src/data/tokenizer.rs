@@ -124,15 +124,24 @@ pub fn prepare(data: &DataSection, corpus: &Corpus, cache: &Cache) -> Result<Voc
 }
 
 /// The tokenizer `data.tokenizer` names: a `vocab.txt` (BERT's WordPiece
-/// pipeline around it) or a `tokenizer.json`.
+/// pipeline around it) or a `tokenizer.json`, or a hub id (`hf:ORG/NAME`),
+/// whose snapshot's `tokenizer.json` or `vocab.txt` it is.
 pub fn from_file(data: &DataSection) -> Result<Vocab, InputError> {
-    let path = Path::new(&data.tokenizer);
+    let resolved;
+    let path = if crate::hub::is_hub_id(&data.tokenizer) {
+        let folder = crate::hub::folder(&data.tokenizer).map_err(|e| e.key(KEY))?;
+        resolved = crate::model_dir::tokenizer_file(&folder)
+            .ok_or_else(|| InputError::new(format!("`{}` has no tokenizer.json or vocab.txt", data.tokenizer)).key(KEY).in_file(&folder))?;
+        resolved.as_path()
+    } else {
+        Path::new(&data.tokenizer)
+    };
     let fail = |m: String| InputError::new(m).key(KEY).in_file(path);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let tokenizer = if name.ends_with(".json") {
         Tokenizer::from_file(path).map_err(|e| fail(format!("cannot load tokenizer: {e}")))?
     } else if name.ends_with(".txt") {
-        let model = WordPiece::from_file(&data.tokenizer)
+        let model = WordPiece::from_file(&path.to_string_lossy())
             .unk_token("[UNK]".into())
             .build()
             .map_err(|e| fail(format!("cannot load vocabulary: {e}")))?;

@@ -8,7 +8,6 @@ use super::keys::{Keys, SECTIONS};
 use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
 use crate::model_dir::{self, ModelDir};
-use std::path::Path;
 use crate::trial::{id_with_seed, short, Point, Trial, TrialConfig};
 use models::{knob::closest, KnobValues, Plugin};
 use serde::Deserialize;
@@ -226,9 +225,12 @@ impl<'a> Expansion<'a> {
         if let Some(folder) = &init {
             // A model started from a folder reads text with that folder's tokenizer.
             if data.trains_tokenizer() {
-                data.tokenizer = model_dir::tokenizer_file(Path::new(folder))
-                    .map(|p| p.display().to_string())
+                let resolved = crate::hub::folder(folder).map_err(|e| self.blame("model.init", e.message, point, derived))?;
+                let file = model_dir::tokenizer_file(&resolved)
                     .ok_or_else(|| self.blame("model.init", format!("`{folder}` has no tokenizer.json or vocab.txt: set data.tokenizer"), point, derived))?;
+                // A hub id stays one, so the trial id does not depend on
+                // where this machine keeps its cache.
+                data.tokenizer = if crate::hub::is_hub_id(folder) { folder.clone() } else { file.display().to_string() };
             }
         }
         if let Some(max_position) = model.get("max_position").and_then(Value::as_i64) {
@@ -282,7 +284,7 @@ impl<'a> Expansion<'a> {
     /// the experiment sets; any other knob the experiment sets must agree
     /// with the folder, since the weights fix the architecture.
     fn knobs_from(&self, folder: &str, given: KnobValues) -> Result<KnobValues, InputError> {
-        let dir = ModelDir::open(Path::new(folder)).map_err(|e| InputError::at_key("model.init", e.to_string()))?;
+        let dir = ModelDir::find(folder).map_err(|e| InputError::at_key("model.init", e.to_string()))?;
         if dir.plugin.name() != self.plugin.name() {
             let message = format!("`{folder}` holds a `{}` model; set [experiment] model = \"{}\"", dir.plugin.name(), dir.plugin.name());
             return Err(InputError::at_key("model.init", message));

@@ -77,7 +77,7 @@ fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, device
             // checkpoint fine-tuned on another task). The encoder is what
             // the classifier holds besides its pooler and classifier.
             let encoder: HashSet<String> = vs.variables().into_keys().filter(|v| !plugin.is_pooler(v) && !heads::is_classifier(v)).collect();
-            let report = ModelDir::open(Path::new(init))?.load_with(&vs, &|v| !encoder.contains(v), &heads::is_classifier)?;
+            let report = ModelDir::find(init)?.load_with(&vs, &|v| !encoder.contains(v), &heads::is_classifier)?;
             tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
         }
         None => tracing::warn!("no model.init: fine-tuning from random weights"),

@@ -61,7 +61,7 @@ fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packe
     let train = &config.train;
     let (vs, model) = build(config, device)?;
     if let Some(init) = &config.init {
-        let report = ModelDir::open(std::path::Path::new(init))?.load(&vs)?;
+        let report = ModelDir::find(init)?.load(&vs)?;
         if !report.fresh.is_empty() {
             tracing::warn!("{init} has no {}: initialised fresh", report.fresh.join(", "));
         }
