@@ -67,18 +67,17 @@ pub struct LoadReport {
     pub dropped: Vec<String>,
 }
 
-/// Copies the tensors of `file` into the variables of `vs`. `rename` maps
+/// Copies a checkpoint's `tensors` into the variables of `vs`. `rename` maps
 /// a checkpoint name to a variable name (`None`: not used). Heads
 /// (`is_head`) may be missing on either side; any other missing, left-over
 /// or misshapen tensor is an error, and all of them are listed in one
 /// message, not just the first.
 pub fn load_weights(
     vs: &VarStore,
-    file: &Path,
+    tensors: Vec<(String, Tensor)>,
     rename: &dyn Fn(&str) -> Option<String>,
     is_head: &dyn Fn(&str) -> bool,
 ) -> Result<LoadReport, String> {
-    let tensors = Tensor::read_safetensors(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
     let mut by_variable: HashMap<String, (String, Tensor)> = HashMap::new();
     for (name, tensor) in tensors {
         // Checkpoints converted from TensorFlow name LayerNorm's parameters
@@ -118,6 +117,6 @@ pub fn load_weights(
     if problems.is_empty() {
         Ok(report)
     } else {
-        Err(format!("{} does not fit the model ({} problems): {}", file.display(), problems.len(), problems.join("; ")))
+        Err(format!("the checkpoint does not fit the model ({} problems): {}", problems.len(), problems.join("; ")))
     }
 }

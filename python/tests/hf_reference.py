@@ -45,7 +45,7 @@ LAYOUTS = {"masked-lm": BertForMaskedLM, "untied": BertForMaskedLM, "pretraining
            "bert-model": BertModel, "sequence-classification": BertForSequenceClassification}
 
 
-def make_model(folder, layout="masked-lm"):
+def make_model(folder, layout="masked-lm", weights="safetensors"):
     torch.manual_seed(0)
     config = BertConfig(
         vocab_size=97, hidden_size=36, num_hidden_layers=2, num_attention_heads=3,
@@ -65,7 +65,7 @@ def make_model(folder, layout="masked-lm"):
                                     {k.removeprefix("bert.") if layout == "bert-model" else k: v
                                      for k, v in model.state_dict().items()}, strict=False)
     assert not [k for k in missing.missing_keys if "encoder" in k or "embeddings" in k], missing
-    saved.save_pretrained(folder)
+    save_weights(saved, folder, weights)
     batch = {
         "input_ids": [[2, 15, 40, 7, 96, 3, 0, 0], [2, 5, 61, 88, 3, 30, 12, 3]],
         "attention_mask": [[1, 1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1, 1, 1]],
@@ -74,6 +74,13 @@ def make_model(folder, layout="masked-lm"):
     with open(f"{folder}/input.json", "w") as f:
         json.dump(batch, f)
     save_file(outputs(model, batch), f"{folder}/expected.safetensors")
+
+
+def save_weights(model, folder, weights):
+    """`model` saved in `folder` as `weights` says: `safetensors`
+    (save_pretrained's default) or `sharded` (safetensors shards and their
+    index, as save_pretrained writes a model above max_shard_size)."""
+    model.save_pretrained(folder, **({"max_shard_size": "40KB"} if weights == "sharded" else {}))
 
 
 def load_exactly(architecture, folder):

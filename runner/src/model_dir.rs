@@ -1,6 +1,8 @@
 //! A folder that holds a model: a bertlab trial folder (`config.toml` +
 //! `model.safetensors` + `tokenizer.json`) or a Hugging Face folder
-//! (`config.json` + `model.safetensors`, tokenizer files beside them).
+//! (`config.json` + its weights, tokenizer files beside them). Weights are
+//! read from `model.safetensors`, or from its shards with the
+//! `model.safetensors.index.json` that `save_pretrained` writes.
 //! Knows which plugin and knobs the model has, and builds it with its
 //! weights loaded.
 use crate::error::InputError;
@@ -25,6 +27,9 @@ pub struct ModelDir {
 
 /// The weights of a model folder, trial or Hugging Face.
 pub const WEIGHTS: &str = "model.safetensors";
+/// The index of a sharded checkpoint, which a Hugging Face folder may hold
+/// instead (`save_pretrained` shards models above its `max_shard_size`).
+const SHARDED_WEIGHTS: &str = "model.safetensors.index.json";
 /// The tokenizer a trial saves beside its weights.
 pub const TOKENIZER: &str = "tokenizer.json";
 
@@ -58,8 +63,9 @@ impl ModelDir {
         } else {
             return Err(fail("neither a trial folder (config.toml) nor a Hugging Face folder (config.json)".into()));
         };
-        if !path.join(WEIGHTS).is_file() {
-            return Err(fail(format!("no {WEIGHTS} (only safetensors checkpoints are read)")));
+        if weights_file(path).is_none() {
+            let bin = if path.join("pytorch_model.bin").is_file() { " (pytorch_model.bin is not read yet: convert it to safetensors)" } else { "" };
+            return Err(fail(format!("no weights: neither {WEIGHTS} nor {SHARDED_WEIGHTS}{bin}")));
         }
         Ok(ModelDir { path: path.to_owned(), layout, plugin, knobs })
     }
@@ -90,13 +96,41 @@ impl ModelDir {
     /// and `fresh` which keep their initialisation even when the checkpoint
     /// has them (a new classifier over another task's).
     pub fn load_with(&self, vs: &VarStore, is_head: &dyn Fn(&str) -> bool, fresh: &dyn Fn(&str) -> bool) -> Result<LoadReport, InputError> {
-        let weights = self.path.join(WEIGHTS);
         let variable = |name: &str| match (self.layout, self.plugin.hugging_face()) {
             (Layout::HuggingFace, Some(hf)) => hf.variable_name(&self.knobs, name),
             _ => Some(name.to_string()),
         };
-        load_weights(vs, &weights, &|name| variable(name).filter(|v| !fresh(v)), is_head).map_err(InputError::new)
+        let tensors = read_weights(&self.path)?;
+        load_weights(vs, tensors, &|name| variable(name).filter(|v| !fresh(v)), is_head).map_err(|m| InputError::new(m).in_file(&self.path))
     }
+}
+
+fn weights_file(folder: &Path) -> Option<PathBuf> {
+    [WEIGHTS, SHARDED_WEIGHTS].iter().map(|f| folder.join(f)).find(|p| p.is_file())
+}
+
+/// Every named tensor of the folder's checkpoint, whatever its format.
+fn read_weights(folder: &Path) -> Result<Vec<(String, tch::Tensor)>, InputError> {
+    let file = weights_file(folder).ok_or_else(|| InputError::new(format!("no {WEIGHTS}")).in_file(folder))?;
+    if !file.ends_with(SHARDED_WEIGHTS) {
+        return read_weight_file(&file);
+    }
+    // A sharded checkpoint: the index maps each tensor to its shard.
+    let fail = |m: String| InputError::new(m).in_file(&file);
+    let index: serde_json::Value = std::fs::read(&file).map_err(|e| fail(e.to_string())).and_then(|b| serde_json::from_slice(&b).map_err(|e| fail(format!("not JSON: {e}"))))?;
+    let Some(map) = index["weight_map"].as_object() else { return Err(fail("no weight_map".into())) };
+    let mut shards: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+    shards.sort();
+    shards.dedup();
+    let mut tensors = Vec::new();
+    for shard in shards {
+        tensors.extend(read_weight_file(&folder.join(shard))?);
+    }
+    Ok(tensors)
+}
+
+fn read_weight_file(file: &Path) -> Result<Vec<(String, tch::Tensor)>, InputError> {
+    tch::Tensor::read_safetensors(file).map_err(|e| InputError::new(format!("cannot read: {e}")).in_file(file))
 }
 
 /// A trial's `config.toml` is a one-trial experiment file: the plugin under

@@ -188,6 +188,22 @@ fn init_starts_training_from_a_folder_with_its_knobs_and_tokenizer() {
     assert!(r.stderr.contains("bad.toml:6: model.hidden: 64 differs from the init folder's 32"), "{}", r.stderr);
 }
 
+#[test]
+fn forward_reads_sharded_checkpoints_as_transformers_does() {
+    for weights in ["sharded"] {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("hf");
+        std::fs::create_dir(&folder).unwrap();
+        ok(run(python().arg("make-model").arg(&folder).arg("masked-lm").arg(weights)), "making the reference model");
+        assert!(!folder.join("model.safetensors").exists() && folder.join("model.safetensors.index.json").exists(), "{weights}: only shards");
+        let (ours, input) = (dir.path().join("ours.safetensors"), folder.join("input.json"));
+        ok(run(bertlab().arg("forward").arg("--model").arg(&folder).arg("--input").arg(&input).arg("--out").arg(&ours)), weights);
+        for (key, diff) in differences(&ours, &folder.join("expected.safetensors"), &input) {
+            assert!(diff < 1e-4, "{weights}: {key}: max abs difference {diff}");
+        }
+    }
+}
+
 /// A Hugging Face hub cache as `huggingface_hub` lays it out: two snapshots
 /// of `org/tiny` (a tied and an untied model), `refs/main` naming the first
 /// and `refs/v2` the second.
