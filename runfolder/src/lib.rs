@@ -132,7 +132,7 @@ impl RunFolder {
             if tables::up_to_date(&self.root, &trial) {
                 continue;
             }
-            let _lock = claim::wait_for(&self.root.join(names::TABLES_LOCK))?;
+            let _lock = tables::lock(&self.root)?;
             // Looked at again under the lock: its owner may have ended it
             // and written its parts since.
             let Some(now) = self.trial(&trial.record.trial_id) else { continue };

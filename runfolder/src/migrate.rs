@@ -29,7 +29,7 @@ pub fn migrate(root: &Path) -> Result<usize> {
         }
         return Ok(0);
     }
-    let _lock = crate::claim::wait_for(&root.join(names::TABLES_LOCK))?;
+    let _lock = tables::lock(root)?;
     for (file, aside) in [(&trials_file, &trials_aside), (&metrics_file, &metrics_aside)] {
         if file.is_file() {
             std::fs::rename(file, aside).with_context(|| format!("moving {} aside", file.display()))?;

@@ -34,8 +34,14 @@ pub fn part(root: &Path, table: &str, id: &str) -> PathBuf {
 
 /// Makes trial `record`'s two parts from its record and `points.tsv`.
 pub fn write_trial(root: &Path, record: &TrialRecord) -> Result<()> {
-    let _lock = claim::wait_for(&root.join(names::TABLES_LOCK)).context("taking the tables lock")?;
+    let _lock = lock(root)?;
     write_parts_locked(root, record)
+}
+
+/// Waits for, and holds while it lives, the lock that orders changes to
+/// the parts of run folder `root`.
+pub(crate) fn lock(root: &Path) -> Result<claim::Claim> {
+    claim::wait_for(&root.join(names::TABLES_LOCK)).context("taking the tables lock")
 }
 
 /// [`write_trial`] for a caller that holds the tables lock.

@@ -5,6 +5,15 @@ mod common;
 use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, venv_python, workspace_root, write};
 use std::path::{Path, PathBuf};
 
+/// The labelled topic sentences both fine-tuning runs from a checkpoint use.
+const TOPICS_DATA: &str = r#"[data]
+train = "experiments/data/topics-train.tsv"
+eval = "experiments/data/topics-dev.tsv"
+text_columns = ["sentence"]
+label_column = "label"
+seq_len = 64
+"#;
+
 /// Runs the experiment `text` as `dir/<name>.toml` into `dir/<name>/`,
 /// which it returns; every trial must complete.
 fn run_experiment(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -39,13 +48,7 @@ goal = "maximize"
 [model]
 init = "{init}"
 
-[data]
-train = "experiments/data/topics-train.tsv"
-eval = "experiments/data/topics-dev.tsv"
-text_columns = ["sentence"]
-label_column = "label"
-seq_len = 64
-
+{TOPICS_DATA}
 [train]
 epochs = 4
 batch_size = 16
@@ -189,7 +192,8 @@ fn fine_tuning_starts_from_a_hub_id_with_the_snapshots_tokenizer() {
     let file = write(
         dir.path(),
         "hub.toml",
-        r#"[experiment]
+        &format!(
+            r#"[experiment]
 name = "hub"
 task = "classification"
 metric = "eval/accuracy"
@@ -198,20 +202,15 @@ goal = "maximize"
 [model]
 init = "hf:org/pretrained"
 
-[data]
-train = "experiments/data/topics-train.tsv"
-eval = "experiments/data/topics-dev.tsv"
-text_columns = ["sentence"]
-label_column = "label"
-seq_len = 64
-
+{TOPICS_DATA}
 [train]
 epochs = 1
 batch_size = 32
 lr = 1e-3
 eval_every = 0
 device = "cpu"
-"#,
+"#
+        ),
     );
     let out = dir.path().join("hub");
     let done = run(bertlab().env("HF_HUB_CACHE", &cache).arg("run").arg(&file).arg("--out").arg(&out));

@@ -284,10 +284,10 @@ fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result
     Ok(tally)
 }
 
-/// `host:1234 (2 trials), host:5678 (1 trial)`.
-fn owners(left: &[(String, String)]) -> String {
+/// `host:1234: 2 trials, host:5678: 1 trial`.
+fn owners(left: &[String]) -> String {
     let mut counts: Vec<(&str, usize)> = Vec::new();
-    for (_, owner) in left {
+    for owner in left {
         match counts.iter_mut().find(|(o, _)| o == owner) {
             Some((_, n)) => *n += 1,
             None => counts.push((owner, 1)),

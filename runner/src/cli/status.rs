@@ -4,10 +4,9 @@
 //! owner is gone shows as `interrupted`. Brings the folder's tables up to
 //! date on the way, as `report` does.
 use super::OutputFormat;
-use crate::error::InputError;
 use anyhow::Result;
 use clap::Args;
-use runfolder::{RunFolder, TrialState, TrialStatus};
+use runfolder::{TrialState, TrialStatus};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -20,10 +19,7 @@ pub struct StatusArgs {
 }
 
 pub fn status(args: StatusArgs) -> Result<i32> {
-    if RunFolder::existing(&args.run_dir).is_none() {
-        return Err(InputError::new(format!("not a run folder (no {}/)", runfolder::names::TRIALS_DIR)).in_file(&args.run_dir).into());
-    }
-    let folder = RunFolder::open(&args.run_dir)?;
+    let folder = crate::store::existing(&args.run_dir)?;
     let updated = folder.bring_tables_up_to_date()?;
     let trials = folder.trials()?;
     let now = runfolder::record::now_ms();

@@ -1,6 +1,5 @@
 //! `bertlab sync RUN_DIR`: delivers to MLflow the trials a run could not
 //! (its `tracking-spool/`), sending only what the server lacks.
-use crate::error::InputError;
 use crate::track;
 use anyhow::Result;
 use clap::Args;
@@ -13,11 +12,8 @@ pub struct SyncArgs {
 }
 
 pub fn sync(args: SyncArgs) -> Result<i32> {
-    if runfolder::RunFolder::existing(&args.run_dir).is_none() {
-        return Err(InputError::new(format!("not a run folder (no {}/)", runfolder::names::TRIALS_DIR)).in_file(&args.run_dir).into());
-    }
     // An old-layout folder moves to the per-trial one first.
-    runfolder::RunFolder::open(&args.run_dir)?;
+    crate::store::existing(&args.run_dir)?;
     match track::deliver_spool(&args.run_dir) {
         None => {
             println!("nothing to deliver: every trial of {} is in MLflow", args.run_dir.display());

@@ -36,8 +36,8 @@ pub struct Tally {
     pub completed: usize,
     pub failed: usize,
     pub skipped: usize,
-    /// Trials another process was training, by owner (`host:pid`).
-    pub left: Vec<(String, String)>,
+    /// The owner (`host:pid`) of each trial left to another process.
+    pub left: Vec<String>,
 }
 
 /// Where a sweep's records go.
@@ -52,8 +52,6 @@ pub struct Session<'a> {
     folder: RunFolder,
     writer: TrialWriter,
     started: Instant,
-    /// The start as epoch milliseconds, for MLflow's timestamps.
-    start_ms: i64,
     bar: ProgressBar,
     /// `train.budget`, which the bar's length follows.
     budget: Option<std::time::Duration>,
@@ -69,7 +67,7 @@ impl<'a> Session<'a> {
             Claimed::Mine(writer) => writer,
             Claimed::Theirs(held) => {
                 sinks.display.line(&format!("left  {} {} to {} (training it)", trial.id, trial.label(), held.owner));
-                tally.left.push((trial.id.clone(), held.owner.to_string()));
+                tally.left.push(held.owner.to_string());
                 sinks.display.advance();
                 return Ok(None);
             }
@@ -90,7 +88,6 @@ impl<'a> Session<'a> {
             folder: store.folder.clone(),
             writer,
             started: Instant::now(),
-            start_ms: crate::track::now_ms(),
             bar,
             budget: trial.config.train.budget_duration(),
             tracker: sinks.tracker,
@@ -154,7 +151,8 @@ impl Observer for Session<'_> {
         self.writer.point(MetricPoint { step, key: key.to_string(), value, wall_s });
         // JSON has no NaN or infinity, so MLflow's REST API cannot take them.
         if let Some(tracker) = self.tracker.filter(|_| value.is_finite()) {
-            let timestamp = self.start_ms + (wall_s * 1000.0) as i64;
+            // The record's start, in epoch ms, is MLflow's time origin.
+            let timestamp = self.writer.record().started_ms + (wall_s * 1000.0) as i64;
             tracker.metric(&self.trial.id, Metric { key: key.to_string(), value, timestamp, step });
         }
     }

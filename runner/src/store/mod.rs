@@ -18,11 +18,22 @@ pub enum Ending {
     Failed { error: String },
 }
 
+/// A run folder `bertlab run` made (moved to the per-trial layout if it is
+/// older), for the commands that read one; any other path is bad input.
+pub fn existing(root: &std::path::Path) -> Result<RunFolder> {
+    if RunFolder::existing(root).is_none() {
+        return Err(crate::InputError::new(format!("not a run folder (no {}/)", runfolder::names::TRIALS_DIR)).in_file(root).into());
+    }
+    RunFolder::open(root)
+}
+
 /// The ids of the trials completed in the run folder `root`, without
 /// creating it (for `plan`).
 pub fn completed_ids(root: &std::path::Path) -> Result<HashSet<String>> {
-    let Some(folder) = RunFolder::existing(root) else { return Ok(HashSet::new()) };
-    let folder = RunFolder::open(&folder.root)?;
+    if RunFolder::existing(root).is_none() {
+        return Ok(HashSet::new());
+    }
+    let folder = existing(root)?;
     Ok(folder.trials()?.into_iter().filter(|t| t.status == TrialStatus::Completed).map(|t| t.record.trial_id).collect())
 }
 

@@ -172,7 +172,7 @@ const TRIAL_TAG: &str = "bertlab.trial_id";
 /// the spool, so processes starting together make one.
 fn sweep_parent(client: &Client, spool: &Spool, experiment_id: &str) -> Result<String, CallError> {
     let local = |e: std::io::Error| CallError { call: "locking the tracking spool".into(), message: e.to_string(), code: None };
-    let _lock = runfolder::claim::wait_for(&spool.dir().join(".parent-lock")).map_err(local)?;
+    let _lock = spool.lock_parent().map_err(local)?;
     let mut target = spool.target().unwrap_or_default();
     if let Some(parent) = target.parent_run_id.as_ref().filter(|id| client.run(id).is_ok()) {
         return Ok(parent.clone());

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use runfolder::names::TRACKING_SPOOL as FOLDER;
 const TARGET: &str = "target.json";
+const PARENT_LOCK: &str = ".parent-lock";
 
 /// Where the spooled trials are to be delivered, and the sweep's parent
 /// run they nest under: one per run folder, shared by every process that
@@ -43,9 +44,10 @@ impl Spool {
         std::fs::rename(temporary, self.dir.join(TARGET))
     }
 
-    /// The spool's folder (its parent-run lock lives there).
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Waits for, and holds while it lives, the lock under which the
+    /// folder's parent run is looked up or made.
+    pub fn lock_parent(&self) -> std::io::Result<runfolder::claim::Claim> {
+        runfolder::claim::wait_for(&self.dir.join(PARENT_LOCK))
     }
 
     pub fn target(&self) -> Option<Target> {
