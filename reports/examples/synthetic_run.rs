@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
         ]);
         let Attempt::Mine(claim) = folder.claim(&id)? else { anyhow::bail!("trial {id} is claimed by another process") };
         let label = format!("layers={l} hidden={h} seed={seed}");
-        let start = Start { trial_id: id.clone(), experiment: "synthetic".into(), label, config: serde_json::Value::Null, steps, row: row.clone() };
+        let start = Start { trial_id: id.clone(), experiment: "synthetic".into(), label, config: serde_json::Value::Null, steps, row: row.clone(), resume_from: None };
         let mut writer = TrialWriter::start(folder.root.clone(), claim, start)?;
         for s in 1..=steps {
             let wall_s = s as f64 * 0.05;

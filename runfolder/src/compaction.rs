@@ -133,7 +133,7 @@ mod tests {
     fn record_trial(folder: &RunFolder, id: &str, value: f64) {
         let Attempt::Mine(claim) = folder.claim(id).unwrap() else { panic!() };
         let row = Row::from([("trial_id".into(), Cell::Text(id.into())), ("experiment".into(), Cell::Text("x".into()))]);
-        let start = Start { trial_id: id.into(), experiment: "x".into(), label: id.into(), config: serde_json::Value::Null, steps: 3, row: row.clone() };
+        let start = Start { trial_id: id.into(), experiment: "x".into(), label: id.into(), config: serde_json::Value::Null, steps: 3, row: row.clone(), resume_from: None };
         let mut writer = TrialWriter::start(folder.root.clone(), claim, start).unwrap();
         for step in 1..=3 {
             writer.point(MetricPoint { step, key: "train/loss".into(), value, wall_s: 0.0 });

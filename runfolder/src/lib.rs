@@ -8,6 +8,7 @@
 //!     claim.<n>               who trains it now ([`claim`])
 //!     record.json             status, step reached, final row, thinned curves ([`record`])
 //!     points.tsv              every metric point, appended ([`points`])
+//!     checkpoint-<step>.safetensors  the whole training state at a step ([`checkpoints`])
 //!     config.toml, log.txt    the resolved configuration; lines for people
 //!   trials.parquet/<id>.parquet    the trials table, a part per trial ([`tables`]),
 //!                  batch-*.parquet  small parts merged ([`compaction`])
@@ -23,6 +24,7 @@
 //! rename, and `fsync` that makes data durable (local disks, NFS v3+ with
 //! `sync` exports or close-to-open consistency, Lustre, GPFS).
 pub mod atomic;
+pub mod checkpoints;
 pub mod claim;
 pub mod compaction;
 pub mod curves;

@@ -90,6 +90,8 @@ pub fn migrate(root: &Path) -> Result<usize> {
             steps: last_step,
             row: Row::clone(row),
             curves,
+            checkpoint: None,
+            retries: 0,
         };
         record::write(&dir, &record)?;
         tables::write_parts_locked(root, &record)?;

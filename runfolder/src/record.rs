@@ -36,7 +36,10 @@ pub struct TrialRecord {
     /// params, live or synced later).
     #[serde(default)]
     pub config: serde_json::Value,
-    /// `running` until the trial ends; never `interrupted` on disk.
+    /// `running` until the trial ends, or `interrupted` when it was stopped
+    /// on purpose (a signal, a failed write) with its checkpoint kept. A
+    /// reader also shows a `running` trial whose owner is gone as
+    /// `interrupted`.
     pub status: TrialStatus,
     /// How many times training started.
     pub attempts: u32,
@@ -53,6 +56,20 @@ pub struct TrialRecord {
     pub row: Row,
     #[serde(default)]
     pub curves: Curves,
+    /// The last checkpoint put in place, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<CheckpointMark>,
+    /// Workers that died training it and were replaced (`run --retries`).
+    #[serde(default)]
+    pub retries: u32,
+}
+
+/// Where a trial's last checkpoint stands: the step it holds and when it
+/// was put in place (epoch ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointMark {
+    pub step: i64,
+    pub written_ms: i64,
 }
 
 pub fn read(dir: &Path) -> Option<TrialRecord> {

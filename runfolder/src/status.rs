@@ -1,6 +1,7 @@
 //! Where a trial stands. The record says `running` while its owner trains
 //! it; a reader that finds the owner gone reports it `interrupted`, so a
-//! killed run never leaves a ghost `running` trial behind.
+//! killed run never leaves a ghost `running` trial behind. A trial stopped
+//! on purpose (a signal, a failed write) is recorded `interrupted` itself.
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -9,7 +10,8 @@ pub enum TrialStatus {
     Running,
     Completed,
     Failed,
-    /// Was running, and its owner stopped without recording an end.
+    /// Was running, and stopped before its end: on purpose (recorded so),
+    /// or its owner died (read so). A re-run resumes it.
     Interrupted,
 }
 

@@ -5,8 +5,9 @@
 //! only the ones listed before it:
 //!
 //! - [`error`] (the located input error), [`settings`] (device and precision
-//!   words parsed into types), [`scoring`] (GLUE's metrics) and [`formats`]
-//!   (the layouts of labelled-example files) at the bottom;
+//!   words parsed into types), [`signals`] (stop requests), [`scoring`]
+//!   (GLUE's metrics) and [`formats`] (the layouts of labelled-example
+//!   files) at the bottom;
 //! - [`config`] reads and checks experiment files;
 //! - [`trial`] is one resolved configuration and seed, its id, and its
 //!   binding to what the data and the machine decide;
@@ -29,6 +30,7 @@ pub mod launch;
 pub mod model_dir;
 pub mod scoring;
 pub mod settings;
+pub mod signals;
 pub mod store;
 pub mod track;
 pub mod sweep;

@@ -6,6 +6,8 @@
 #include <ATen/Context.h>
 #include <ATen/DeviceAccelerator.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -122,6 +124,27 @@ int torch_ops_clear_grads(at::Tensor** params, int n) {
 // asynchronously (tch's binding passes a device argument libtorch deprecates).
 int torch_ops_pin_memory(at::Tensor* t, at::Tensor** out) {
   return guarded([&] { *out = new at::Tensor(t->pin_memory()); });
+}
+
+// The state of the default random generator of a device (cuda < 0: the
+// CPU's), as the bytes torch.get_rng_state() returns; and setting it back.
+// Dropout draws from these, so an exact resume restores them.
+int torch_ops_rng_state(int cuda, at::Tensor** out) {
+  return guarded([&] {
+    auto generator = cuda < 0 ? at::detail::getDefaultCPUGenerator()
+                              : at::globalContext().defaultGenerator(at::Device(at::kCUDA, cuda));
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    *out = new at::Tensor(generator.get_state());
+  });
+}
+
+int torch_ops_set_rng_state(int cuda, at::Tensor* state) {
+  return guarded([&] {
+    auto generator = cuda < 0 ? at::detail::getDefaultCPUGenerator()
+                              : at::globalContext().defaultGenerator(at::Device(at::kCUDA, cuda));
+    std::lock_guard<std::mutex> lock(generator.mutex());
+    generator.set_state(*state);
+  });
 }
 
 int torch_ops_allow_tf32(int allow) {

@@ -3,7 +3,8 @@
 //! and loss-scale unscaling without host synchronisation, gradients dropped
 //! rather than zeroed, pinned host memory, autocast on a given
 //! device type with a given dtype (tch's `autocast` is CUDA-only and float16),
-//! TF32 matmuls, and an accelerator's peak-memory counter.
+//! TF32 matmuls, an accelerator's peak-memory counter, and the state of
+//! the default random generators (for exact resumes).
 use std::ffi::{c_char, c_int, CStr};
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
@@ -31,6 +32,8 @@ mod ffi {
         pub fn torch_ops_clip_grad_norm(grads: *const *mut C_tensor, n: c_int, max_norm: f64, total: *mut *mut C_tensor) -> c_int;
         pub fn torch_ops_unscale(grads: *const *mut C_tensor, n: c_int, found_inf: *mut C_tensor, inv_scale: *mut C_tensor) -> c_int;
         pub fn torch_ops_allow_tf32(allow: c_int) -> c_int;
+        pub fn torch_ops_rng_state(cuda: c_int, out: *mut *mut C_tensor) -> c_int;
+        pub fn torch_ops_set_rng_state(cuda: c_int, state: *mut C_tensor) -> c_int;
         pub fn torch_ops_clear_grads(params: *const *mut C_tensor, n: c_int) -> c_int;
         pub fn torch_ops_pin_memory(t: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
         pub fn torch_ops_peak_memory(device: c_int, bytes: *mut i64) -> c_int;
@@ -197,6 +200,33 @@ pub fn pin_memory(t: &Tensor) -> Result<Tensor> {
     Ok(unsafe { Tensor::from_ptr(out) })
 }
 
+/// The default random generator of `device` (the CPU's, or a CUDA
+/// device's), which dropout draws from.
+fn generator_index(device: Device) -> Result<c_int> {
+    match device {
+        Device::Cpu => Ok(-1),
+        Device::Cuda(index) => Ok(index as c_int),
+        other => Err(Error(format!("no random generator state for {other:?}"))),
+    }
+}
+
+/// The state of `device`'s default random generator, as the bytes (a
+/// `uint8` CPU tensor) `torch.get_rng_state()` returns.
+pub fn rng_state(device: Device) -> Result<Tensor> {
+    let index = generator_index(device)?;
+    let mut out: *mut C_tensor = std::ptr::null_mut();
+    // SAFETY: on success `out` is a new tensor we own.
+    check(unsafe { ffi::torch_ops_rng_state(index, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// Sets `device`'s default random generator to a state [`rng_state`] read.
+pub fn set_rng_state(device: Device, state: &Tensor) -> Result<()> {
+    let index = generator_index(device)?;
+    // SAFETY: a live tensor borrowed for the call.
+    check(unsafe { ffi::torch_ops_set_rng_state(index, state.as_ptr() as *mut C_tensor) })
+}
+
 /// Lets float32 matrix products and convolutions on CUDA use TF32.
 pub fn allow_tf32(allow: bool) -> Result<()> {
     // SAFETY: sets a process-wide flag.
@@ -220,6 +250,20 @@ pub fn reset_peak_memory(index: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_restored_generator_state_draws_the_same_dropout_again() {
+        tch::manual_seed(7);
+        let _ = Tensor::rand([10], (Kind::Float, Device::Cpu));
+        let state = rng_state(Device::Cpu).unwrap();
+        let x = Tensor::ones([1000], (Kind::Float, Device::Cpu));
+        let first = x.dropout(0.5, true);
+        let _ = Tensor::rand([77], (Kind::Float, Device::Cpu));
+        set_rng_state(Device::Cpu, &state).unwrap();
+        let again = x.dropout(0.5, true);
+        assert!(first.equal(&again), "the same state draws the same mask");
+        assert!(!first.equal(&x.dropout(0.5, true)), "and the generator moves on after it");
+    }
 
     #[test]
     fn autocast_runs_cpu_matmuls_in_bfloat16() {

@@ -11,6 +11,7 @@ use crate::sweep;
 use crate::trial::{bind, Trial};
 use crate::track::{self, client::KeyValue, Tracker};
 use crate::settings::DeviceSpec;
+use crate::signals;
 use crate::train::device;
 use anyhow::Result;
 use clap::Args;
@@ -36,9 +37,15 @@ pub struct RunArgs {
     /// turn, CPU threads are divided between CPU trials.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
-    /// Run every trial again, even those completed in an earlier run.
+    /// Run every trial again from its start: completed ones too, and
+    /// unfinished ones without their checkpoints.
     #[arg(long)]
     fresh: bool,
+    /// With --jobs N: times a trial whose worker died (killed, out of
+    /// memory) goes on from its checkpoint in a new worker. A trial that
+    /// fails on its own (a diverged loss, bad data) is not retried.
+    #[arg(long, default_value_t = 1)]
+    retries: u32,
 }
 
 /// An experiment checked and expanded, ready to run.
@@ -55,6 +62,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if args.jobs == 0 {
         return Err(InputError::new("must be at least 1").key("--jobs").into());
     }
+    signals::install(signals::Role::Sweep)?;
     let files = expand_files(&args.files)?;
     if args.out.is_some() && files.len() > 1 {
         return Err(InputError::new(format!("--out names one run folder but {} experiments were given", files.len())).into());
@@ -72,12 +80,17 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 
     let cache = Cache::from_env();
+    let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries };
     let mut worst = 0;
     for plan in &mut planned {
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
-        let tally = run_one(plan, &jobs, args.fresh, args.jobs)?;
+        let tally = run_one(plan, &jobs, &options)?;
         worst = worst.max(i32::from(tally.failed > 0));
+        if let Some(signal) = signals::requested() {
+            eprintln!("stop  {}: {} trials interrupted, their checkpoints kept; the same command resumes them", signal.name(), tally.interrupted);
+            return Ok(signal.exit_code());
+        }
     }
     Ok(worst)
 }
@@ -229,7 +242,7 @@ fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
     Ok(jobs)
 }
 
-fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result<Tally> {
+fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let store = Store::open(&plan.out)?;
     let mut notes = Vec::new();
@@ -245,7 +258,7 @@ fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result
     let tracker = tracker(plan, jobs);
     let progress = Progress::new(jobs.len() as u64);
     let sinks = Sinks { experiment: &experiment.name, display: &progress, tracker: tracker.as_ref() };
-    let tally = launch::run(jobs, &store, fresh, parallel, &sinks)?;
+    let tally = launch::run(jobs, &store, options, &sinks)?;
     progress.finish();
 
     run_info(plan, jobs).write(&plan.out)?;
@@ -271,8 +284,12 @@ fn run_one(plan: &Checked, jobs: &[Job], fresh: bool, parallel: usize) -> Result
         0 => String::new(),
         n => format!(", {n} left to other runs ({})", owners(&tally.left)),
     };
+    let interrupted = match tally.interrupted {
+        0 => String::new(),
+        n => format!(", {n} interrupted (checkpoints kept)"),
+    };
     println!(
-        "{} completed, {} failed, {} skipped (already completed){left}. Results: {}/{}, {}; report: {}",
+        "{} completed, {} failed, {} skipped (already completed){interrupted}{left}. Results: {}/{}, {}; report: {}",
         tally.completed,
         tally.failed,
         tally.skipped,

@@ -1,6 +1,7 @@
 //! `bertlab status RUN_DIR [--format table|json]`: where each trial of a
 //! run folder stands (its status, step of total, owner and heartbeat, how
-//! long it has run) and the totals, for people or scripts. A trial whose
+//! long it has run, its last checkpoint and its age, the attempts and the
+//! retries of dead workers) and the totals, for people or scripts. A trial whose
 //! owner is gone shows as `interrupted`. Brings the folder's tables up to
 //! date on the way, as `report` does.
 use super::OutputFormat;
@@ -30,13 +31,14 @@ pub fn status(args: StatusArgs) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         OutputFormat::Table => {
-            println!("| trial | experiment | status | step | owner | heartbeat | running for | attempts |");
-            println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
+            println!("| trial | experiment | status | step | owner | heartbeat | running for | checkpoint | attempts | retries |");
+            println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
             for t in &trials {
                 let record = &t.record;
                 let heartbeat = t.holder.as_ref().map_or("-".into(), |h| format!("{:.0}s ago", h.heartbeat_age_s));
+                let checkpoint = record.checkpoint.map_or("-".into(), |c| format!("step {}, {} ago", c.step, duration(age_s(c.written_ms, now))));
                 println!(
-                    "| {} | {} | {} | {}/{} | {} | {heartbeat} | {} | {} |",
+                    "| {} | {} | {} | {}/{} | {} | {heartbeat} | {} | {checkpoint} | {} | {} |",
                     record.trial_id,
                     record.experiment,
                     t.status,
@@ -44,7 +46,8 @@ pub fn status(args: StatusArgs) -> Result<i32> {
                     record.steps,
                     record.owner,
                     duration(running_for(t, now)),
-                    record.attempts
+                    record.attempts,
+                    record.retries
                 );
             }
             let counts: Vec<String> = totals(&trials).as_object().into_iter().flatten().map(|(k, v)| format!("{v} {k}")).collect();
@@ -52,6 +55,10 @@ pub fn status(args: StatusArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn age_s(since_ms: i64, now: i64) -> f64 {
+    (now - since_ms).max(0) as f64 / 1000.0
 }
 
 /// Seconds the latest attempt has run (to its last record, if it ended).
@@ -72,6 +79,9 @@ fn as_json(trial: &TrialState, now: i64) -> serde_json::Value {
         "heartbeat_age_s": trial.holder.as_ref().map(|h| h.heartbeat_age_s),
         "running_s": running_for(trial, now),
         "attempts": record.attempts,
+        "retries": record.retries,
+        "checkpoint_step": record.checkpoint.map(|c| c.step),
+        "checkpoint_age_s": record.checkpoint.map(|c| age_s(c.written_ms, now)),
     })
 }
 

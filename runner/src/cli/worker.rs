@@ -17,9 +17,13 @@ pub struct WorkerArgs {
     /// The trial's folder in the run folder.
     #[arg(long)]
     dir: PathBuf,
+    /// The checkpoint to go on from.
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 pub fn serve(args: WorkerArgs) -> Result<i32> {
+    crate::signals::install(crate::signals::Role::Worker)?;
     let target = DeviceSpec::parse(&args.device).and_then(DeviceSpec::resolve).map_err(|m| anyhow!(m))?;
-    protocol::serve(target, args.threads, &args.dir)
+    protocol::serve(target, args.threads, &args.dir, args.resume.as_deref())
 }

@@ -1,6 +1,7 @@
 //! Experiment files: the typed sections ([`schema`]), reading them with their
 //! layers of overrides ([`load`]), and finding the line a key came from
 //! ([`locate`]) so every error can point at it.
+pub mod dotted;
 pub mod extends;
 pub mod fields;
 pub mod load;

@@ -229,6 +229,26 @@ pub struct TrainSection {
     pub budget: Option<String>,
     /// auto | cpu | cuda | cuda:N
     pub device: String,
+    /// Checkpoint the whole training state every this many steps; unset:
+    /// at every evaluation. Either way at least every
+    /// [`CHECKPOINT_AT_LEAST_EVERY`] of training; 0 turns checkpoints off.
+    /// How often a trial is saved does not change its numbers: left out
+    /// of its id ([`crate::trial::TrialConfig::identity`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<i64>,
+    /// Checkpoints kept per trial; an older one goes once a newer one is
+    /// in place. Left out of the id, like `checkpoint_every`.
+    #[serde(skip_serializing_if = "is_default_keep")]
+    pub keep_checkpoints: i64,
+}
+
+/// The longest a trial trains between two checkpoints, whatever
+/// `train.checkpoint_every` says (unless it turns them off).
+pub const CHECKPOINT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+const DEFAULT_KEEP_CHECKPOINTS: i64 = 1;
+
+fn is_default_keep(keep: &i64) -> bool {
+    *keep == DEFAULT_KEEP_CHECKPOINTS
 }
 
 impl Default for TrainSection {
@@ -252,6 +272,8 @@ impl Default for TrainSection {
             tf32: false,
             budget: None,
             device: "auto".into(),
+            checkpoint_every: None,
+            keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS,
         }
     }
 }
@@ -334,6 +356,13 @@ impl DataSection {
 }
 
 impl TrainSection {
+    /// The section without what cannot change a trial's numbers: the
+    /// device it runs on and its checkpoint settings. What a trial's id
+    /// and its checkpoints' fingerprint are made of.
+    pub fn without_bookkeeping(&self) -> TrainSection {
+        TrainSection { device: String::new(), checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, ..self.clone() }
+    }
+
     /// `budget` as a duration; `None` when unset (or invalid, which
     /// `check` rejects).
     pub fn budget_duration(&self) -> Option<std::time::Duration> {
@@ -360,6 +389,8 @@ impl TrainSection {
         require(self.grad_clip >= 0.0, "train.grad_clip", || "must be >= 0 (0 turns clipping off)".into())?;
         require(self.eval_every >= 0, "train.eval_every", || "must be >= 0".into())?;
         require(self.log_every >= 1, "train.log_every", || "must be >= 1".into())?;
+        require(self.checkpoint_every.is_none_or(|n| n >= 0), "train.checkpoint_every", || "must be >= 0 (0 turns checkpoints off)".into())?;
+        require(self.keep_checkpoints >= 1, "train.keep_checkpoints", || "must be at least 1".into())?;
         if let Some(budget) = &self.budget {
             let parsed = humantime::parse_duration(budget);
             require(parsed.as_ref().is_ok_and(|d| !d.is_zero()), "train.budget", || {

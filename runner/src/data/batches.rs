@@ -2,7 +2,7 @@
 //! epoch and masked anew each time (dynamic masking), and evaluation batches
 //! in a fixed order with fixed masks so every evaluation of every trial
 //! scores the same predictions.
-use super::epochs::Epochs;
+use super::epochs::{Cursor, Epochs};
 use super::masking::{Masker, IGNORE};
 use super::packing::Packed;
 use models::EncoderInput;
@@ -118,6 +118,16 @@ impl<'a> TrainBatches<'a> {
         let rows: Vec<usize> = (0..self.batch_size).map(|_| self.epochs.next_row()).collect();
         to_batch(self.packed, &rows, self.masker, self.epochs.rng(), Device::Cpu)
     }
+
+    /// Where the stream stands: after the last batch drawn.
+    pub fn cursor(&self) -> Cursor {
+        self.epochs.cursor()
+    }
+
+    /// Goes on from a checkpoint's cursor.
+    pub fn restore(&mut self, cursor: &Cursor) -> anyhow::Result<()> {
+        self.epochs.restore(cursor)
+    }
 }
 
 /// The held-out set as batches, identical on every call.
@@ -133,12 +143,17 @@ const AHEAD: usize = 2;
 /// Runs `f` with a source of `batches` drawn on another thread, so that
 /// masking, tensor building and (for a GPU `device`) pinning overlap the
 /// training step instead of preceding it. The thread stops once `f` returns.
-pub fn prefetched<R>(mut batches: TrainBatches<'_>, device: Device, f: impl FnOnce(&mut dyn FnMut() -> Batch) -> R) -> R {
+/// Each batch comes with the stream's cursor after it: the thread runs
+/// ahead, so where training stands is the cursor of the last batch taken.
+pub fn prefetched<R>(mut batches: TrainBatches<'_>, device: Device, f: impl FnOnce(&mut dyn FnMut() -> (Batch, Cursor)) -> R) -> R {
     std::thread::scope(|scope| {
         let (sender, receiver) = std::sync::mpsc::sync_channel(AHEAD);
-        let mut draw = move || match device {
-            Device::Cpu => batches.next_batch(),
-            _ => batches.next_batch().pinned(),
+        let mut draw = move || {
+            let batch = match device {
+                Device::Cpu => batches.next_batch(),
+                _ => batches.next_batch().pinned(),
+            };
+            (batch, batches.cursor())
         };
         scope.spawn(move || while sender.send(draw()).is_ok() {});
         let mut next = move || receiver.recv().expect("the drawing thread runs until the trainer is done");

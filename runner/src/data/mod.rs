@@ -27,6 +27,47 @@ pub struct Dataset {
     pub examples: Examples,
     /// Where the numbers came from, for logs: files, documents, tokens.
     pub summary: String,
+    /// A checksum of every example and its vocabulary: a checkpoint made on
+    /// other data (the corpus changed under the same path) is refused.
+    pub digest: String,
+}
+
+/// CRC-32 of numbers' little-endian bytes, fed one slice at a time.
+struct Digest(crc32fast::Hasher);
+
+impl Digest {
+    fn new(vocab: &Vocab) -> Digest {
+        let mut digest = Digest(crc32fast::Hasher::new());
+        digest.add(&[vocab.size() as u32]);
+        digest
+    }
+
+    fn add(&mut self, values: &[u32]) {
+        for value in values {
+            self.0.update(&value.to_le_bytes());
+        }
+    }
+
+    fn packed(&mut self, packed: &Packed) {
+        self.add(&packed.ids);
+        self.add(&packed.lengths);
+        if let Some(pairs) = &packed.pairs {
+            self.add(&pairs.b_start);
+            self.0.update(&pairs.random_next);
+        }
+    }
+
+    fn split(&mut self, split: &labeled::Split) {
+        for (ids, (&b_start, &label)) in split.ids.iter().zip(split.b_start.iter().zip(&split.labels)) {
+            self.add(ids);
+            self.add(&[b_start as u32]);
+            self.0.update(&label.to_le_bytes());
+        }
+    }
+
+    fn finish(self) -> String {
+        format!("{:08x}", self.0.finalize())
+    }
 }
 
 pub enum Examples {
@@ -56,7 +97,9 @@ fn fine_tuning(task: Task, data: &DataSection) -> Result<Dataset, InputError> {
     let evals: Vec<String> = labeled.evals.iter().map(|e| e.len().to_string()).collect();
     let skipped = if labeled.skipped > 0 { format!(", {} rows without a needed value skipped", labeled.skipped) } else { String::new() };
     let summary = format!("{}: {}, {} train / {} eval examples{skipped}", labeled.task, classes, labeled.train.len(), evals.join(" + "));
-    Ok(Dataset { vocab, examples: Examples::Labeled(labeled), summary })
+    let mut digest = Digest::new(&vocab);
+    std::iter::once(&labeled.train).chain(&labeled.evals).for_each(|split| digest.split(split));
+    Ok(Dataset { digest: digest.finish(), vocab, examples: Examples::Labeled(labeled), summary })
 }
 
 fn pretraining(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
@@ -83,5 +126,8 @@ fn pretraining(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, Inpu
         eval.len(),
         data.seq_len
     );
-    Ok(Dataset { vocab, examples: Examples::Pretraining { train, eval }, summary })
+    let mut digest = Digest::new(&vocab);
+    digest.packed(&train);
+    digest.packed(&eval);
+    Ok(Dataset { digest: digest.finish(), vocab, examples: Examples::Pretraining { train, eval }, summary })
 }

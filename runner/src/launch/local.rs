@@ -1,6 +1,7 @@
 //! Runs trials one after another in this process, and keeps going when one
 //! fails (a NaN loss, a libtorch error, even a panic inside libtorch's
 //! bindings), so one bad configuration never costs the rest of the sweep.
+//! A stop request (a signal) ends the trial in training and starts no other.
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;
 use crate::train;
@@ -9,9 +10,13 @@ use std::panic::{self, AssertUnwindSafe};
 
 pub fn run(jobs: &[&Job], store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
     for job in jobs {
+        if crate::signals::requested().is_some() {
+            break;
+        }
         let Some(mut session) = Session::open(&job.trial, store, fresh, sinks, tally)? else { continue };
         let dir = store.folder.trial_dir(&job.trial.id);
-        let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, &mut session));
+        let resume = session.resume.as_ref().map(|r| r.path.clone());
+        let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, resume.as_deref(), &mut session));
         session.close(result, sinks, tally)?;
     }
     Ok(())

@@ -13,9 +13,19 @@ use runfolder::TrialStatus;
 use anyhow::Result;
 pub use session::{Job, Sinks, SweepDisplay, Tally};
 
-/// Runs `jobs`, at most `parallel` at a time; `fresh` runs completed ones
-/// again.
-pub fn run(jobs: &[Job], store: &Store, fresh: bool, parallel: usize, sinks: &Sinks) -> Result<Tally> {
+/// How a sweep runs its trials.
+pub struct Options {
+    /// Run completed trials again, and unfinished ones from the start.
+    pub fresh: bool,
+    /// Trials at once (more than one: each in a worker process).
+    pub parallel: usize,
+    /// Times a trial whose worker died is given to a new one.
+    pub retries: u32,
+}
+
+/// Runs `jobs` as `options` say.
+pub fn run(jobs: &[Job], store: &Store, options: &Options, sinks: &Sinks) -> Result<Tally> {
+    let fresh = options.fresh;
     let mut tally = Tally::default();
     let mut pending = Vec::new();
     for job in jobs {
@@ -28,10 +38,10 @@ pub fn run(jobs: &[Job], store: &Store, fresh: bool, parallel: usize, sinks: &Si
             pending.push(job);
         }
     }
-    if parallel <= 1 {
+    if options.parallel <= 1 {
         local::run(&pending, store, fresh, sinks, &mut tally)?;
     } else {
-        workers::run(&pending, parallel, store, fresh, sinks, &mut tally)?;
+        workers::run(&pending, options.parallel, options.retries, store, fresh, sinks, &mut tally)?;
     }
     Ok(tally)
 }

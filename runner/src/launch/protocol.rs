@@ -1,17 +1,17 @@
 //! What a worker process (`bertlab worker`, started by `run --jobs N`) and
 //! the sweep that started it say to each other: the worker reads its trial's
 //! resolved configuration as JSON on stdin and writes one JSON event per
-//! line on stdout (metric points, progress, then how the trial ended). Its
-//! stderr goes to the trial's `worker.log`.
+//! line on stdout (metric points, progress, checkpoints written, then how
+//! the trial ended). Its stderr goes to the trial's `worker.log`.
 use super::local::catch_panics;
 use crate::data::{self, cache::Cache};
 use crate::trial::TrialConfig;
-use crate::train::{self, Observer, Outcome};
+use crate::train::{self, Observer, Outcome, Stopped};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -20,8 +20,13 @@ pub enum Event {
     Metric { step: i64, key: String, value: Number },
     Step { step: i64 },
     Loss { step: i64, loss: Number },
+    /// A checkpoint is written in full, for the sweep to put in place.
+    Checkpoint { step: i64, staged: PathBuf },
     Completed { params: i64, tokens: i64, flops: f64, metrics: BTreeMap<String, Number> },
     Failed { error: String },
+    /// Stopped before its end through no fault of its own (a signal, a
+    /// failed write).
+    Stopped { stopped: Stopped },
 }
 
 /// An f64 that survives JSON even when it is NaN or infinite (written as
@@ -62,19 +67,22 @@ impl Event {
                 Some(Ok(Outcome { params, tokens, flops, metrics: metrics.into_iter().map(|(k, v)| (k, v.0)).collect() }))
             }
             Event::Failed { error } => Some(Err(anyhow::anyhow!(error))),
+            Event::Stopped { stopped } => Some(Err(stopped.into())),
             _ => None,
         }
     }
 
-    /// Replays a progress event on `observer`; false for an ending.
-    pub fn replay(&self, observer: &mut dyn Observer) -> bool {
+    /// Replays a progress event on `observer`; false for an ending. Fails
+    /// when the observer cannot put a checkpoint in place.
+    pub fn replay(&self, observer: &mut dyn Observer) -> Result<bool> {
         match self {
             Event::Metric { step, key, value } => observer.metric(*step, key, value.0),
             Event::Step { step } => observer.step_done(*step),
             Event::Loss { step, loss } => observer.loss_read(*step, loss.0),
-            Event::Completed { .. } | Event::Failed { .. } => return false,
+            Event::Checkpoint { step, staged } => observer.checkpoint(*step, staged)?,
+            Event::Completed { .. } | Event::Failed { .. } | Event::Stopped { .. } => return Ok(false),
         }
-        true
+        Ok(true)
     }
 }
 
@@ -82,7 +90,7 @@ impl Event {
 /// reports on stdout. A pretraining trial's tokenizer and packed data come
 /// from the cache the sweep filled before starting workers; a fine-tuning
 /// trial reads and tokenizes its labelled examples again.
-pub fn serve(device: Device, threads: i32, trial_dir: &Path) -> Result<i32> {
+pub fn serve(device: Device, threads: i32, trial_dir: &Path, resume: Option<&Path>) -> Result<i32> {
     tch::set_num_threads(threads);
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input).context("reading the trial configuration")?;
@@ -90,9 +98,10 @@ pub fn serve(device: Device, threads: i32, trial_dir: &Path) -> Result<i32> {
     let mut out = Emitter(std::io::stdout().lock());
     let result = catch_panics(|| {
         let data = data::prepare(config.task, &config.data, &Cache::from_env())?;
-        train::train(&config, &data, device, trial_dir, &mut out)
+        train::train(&config, &data, device, trial_dir, resume, &mut out)
     });
     out.emit(&match result {
+        Err(e) if e.downcast_ref::<Stopped>().is_some() => Event::Stopped { stopped: e.downcast::<Stopped>().expect("checked") },
         Ok(o) => Event::Completed {
             params: o.params,
             tokens: o.tokens,
@@ -129,5 +138,11 @@ impl<W: Write> Observer for Emitter<W> {
 
     fn loss_read(&mut self, step: i64, loss: f64) {
         self.emit(&Event::Loss { step, loss: Number(loss) });
+    }
+
+    /// The sweep puts it in place, after the points before it.
+    fn checkpoint(&mut self, step: i64, staged: &Path) -> Result<()> {
+        self.emit(&Event::Checkpoint { step, staged: staged.to_owned() });
+        Ok(())
     }
 }

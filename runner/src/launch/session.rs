@@ -3,13 +3,15 @@
 //! log, the progress bar, the metric points (with their wall time) and the
 //! MLflow records; at the end the summary line and the trial's final row.
 use crate::data::Dataset;
-use crate::store::{self, Claimed, Ending, Store};
+use crate::store::{self, Claimed, Ending, Resume, Store};
 use runfolder::{MetricPoint, RunFolder, TrialWriter};
 use crate::trial::Trial;
 use crate::track::client::Metric;
 use crate::track::Tracker;
-use crate::train::{Observer, Outcome};
+use crate::train::{Observer, Outcome, Stopped};
 use anyhow::Result;
+use runfolder::{checkpoints, TrialStatus};
+use std::path::Path;
 use indicatif::ProgressBar;
 use std::time::Instant;
 use tch::Device;
@@ -36,6 +38,8 @@ pub struct Tally {
     pub completed: usize,
     pub failed: usize,
     pub skipped: usize,
+    /// Stopped before their end, checkpoints kept (a signal, a failed write).
+    pub interrupted: usize,
     /// The owner (`host:pid`) of each trial left to another process.
     pub left: Vec<String>,
 }
@@ -51,6 +55,10 @@ pub struct Session<'a> {
     trial: &'a Trial,
     folder: RunFolder,
     writer: TrialWriter,
+    /// The checkpoint this attempt goes on from.
+    pub resume: Option<Resume>,
+    /// When the trial would have started had it never stopped: its points'
+    /// wall time goes on from a checkpoint's.
     started: Instant,
     bar: ProgressBar,
     /// `train.budget`, which the bar's length follows.
@@ -63,8 +71,8 @@ impl<'a> Session<'a> {
     /// `None` (said on the display and counted) when another process holds
     /// it or completed it meanwhile.
     pub fn open(trial: &'a Trial, store: &Store, fresh: bool, sinks: &Sinks<'a>, tally: &mut Tally) -> Result<Option<Session<'a>>> {
-        let writer = match store.begin(sinks.experiment, trial, fresh)? {
-            Claimed::Mine(writer) => writer,
+        let (writer, resume) = match store.begin(sinks.experiment, trial, fresh)? {
+            Claimed::Mine(writer, resume) => (writer, resume),
             Claimed::Theirs(held) => {
                 sinks.display.line(&format!("left  {} {} to {} (training it)", trial.id, trial.label(), held.owner));
                 tally.left.push(held.owner.to_string());
@@ -79,27 +87,60 @@ impl<'a> Session<'a> {
             }
         };
         let label = format!("{} {}", trial.id, trial.label());
+        if let Some(resume) = &resume {
+            let line = format!("resume {} {} at step {}", trial.id, trial.label(), resume.step);
+            store.folder.log(&trial.id, &line);
+            sinks.display.line(&line);
+        }
         let bar = sinks.display.trial_bar(&label, trial.config.train.steps as u64);
+        bar.set_position(resume.as_ref().map_or(0, |r| r.step) as u64);
         if let Some(tracker) = sinks.tracker {
             tracker.trial_started(writer.record());
         }
+        let offset = std::time::Duration::from_secs_f64(resume.as_ref().map_or(0.0, |r| r.wall_s));
         Ok(Some(Session {
             trial,
             folder: store.folder.clone(),
             writer,
-            started: Instant::now(),
+            started: Instant::now().checked_sub(offset).unwrap_or_else(Instant::now),
+            resume,
             bar,
             budget: trial.config.train.budget_duration(),
             tracker: sinks.tracker,
         }))
     }
 
+    /// The worker training this trial died: a new one goes on from the
+    /// newest checkpoint (or from the start), in a new attempt.
+    pub fn retry(&mut self, sinks: &Sinks) -> Result<()> {
+        let dir = self.folder.trial_dir(&self.trial.id);
+        checkpoints::remove_partial(&dir);
+        self.resume = store::newest_checkpoint(&dir);
+        if let Some(tracker) = sinks.tracker {
+            tracker.trial_restarted(&self.trial.id);
+        }
+        let step = self.resume.as_ref().map(|r| r.step);
+        self.writer.retried(step)?;
+        let line = format!("retry {} {} from step {} (its worker died)", self.trial.id, self.trial.label(), step.unwrap_or(0));
+        self.folder.log(&self.trial.id, &line);
+        sinks.display.line(&line);
+        Ok(())
+    }
+
+    /// Retries used on this trial.
+    pub fn retries(&self) -> u32 {
+        self.writer.record().retries
+    }
+
     /// Records how the trial ended, in the tables, the log, the display and
-    /// MLflow.
+    /// MLflow. A trial stopped by a failed write is recorded `interrupted`
+    /// and the error returned: the sweep stops (the disk is full for every
+    /// trial).
     pub fn close(self, result: Result<Outcome>, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
         let trial = self.trial;
         self.bar.finish_and_clear();
         let wall_s = self.started.elapsed().as_secs_f64();
+        let mut stop = None;
         let ending = match result {
             Ok(outcome) => {
                 tally.completed += 1;
@@ -107,6 +148,18 @@ impl<'a> Session<'a> {
                 self.folder.log(&trial.id, &summary);
                 sinks.display.line(&summary);
                 Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
+            }
+            Err(error) if error.downcast_ref::<Stopped>().is_some() => {
+                tally.interrupted += 1;
+                let reason = error.to_string();
+                let at = self.writer.record().checkpoint.map_or("no checkpoint".to_string(), |c| format!("checkpoint at step {}", c.step));
+                let line = format!("stop  {} {} at step {}: {reason}; {at}", trial.id, trial.label(), self.writer.record().step);
+                self.folder.log(&trial.id, &line);
+                sinks.display.line(&line);
+                if matches!(error.downcast_ref::<Stopped>(), Some(Stopped::Storage(_))) {
+                    stop = Some(error);
+                }
+                Ending::Interrupted { reason }
             }
             Err(error) => {
                 tally.failed += 1;
@@ -117,18 +170,33 @@ impl<'a> Session<'a> {
             }
         };
         if let Some(tracker) = sinks.tracker {
-            let error = match &ending {
-                Ending::Failed { error } => Some(error.clone()),
-                Ending::Completed { .. } => None,
-            };
-            tracker.trial_ended(&trial.id, error, vec![self.folder.trial_dir(&trial.id).join(runfolder::names::CONFIG)]);
+            match &ending {
+                Ending::Failed { error } => tracker.trial_ended(&trial.id, Some(error.clone()), self.artifacts()),
+                Ending::Completed { .. } => tracker.trial_ended(&trial.id, None, self.artifacts()),
+                // Its MLflow run stays open: the resumed trial goes on in it.
+                Ending::Interrupted { .. } => {}
+            }
         }
         let (status, row) = store::final_row(sinks.experiment, trial, ending, wall_s);
-        if self.writer.finish(status, row)?.is_none() {
-            sinks.display.line(&format!("lost  {} {}: another process took it over (this one's heartbeat looked stale); its record is theirs", trial.id, trial.label()));
-        }
+        let finished = self.writer.finish(status, row);
         sinks.display.advance();
+        if let Some(stop) = stop {
+            // The write that failed is the news, not the record after it.
+            return Err(stop);
+        }
+        match finished? {
+            None => sinks.display.line(&format!("lost  {} {}: another process took it over (this one's heartbeat looked stale); its record is theirs", trial.id, trial.label())),
+            // Its final weights are saved and a completed trial is never
+            // resumed: its checkpoints go, removed by the process that put
+            // them in place, once the record says it is complete.
+            Some(record) if record.status == TrialStatus::Completed => checkpoints::remove_all(&self.folder.trial_dir(&trial.id)),
+            Some(_) => {}
+        }
         Ok(())
+    }
+
+    fn artifacts(&self) -> Vec<std::path::PathBuf> {
+        vec![self.folder.trial_dir(&self.trial.id).join(runfolder::names::CONFIG)]
     }
 }
 
@@ -173,5 +241,14 @@ impl Observer for Session<'_> {
 
     fn loss_read(&mut self, _step: i64, loss: f64) {
         self.bar.set_message(format!("loss {loss:.3}"));
+    }
+
+    /// Puts the checkpoint in place once the points up to its step are on
+    /// disk, then says so in the record.
+    fn checkpoint(&mut self, step: i64, staged: &Path) -> Result<()> {
+        self.writer.durable()?;
+        checkpoints::commit(staged, self.trial.config.train.keep_checkpoints as usize)?;
+        self.writer.checkpointed(step);
+        Ok(())
     }
 }

@@ -4,18 +4,22 @@
 //! the fewest workers (several small trials may share one); the workers
 //! split this machine's CPU threads between them. This process holds the
 //! trials' claims and is the only writer of their records, the display and
-//! MLflow: workers report over a pipe.
+//! MLflow: workers report over a pipe, and this process puts their
+//! checkpoints in place. A worker that dies (killed, out of memory) is
+//! replaced by one that goes on from the trial's checkpoint, up to
+//! `--retries` times; a stop request is passed on to every worker.
 use super::protocol::Event;
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;
-use crate::train::device;
-use anyhow::{anyhow, Context, Result};
+use crate::train::{device, Stopped};
+use anyhow::{anyhow, bail, Context, Result};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::time::Duration;
 use tch::Device;
 
 /// A message from worker `index`'s reader thread: an event, or `None` once
@@ -31,9 +35,9 @@ struct Running<'a> {
 
 use runfolder::names::WORKER_LOG;
 
-pub fn run(jobs: &[&Job], slots: usize, store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+pub fn run(jobs: &[&Job], slots: usize, retries: u32, store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
     let mut running: HashMap<usize, Running> = HashMap::new();
-    let result = schedule(jobs, slots, store, fresh, sinks, tally, &mut running);
+    let result = schedule(jobs, slots, retries, store, fresh, sinks, tally, &mut running);
     // Stopped early (the store failed): no worker may train on unwatched.
     for worker in running.values_mut() {
         let _ = worker.child.kill();
@@ -42,9 +46,14 @@ pub fn run(jobs: &[&Job], slots: usize, store: &Store, fresh: bool, sinks: &Sink
     result
 }
 
+/// How often the scheduler looks for a stop request while it waits.
+const WATCH_EVERY: Duration = Duration::from_millis(200);
+
+#[allow(clippy::too_many_arguments)]
 fn schedule<'a>(
     jobs: &[&'a Job],
     slots: usize,
+    retries: u32,
     store: &Store,
     fresh: bool,
     sinks: &Sinks<'a>,
@@ -55,15 +64,26 @@ fn schedule<'a>(
     let gpus = tch::Cuda::device_count().max(1) as usize;
     let (sender, receiver) = channel::<Message>();
     let mut next = 0;
+    let mut forwarded = false;
     loop {
-        while running.len() < slots && next < jobs.len() {
+        let stop = crate::signals::requested();
+        if let Some(signal) = stop.filter(|_| !forwarded) {
+            // Each worker finishes its step, checkpoints and reports.
+            for worker in running.values() {
+                // SAFETY: kill(2) on a child this process started and has not reaped.
+                unsafe { libc::kill(worker.child.id() as i32, signal.number()) };
+            }
+            forwarded = true;
+        }
+        while stop.is_none() && running.len() < slots && next < jobs.len() {
             let job = jobs[next];
             let Some(session) = Session::open(&job.trial, store, fresh, sinks, tally)? else {
                 next += 1;
                 continue;
             };
             let placed = place(job, running.values().map(|w| w.device), gpus);
-            match spawn(job, placed, threads, store, next, sender.clone()) {
+            let resume = session.resume.as_ref().map(|r| r.path.clone());
+            match spawn(job, placed, threads, resume.as_deref(), store, next, sender.clone()) {
                 Ok(child) => {
                     running.insert(next, Running { session, child, device: placed, ending: None });
                 }
@@ -74,14 +94,23 @@ fn schedule<'a>(
         if running.is_empty() {
             return Ok(());
         }
-        let (index, event) = receiver.recv().context("worker reader threads ended")?;
+        let (index, event) = match receiver.recv_timeout(WATCH_EVERY) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => bail!("worker reader threads ended"),
+        };
         let worker = running.get_mut(&index).expect("events come from running workers");
         match event {
-            Some(event) => {
-                if !event.replay(&mut worker.session) {
-                    worker.ending = event.ending();
+            Some(event) => match event.replay(&mut worker.session) {
+                Ok(true) => {}
+                Ok(false) => worker.ending = event.ending(),
+                Err(e) => {
+                    // A checkpoint could not be put in place: the worker
+                    // stops here, and the trial is recorded interrupted.
+                    let _ = worker.child.kill();
+                    worker.ending = Some(Err(Stopped::Storage(format!("{e:#}")).into()));
                 }
-            }
+            },
             None => {
                 let mut worker = running.remove(&index).expect("running");
                 let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
@@ -90,8 +119,26 @@ fn schedule<'a>(
                 if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&log);
                 }
+                let died = worker.ending.is_none();
+                if died && crate::signals::requested().is_none() && worker.session.retries() < retries {
+                    // Killed, out of memory: not the trial's fault, so a
+                    // new worker goes on from its checkpoint.
+                    worker.session.retry(sinks)?;
+                    let resume = worker.session.resume.as_ref().map(|r| r.path.clone());
+                    match spawn(jobs[index], worker.device, threads, resume.as_deref(), store, index, sender.clone()) {
+                        Ok(child) => {
+                            running.insert(index, Running { child, ending: None, ..worker });
+                            continue;
+                        }
+                        Err(e) => worker.ending = Some(Err(e)),
+                    }
+                }
                 let ending = worker.ending.unwrap_or_else(|| {
-                    Err(anyhow!("the worker process ended ({status}) before reporting how the trial went; see {}", log.display()))
+                    let retried = match worker.session.retries() {
+                        0 => String::new(),
+                        n => format!(" (after {n} retries; --retries sets how many)"),
+                    };
+                    Err(anyhow!("the worker process ended ({status}) before reporting how the trial went{retried}; see {}", log.display()))
                 });
                 worker.session.close(ending, sinks, tally)?;
             }
@@ -117,24 +164,23 @@ fn place(job: &Job, busy: impl Iterator<Item = Device>, gpus: usize) -> Device {
     }
 }
 
-fn spawn(job: &Job, placed: Device, threads: i32, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
+fn spawn(job: &Job, placed: Device, threads: i32, resume: Option<&Path>, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
     let dir = store.folder.trial_dir(&job.trial.id);
     let log_path = dir.join(WORKER_LOG);
-    let log = std::fs::File::create(&log_path).context("creating worker.log")?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).context("creating worker.log")?;
     // /proc/self/exe, not current_exe(): a binary rebuilt during the sweep
     // leaves the running one's path "(deleted)", but this link still opens it.
     let named = std::env::current_exe().context("locating the bertlab executable")?;
     let exe = if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { named.clone() };
-    let mut child = Command::new(exe)
-        // What `ps` and `nvidia-smi` show: bertlab, not /proc/self/exe.
-        .arg0(&named)
-        .arg("worker")
-        .arg("--device")
-        .arg(device::name(placed))
-        .arg("--threads")
-        .arg(threads.to_string())
-        .arg("--dir")
-        .arg(&dir)
+    let mut command = Command::new(exe);
+    // What `ps` and `nvidia-smi` show: bertlab, not /proc/self/exe.
+    command.arg0(&named).arg("worker").arg("--device").arg(device::name(placed)).arg("--threads").arg(threads.to_string()).arg("--dir").arg(&dir);
+    if let Some(resume) = resume {
+        command.arg("--resume").arg(resume);
+    }
+    // SAFETY: the closure only makes one async-signal-safe call (prctl).
+    unsafe { command.pre_exec(crate::signals::die_with_parent) };
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)

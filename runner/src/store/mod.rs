@@ -6,16 +6,20 @@
 //! train one twice.
 use crate::trial::Trial;
 use anyhow::Result;
+use runfolder::checkpoints;
 use runfolder::claim::{Attempt, Held};
 use runfolder::names::column;
 use runfolder::writer::Start;
 use runfolder::{Cell, Row, RunFolder, TrialStatus, TrialWriter};
 use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
 
 /// How a trial ended, for its row in `trials.parquet`.
 pub enum Ending {
     Completed { params: i64, tokens: i64, flops: f64, metrics: BTreeMap<String, f64> },
     Failed { error: String },
+    /// Stopped before its end, its checkpoint kept (why, in words).
+    Interrupted { reason: String },
 }
 
 /// A run folder `bertlab run` made (moved to the per-trial layout if it is
@@ -39,12 +43,22 @@ pub fn completed_ids(root: &std::path::Path) -> Result<HashSet<String>> {
 
 /// What claiming a trial found.
 pub enum Claimed {
-    /// This process trains it: the writer holds the claim.
-    Mine(TrialWriter),
+    /// This process trains it: the writer holds the claim; from the
+    /// checkpoint when there is one to go on from.
+    Mine(TrialWriter, Option<Resume>),
     /// Another process holds it.
     Theirs(Held),
     /// Completed (by another process, since this one looked).
     Completed,
+}
+
+/// The checkpoint an unfinished trial goes on from.
+#[derive(Debug, Clone)]
+pub struct Resume {
+    pub step: i64,
+    pub path: PathBuf,
+    /// The trial's wall time at the checkpoint, where its clock goes on.
+    pub wall_s: f64,
 }
 
 pub struct Store {
@@ -63,7 +77,9 @@ impl Store {
 
     /// Claims `trial` and, if this process got it, records that it
     /// started: its `config.toml`, its record (status `running`), a new
-    /// attempt in its points. `fresh` trains a completed trial again.
+    /// attempt in its points. An unfinished trial (interrupted, or whose
+    /// owner died) goes on from its newest checkpoint; `fresh` starts over,
+    /// and trains a completed trial again; a failed one starts over too.
     pub fn begin(&self, experiment: &str, trial: &Trial, fresh: bool) -> Result<Claimed> {
         let claim = match self.folder.claim(&trial.id)? {
             Attempt::Theirs(held) => return Ok(Claimed::Theirs(held)),
@@ -74,8 +90,19 @@ impl Store {
         if !fresh && self.status(&trial.id) == Some(TrialStatus::Completed) {
             return Ok(Claimed::Completed);
         }
+        let dir = self.folder.trial_dir(&trial.id);
+        checkpoints::remove_partial(&dir);
+        let resume = match self.status(&trial.id) {
+            Some(TrialStatus::Running | TrialStatus::Interrupted) if !fresh => newest_checkpoint(&dir),
+            _ => {
+                checkpoints::remove_all(&dir);
+                None
+            }
+        };
         self.folder.write_config(&trial.id, &config_text(experiment, trial)?)?;
-        std::fs::File::create(self.folder.trial_dir(&trial.id).join(runfolder::names::LOG))?;
+        if resume.is_none() {
+            std::fs::File::create(dir.join(runfolder::names::LOG))?;
+        }
         let start = Start {
             trial_id: trial.id.clone(),
             experiment: experiment.into(),
@@ -83,9 +110,21 @@ impl Store {
             config: serde_json::to_value(&trial.config)?,
             steps: trial.config.train.steps,
             row: base_row(experiment, trial),
+            resume_from: resume.as_ref().map(|r| r.step),
         };
-        Ok(Claimed::Mine(TrialWriter::start(self.folder.root.clone(), claim, start)?))
+        Ok(Claimed::Mine(TrialWriter::start(self.folder.root.clone(), claim, start)?, resume))
     }
+}
+
+/// The newest checkpoint of the trial folder `dir` whose header reads.
+pub fn newest_checkpoint(dir: &Path) -> Option<Resume> {
+    checkpoints::list(dir).into_iter().find_map(|(step, path)| match crate::train::checkpoint::place_of(&path) {
+        Ok(place) => Some(Resume { step, path, wall_s: place.wall_s }),
+        Err(e) => {
+            tracing::warn!("{e:#}: not resumed from");
+            None
+        }
+    })
 }
 
 /// The trial's final row: what it was, and how it ended.
@@ -103,6 +142,10 @@ pub fn final_row(experiment: &str, trial: &Trial, ending: Ending, wall_s: f64) -
         Ending::Failed { error } => {
             row.insert(column::ERROR.into(), Cell::Text(error));
             TrialStatus::Failed
+        }
+        Ending::Interrupted { reason } => {
+            row.insert(column::ERROR.into(), Cell::Text(reason));
+            TrialStatus::Interrupted
         }
     };
     row.insert(column::WALL_S.into(), Cell::Float(wall_s));

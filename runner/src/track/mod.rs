@@ -98,6 +98,12 @@ impl Tracker {
         self.send(Record::Metric { trial_id: trial_id.to_string(), metric });
     }
 
+    /// The trial's worker died and a new attempt measures its steps after
+    /// the checkpoint again.
+    pub fn trial_restarted(&self, trial_id: &str) {
+        self.send(Record::TrialRestarted { trial_id: trial_id.to_string() });
+    }
+
     /// The trial is over; `artifacts` (its `config.toml`) go to its run.
     pub fn trial_ended(&self, trial_id: &str, error: Option<String>, artifacts: Vec<PathBuf>) {
         self.send(Record::TrialEnded { trial_id: trial_id.to_string(), error, end_ms: now_ms(), artifacts });
@@ -184,22 +190,7 @@ fn sweep_parent(client: &Client, spool: &Spool, experiment_id: &str) -> Result<S
     Ok(parent)
 }
 
-/// `{"model": {"hidden": 64}}` as `model.hidden = 64`; lists as JSON text.
+/// A configuration's params: its dotted keys ([`crate::config::dotted`]).
 pub fn flatten_config(config: &serde_json::Value) -> Vec<KeyValue> {
-    let mut out = Vec::new();
-    flatten("", config, &mut out);
-    out
-}
-
-fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<KeyValue>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&key, v, out);
-            }
-        }
-        serde_json::Value::String(s) => out.push(KeyValue { key: prefix.to_string(), value: s.clone() }),
-        other => out.push(KeyValue { key: prefix.to_string(), value: other.to_string() }),
-    }
+    crate::config::dotted::flatten(config).into_iter().map(|(key, value)| KeyValue { key, value }).collect()
 }

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub enum Record {
     TrialStarted { trial_id: String, run_name: String, params: Vec<KeyValue>, start_ms: i64 },
     Metric { trial_id: String, metric: Metric },
+    /// The trial goes on in a new attempt that measures steps again.
+    TrialRestarted { trial_id: String },
     TrialEnded { trial_id: String, error: Option<String>, end_ms: i64, artifacts: Vec<PathBuf> },
     SweepArtifacts { artifacts: Vec<PathBuf> },
 }
@@ -109,7 +111,7 @@ impl Sender {
     fn take(&mut self, record: Record, sweep_tags: &[KeyValue]) {
         if self.offline {
             // Dropped here, so its trial must be delivered from the spool.
-            if let Record::TrialStarted { trial_id, .. } | Record::Metric { trial_id, .. } | Record::TrialEnded { trial_id, .. } = &record {
+            if let Record::TrialStarted { trial_id, .. } | Record::Metric { trial_id, .. } | Record::TrialRestarted { trial_id } | Record::TrialEnded { trial_id, .. } = &record {
                 self.incomplete.insert(trial_id.clone());
             }
             return;
@@ -124,6 +126,14 @@ impl Sender {
                 }
             }
             Record::Metric { trial_id, metric } => self.pending.entry(trial_id).or_default().push(metric),
+            Record::TrialRestarted { trial_id } => {
+                // Streaming the new attempt would log its steps a second
+                // time: it stops here, and the spool's delivery, which
+                // sends only what the server lacks, completes the run.
+                self.flush(&trial_id);
+                self.runs.remove(&trial_id);
+                self.incomplete.insert(trial_id);
+            }
             Record::SweepArtifacts { artifacts } => {
                 let parent = self.parent.clone();
                 self.upload(&parent, &artifacts);

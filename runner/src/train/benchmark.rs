@@ -52,14 +52,14 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         for _ in 0..warmup {
-            let batch = next_batch().to(device);
+            let batch = next_batch().0.to(device);
             let _loss = stepper.step(|| model.loss(&batch), lr)?;
         }
         super::device::synchronize(device);
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {
-            let batch = next_batch().to(device);
+            let batch = next_batch().0.to(device);
             loss = Some(stepper.step(|| model.loss(&batch), lr)?);
         }
         super::device::synchronize(device);

@@ -5,7 +5,7 @@
 //! set with the task's metrics (`eval/<metric>`) and its GLUE score
 //! (`eval/score`: the mean of those metrics, in points out of 100).
 use super::step::Stepper;
-use super::trainer::{run_steps, Observer, Outcome};
+use super::trainer::{run_steps, state_of, Checkpoints, Objective, Observer, Outcome};
 use crate::data::labeled::batches::{batch, LabeledBatch, TrainRows};
 use crate::data::labeled::{Labeled, Labels, Split};
 use crate::data::Vocab;
@@ -23,27 +23,56 @@ pub const LABELS: &str = "labels.json";
 /// Examples per evaluation batch: no gradients are kept, so more fit.
 const EVAL_BATCH: usize = 128;
 
-pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
-    let regression = labeled.labels == Labels::Values;
-    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
-    let (vs, model) = build(config, plugin, labeled.labels.outputs(), device)?;
-    let mut stepper = Stepper::new(&vs, &config.train, plugin)?;
-    let precision = stepper.precision();
-    let mut last = BTreeMap::new();
-    let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
-        let scores = precision.forward(device, || scores(&model, labeled, regression, device))??;
+/// The classifier's side of the training loop.
+struct FineTuner<'a> {
+    model: &'a SequenceClassifier,
+    vs: &'a VarStore,
+    stepper: Stepper,
+    labeled: &'a Labeled,
+    rows: TrainRows,
+    regression: bool,
+    device: Device,
+    last: BTreeMap<String, f64>,
+}
+
+impl Objective for FineTuner<'_> {
+    fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
+        let batch = batch(&self.labeled.train, &self.rows.next_rows(), self.regression, self.device);
+        let (model, regression) = (self.model, self.regression);
+        Ok((self.stepper.step(|| loss(model, &batch, regression), lr)?, batch.tokens))
+    }
+
+    fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
+        let scores = self.stepper.precision().forward(self.device, || scores(self.model, self.labeled, self.regression, self.device))??;
         for (key, value) in &scores {
             observer.metric(step, key, *value);
         }
-        last = scores;
+        self.last = scores;
         Ok(())
-    };
-    let mut train_rows = TrainRows::new(&labeled.train, config.train.batch_size as usize, config.seed);
-    let mut step = |lr: f64| -> Result<(Tensor, usize)> {
-        let batch = batch(&labeled.train, &train_rows.next_rows(), regression, device);
-        Ok((stepper.step(|| loss(&model, &batch, regression), lr)?, batch.tokens))
-    };
-    let trained = run_steps(&config.train, device, &mut step, &mut evaluate, observer)?;
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        state_of(self.vs, &self.stepper)
+    }
+
+    fn cursor(&self) -> serde_json::Value {
+        serde_json::to_value(self.rows.cursor()).expect("a cursor serialises")
+    }
+}
+
+pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, (plan, mut saved): Checkpoints, observer: &mut dyn Observer) -> Result<Outcome> {
+    let regression = labeled.labels == Labels::Values;
+    let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    let (vs, model) = build(config, plugin, labeled.labels.outputs(), saved.is_none(), device)?;
+    let stepper = Stepper::new(&vs, &config.train, plugin)?;
+    let mut rows = TrainRows::new(&labeled.train, config.train.batch_size as usize, config.seed);
+    if let Some(saved) = &mut saved {
+        saved.restore(state_of(&vs, &stepper), device)?;
+        rows.restore(&saved.cursor()?)?;
+    }
+    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, last: BTreeMap::new() };
+    let trained = run_steps(&config.train, device, &mut objective, plan, saved.map(|s| s.place), observer)?;
+    let last = objective.last;
     model_dir::save_weights(&vs, trial_dir)?;
     vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
     if let Labels::Classes(classes) = &labeled.labels {
@@ -63,13 +92,14 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
 }
 
 /// The classifier with `outputs` outputs, its encoder (and pooler, when
-/// there is one) loaded from `model.init`; drawn on the CPU and moved, like
-/// every model, so a seed gives the same head on every device.
-fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, device: Device) -> Result<(VarStore, SequenceClassifier)> {
+/// there is one) loaded from `model.init` when `init` (not when a
+/// checkpoint will overwrite every weight); drawn on the CPU and moved,
+/// like every model, so a seed gives the same head on every device.
+fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, init: bool, device: Device) -> Result<(VarStore, SequenceClassifier)> {
     tch::manual_seed(config.seed as i64);
     let mut vs = VarStore::new(Device::Cpu);
     let model = plugin.build_classifier(&vs.root(), &config.model, outputs)?;
-    match &config.init {
+    match config.init.as_ref().filter(|_| init) {
         Some(init) => {
             // Anything beyond the encoder is a head: the checkpoint's MLM or
             // next-sentence head is dropped, its pooler loaded when it has
@@ -80,7 +110,8 @@ fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, device
             let report = ModelDir::find(init)?.load_with(&vs, &|v| !encoder.contains(v), &heads::is_classifier)?;
             tracing::info!("{init}: fresh {}; dropped {}", report.fresh.join(", "), report.dropped.join(", "));
         }
-        None => tracing::warn!("no model.init: fine-tuning from random weights"),
+        None if config.init.is_none() => tracing::warn!("no model.init: fine-tuning from random weights"),
+        None => {}
     }
     vs.set_device(device);
     Ok((vs, model))

@@ -2,9 +2,10 @@
 //! precision ([`precision`]), the optimiser ([`optimizer`]) and its schedule
 //! ([`schedule`]), the masked-LM loss and evaluation ([`objective`]), one
 //! optimisation step ([`step`]), and the loop that ties them together
-//! ([`trainer`]); timing steps for `bertlab bench` ([`benchmark`]) against
+//! ([`trainer`]), checkpointed and resumed exactly ([`checkpoint`]); timing steps for `bertlab bench` ([`benchmark`]) against
 //! the device's peak ([`peak_flops`]).
 pub mod benchmark;
+pub mod checkpoint;
 pub mod device;
 pub mod objective;
 pub mod finetune;
@@ -15,4 +16,4 @@ pub mod schedule;
 pub mod step;
 pub mod trainer;
 
-pub use trainer::{train, Observer, Outcome};
+pub use trainer::{train, Observer, Outcome, Stopped};

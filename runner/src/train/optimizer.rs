@@ -12,6 +12,9 @@ use torch_ops::{AdamWGroup, AdamWHyper};
 
 /// Parameters sharing a weight decay, with their optimiser state.
 struct Group {
+    /// The parameters' names in the VarStore, which name their state in a
+    /// checkpoint.
+    names: Vec<String>,
     params: Vec<Tensor>,
     exp_avgs: Vec<Tensor>,
     exp_avg_sqs: Vec<Tensor>,
@@ -22,8 +25,10 @@ struct Group {
 }
 
 impl Group {
-    fn new(params: Vec<Tensor>, weight_decay: f64) -> Group {
+    fn new(named: Vec<(String, Tensor)>, weight_decay: f64) -> Group {
+        let (names, params): (Vec<String>, Vec<Tensor>) = named.into_iter().unzip();
         Group {
+            names,
             exp_avgs: params.iter().map(Tensor::zeros_like).collect(),
             exp_avg_sqs: params.iter().map(Tensor::zeros_like).collect(),
             steps: params.iter().map(|p| Tensor::zeros([], (Kind::Float, p.device()))).collect(),
@@ -49,13 +54,26 @@ impl AdamW {
         // The VarStore's map has no order; a fixed one keeps runs reproducible.
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let (decayed, plain): (Vec<_>, Vec<_>) = named.into_iter().partition(|(name, _)| decays(name));
-        let values = |v: Vec<(String, Tensor)>| v.into_iter().map(|(_, t)| t).collect();
         AdamW {
-            groups: [Group::new(values(decayed), train.weight_decay), Group::new(values(plain), 0.0)],
+            groups: [Group::new(decayed, train.weight_decay), Group::new(plain, 0.0)],
             beta1: train.adam_beta1,
             beta2: train.adam_beta2,
             eps: train.adam_eps,
         }
+    }
+
+    /// Every parameter's moments and step count, named for a checkpoint
+    /// (`optimizer/exp_avg/<parameter>`, ...).
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for group in &self.groups {
+            for (i, name) in group.names.iter().enumerate() {
+                out.push((format!("optimizer/exp_avg/{name}"), group.exp_avgs[i].shallow_clone()));
+                out.push((format!("optimizer/exp_avg_sq/{name}"), group.exp_avg_sqs[i].shallow_clone()));
+                out.push((format!("optimizer/step/{name}"), group.steps[i].shallow_clone()));
+            }
+        }
+        out
     }
 
     fn params(&self) -> impl Iterator<Item = &Tensor> {

@@ -78,6 +78,11 @@ impl LossScaler {
         Ok(&self.found_inf)
     }
 
+    /// The scale and the count of clean steps, named for a checkpoint.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        vec![("scaler/scale".into(), self.scale.shallow_clone()), ("scaler/growth_tracker".into(), self.growth_tracker.shallow_clone())]
+    }
+
     /// Adjusts the scale after a step, from that step's overflow flag.
     pub fn update(&mut self) {
         let _ = self.scale.internal_amp_update_scale_(&self.growth_tracker, &self.found_inf, 2.0, 0.5, 2000);

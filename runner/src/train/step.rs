@@ -41,6 +41,14 @@ impl Stepper {
         self.precision
     }
 
+    /// The optimiser's and the loss scaler's state, named for a checkpoint:
+    /// the tensors themselves, which a restore copies into.
+    pub fn state(&self) -> Vec<(String, tch::Tensor)> {
+        let mut state = self.optimizer.state();
+        state.extend(self.scaler.iter().flat_map(LossScaler::state));
+        state
+    }
+
     /// Trains on the loss `forward` computes, at learning rate `lr`; returns
     /// that loss as a 0-dim fp32 tensor on the device, detached from the graph.
     pub fn step(&mut self, forward: impl FnOnce() -> tch::Tensor, lr: f64) -> Result<tch::Tensor> {

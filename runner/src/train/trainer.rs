@@ -4,12 +4,17 @@
 //! step 0, every `eval_every` steps and at the end; save the weights as
 //! `model.safetensors`. Losses are read back 25 steps at a time, never
 //! inside a step, so the GPU waits for the host only at those reads and at
-//! evaluations. Pretraining lives here (masked batches drawn on another
-//! thread); fine-tuning in [`super::finetune`], on the same loop.
-use super::objective::Pretraining;
+//! evaluations. Checkpoints are written as [`super::checkpoint`] plans
+//! them, and a trial resumed from one goes on exactly where it stood; a
+//! signal stops the loop after its step, with a checkpoint. Pretraining
+//! lives here (masked batches drawn on another thread); fine-tuning in
+//! [`super::finetune`], on the same loop.
+use super::checkpoint::{Place, Plan, Saved};
+use super::objective::{EvalResult, Pretraining};
 use super::schedule::Schedule;
 use super::step::Stepper;
-use crate::data::batches::{eval_batches, prefetched, TrainBatches};
+use crate::data::batches::{eval_batches, prefetched, Batch, TrainBatches};
+use crate::data::epochs::Cursor;
 use crate::data::masking::Masker;
 use crate::config::TrainSection;
 use crate::data::{Dataset, Examples, Packed};
@@ -18,6 +23,7 @@ use crate::model_dir::{self, ModelDir};
 use anyhow::{bail, Context, Result};
 use models::heads::NextSentenceHead;
 use std::collections::BTreeMap;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tch::{nn::VarStore, Device, Kind, Tensor};
@@ -31,7 +37,35 @@ pub trait Observer {
     /// The loss of a step, once read back from the device (in batches,
     /// after the step itself).
     fn loss_read(&mut self, _step: i64, _loss: f64) {}
+    /// The checkpoint at `step` is written in full at `staged`, after every
+    /// point up to that step was reported: the recorder puts it in place
+    /// once those points are durable (so a checkpoint never runs ahead of
+    /// the record), or fails when it cannot.
+    fn checkpoint(&mut self, step: i64, staged: &Path) -> Result<()>;
 }
+
+/// Why a trial stopped before its end through no fault of its own: it is
+/// recorded `interrupted`, keeps its checkpoint, and a re-run resumes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stopped {
+    /// A signal asked the run to stop (the signal's name).
+    Signal(String),
+    /// A checkpoint or record could not be written (a full disk, a file
+    /// size limit): the error, naming the file.
+    Storage(String),
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Signal(signal) => write!(f, "stopped by {signal}"),
+            Stopped::Storage(error) => f.write_str(error),
+        }
+    }
+}
+
+impl std::error::Error for Stopped {}
 
 /// Final numbers of a completed trial, keyed like the metric series.
 pub struct Outcome {
@@ -48,19 +82,97 @@ pub struct Outcome {
 const FINAL_LOSS_WINDOW: usize = 10;
 
 /// Trains the trial on its examples: masked-LM pretraining on a corpus, or
-/// fine-tuning ([`super::finetune`]) on labelled examples.
-pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
+/// fine-tuning ([`super::finetune`]) on labelled examples; from the
+/// checkpoint `resume` when given.
+pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, resume: Option<&Path>, observer: &mut dyn Observer) -> Result<Outcome> {
+    let plan = Plan::new(config, &data.digest, trial_dir);
+    let saved = resume.map(|path| plan.load(path)).transpose()?;
     match &data.examples {
-        Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), device, trial_dir, observer),
-        Examples::Labeled(labeled) => super::finetune::train(config, &data.vocab, labeled, device, trial_dir, observer),
+        Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), device, trial_dir, (&plan, saved), observer),
+        Examples::Labeled(labeled) => super::finetune::train(config, &data.vocab, labeled, device, trial_dir, (&plan, saved), observer),
     }
 }
 
-fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packed, &Packed), device: Device, trial_dir: &Path, observer: &mut dyn Observer) -> Result<Outcome> {
+/// A trial's checkpoint plan, and the checkpoint it resumes from.
+pub(super) type Checkpoints<'a> = (&'a Plan, Option<Saved>);
+
+/// What the training loop asks of an objective (pretraining, fine-tuning).
+pub(super) trait Objective {
+    /// Trains on the next batch at learning rate `lr`; returns its loss
+    /// (still on the device) and its tokens.
+    fn step(&mut self, lr: f64) -> Result<(Tensor, usize)>;
+    /// Scores the held-out examples at `step`, reporting to `observer`.
+    fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()>;
+    /// The live tensors of its training state (weights, optimiser, loss
+    /// scaler), named: what a checkpoint saves and a resume copies into.
+    fn state(&self) -> Vec<(String, Tensor)>;
+    /// Where its batch stream stands, after the last batch trained on.
+    fn cursor(&self) -> serde_json::Value;
+}
+
+/// The state tensors every objective has: the model's variables and the
+/// stepper's.
+pub(super) fn state_of(vs: &VarStore, stepper: &Stepper) -> Vec<(String, Tensor)> {
+    let mut state: Vec<(String, Tensor)> = vs.variables().into_iter().map(|(name, t)| (format!("model/{name}"), t)).collect();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    state.extend(stepper.state());
+    state
+}
+
+struct Pretrainer<'a> {
+    model: &'a Pretraining,
+    vs: &'a VarStore,
+    stepper: Stepper,
+    next_batch: &'a mut dyn FnMut() -> (Batch, Cursor),
+    cursor: Cursor,
+    held_out: &'a [Batch],
+    device: Device,
+    last: Option<EvalResult>,
+}
+
+impl Objective for Pretrainer<'_> {
+    fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
+        let (batch, cursor) = (self.next_batch)();
+        self.cursor = cursor;
+        let batch = batch.to(self.device);
+        let model = self.model;
+        Ok((self.stepper.step(|| model.loss(&batch), lr)?, batch.tokens))
+    }
+
+    fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
+        let result = self.stepper.precision().forward(self.device, || self.model.evaluate(self.held_out))?;
+        observer.metric(step, "eval/loss", result.loss);
+        observer.metric(step, "eval/accuracy", result.accuracy);
+        if let Some((loss, accuracy)) = result.next_sentence {
+            observer.metric(step, "eval/nsp_loss", loss);
+            observer.metric(step, "eval/nsp_accuracy", accuracy);
+        }
+        self.last = Some(result);
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        state_of(self.vs, &self.stepper)
+    }
+
+    fn cursor(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cursor).expect("a cursor serialises")
+    }
+}
+
+fn pretrain(
+    config: &TrialConfig,
+    data: &Dataset,
+    (train_set, eval_set): (&Packed, &Packed),
+    device: Device,
+    trial_dir: &Path,
+    (plan, mut saved): Checkpoints,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let train = &config.train;
     let (vs, model) = build(config, device)?;
-    if let Some(init) = &config.init {
+    if let Some(init) = config.init.as_ref().filter(|_| saved.is_none()) {
         let report = ModelDir::find(init)?.load(&vs)?;
         if !report.fresh.is_empty() {
             tracing::warn!("{init} has no {}: initialised fresh", report.fresh.join(", "));
@@ -68,34 +180,24 @@ fn pretrain(config: &TrialConfig, data: &Dataset, (train_set, eval_set): (&Packe
     }
     let params = Pretraining::param_count(plugin, &config.model, config.data.nsp)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
-    let mut stepper = Stepper::new(&vs, train, plugin)?;
-    let precision = stepper.precision();
+    let stepper = Stepper::new(&vs, train, plugin)?;
 
     let vocab = &data.vocab;
     let masker = Masker::new(config.data.mask_prob, vocab.mask, vocab.size() as u32, &vocab.special);
     let batch_size = train.batch_size as usize;
     let held_out = eval_batches(eval_set, &masker, batch_size, device);
-    let mut last = None;
-    let mut evaluate = |step: i64, observer: &mut dyn Observer| -> Result<()> {
-        let result = precision.forward(device, || model.evaluate(&held_out))?;
-        observer.metric(step, "eval/loss", result.loss);
-        observer.metric(step, "eval/accuracy", result.accuracy);
-        if let Some((loss, accuracy)) = result.next_sentence {
-            observer.metric(step, "eval/nsp_loss", loss);
-            observer.metric(step, "eval/nsp_accuracy", accuracy);
-        }
-        last = Some(result);
-        Ok(())
-    };
-    let source = TrainBatches::new(train_set, &masker, batch_size, config.seed);
-    let trained = prefetched(source, device, |next_batch| {
-        let mut step = |lr: f64| -> Result<(Tensor, usize)> {
-            let batch = next_batch().to(device);
-            Ok((stepper.step(|| model.loss(&batch), lr)?, batch.tokens))
-        };
-        run_steps(train, device, &mut step, &mut evaluate, observer)
+    let mut source = TrainBatches::new(train_set, &masker, batch_size, config.seed);
+    if let Some(saved) = &mut saved {
+        saved.restore(state_of(&vs, &stepper), device)?;
+        source.restore(&saved.cursor()?)?;
+    }
+    let cursor = source.cursor();
+    let place = saved.map(|s| s.place);
+    let (trained, last) = prefetched(source, device, |next_batch| -> Result<_> {
+        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, last: None };
+        let trained = run_steps(train, device, &mut objective, plan, place, observer)?;
+        Ok((trained, objective.last.expect("the loop evaluates at the end")))
     })?;
-    let last = last.expect("the loop evaluates at the end");
     model_dir::save_weights(&vs, trial_dir)?;
     data.vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
 
@@ -125,49 +227,69 @@ impl Trained {
 }
 
 /// The loop every objective shares: until the last step or the end of the
-/// time budget, `step` trains on the next batch at the schedule's learning
-/// rate and returns its loss (still on the device) and its tokens; losses
-/// are read back [`LOSS_READ_EVERY`] steps at a time and reported as
-/// `train/loss` and `train/lr`; `evaluate` runs at step 0, every
-/// `eval_every` steps and at the end, and its time does not count against
-/// the budget or the throughput.
+/// time budget, the objective trains on its next batch at the schedule's
+/// learning rate; losses are read back [`LOSS_READ_EVERY`] steps at a time
+/// and reported as `train/loss` and `train/lr`; the objective evaluates at
+/// step 0, every `eval_every` steps and at the end, and that time does not
+/// count against the budget or the throughput. Checkpoints follow `plan`;
+/// from a checkpoint's `place` the loop goes on where it stood. A stop
+/// request (a signal) ends it after the current step, with a checkpoint.
 pub(super) fn run_steps(
     train: &TrainSection,
     device: Device,
-    step: &mut dyn FnMut(f64) -> Result<(Tensor, usize)>,
-    evaluate: &mut dyn FnMut(i64, &mut dyn Observer) -> Result<()>,
+    objective: &mut dyn Objective,
+    plan: &Plan,
+    place: Option<Place>,
     observer: &mut dyn Observer,
 ) -> Result<Trained> {
-    evaluate(0, observer)?;
+    let resumed = place.unwrap_or_default();
+    if resumed.step == 0 {
+        objective.evaluate(0, observer)?;
+    }
     let started = Instant::now();
+    let trained_before = Duration::from_secs_f64(resumed.trained_s);
     let mut eval_time = Duration::ZERO;
-    let mut tokens = 0usize;
-    let mut losses = Losses::default();
+    let mut tokens = resumed.tokens;
+    let mut losses = Losses { pending: Vec::new(), recent: resumed.recent_losses };
     let schedule = Schedule::new(train);
-    let mut done = 0;
-    while !schedule.finished(done, started.elapsed() - eval_time) {
-        let lr = schedule.lr(done, started.elapsed() - eval_time);
-        let (loss, batch_tokens) = step(lr)?;
+    let mut done = resumed.step;
+    let mut last_checkpoint = Instant::now();
+    let training = |eval_time: Duration| trained_before + started.elapsed() - eval_time;
+    while !schedule.finished(done, training(eval_time)) {
+        let lr = schedule.lr(done, training(eval_time));
+        let (loss, batch_tokens) = objective.step(lr)?;
         tokens += batch_tokens;
         done += 1;
         losses.push(done, loss, lr);
         observer.step_done(done);
-        let last = schedule.finished(done, started.elapsed() - eval_time);
+        let last = schedule.finished(done, training(eval_time));
         let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && !last;
         if losses.pending() >= LOSS_READ_EVERY || evaluates || last {
             losses.read(train.log_every, last, observer)?;
         }
         if evaluates {
             let eval_started = Instant::now();
-            evaluate(done, observer)?;
+            objective.evaluate(done, observer)?;
             eval_time += eval_started.elapsed();
-            observer.metric(done, "perf/tokens_per_s", tokens as f64 / (started.elapsed() - eval_time).as_secs_f64());
+            // This attempt's throughput: tokens and time since it began.
+            observer.metric(done, "perf/tokens_per_s", (tokens - resumed.tokens) as f64 / (training(eval_time) - trained_before).as_secs_f64());
+        }
+        let stop = crate::signals::requested();
+        if !last && plan.enabled() && (stop.is_some() || plan.due(done, evaluates, last_checkpoint.elapsed())) {
+            losses.read(train.log_every, false, observer)?;
+            super::device::synchronize(device);
+            let place = Place { step: done, tokens, trained_s: training(eval_time).as_secs_f64(), wall_s: resumed.wall_s + started.elapsed().as_secs_f64(), recent_losses: losses.recent.clone() };
+            plan.save(&place, &objective.cursor(), objective.state(), device, observer).map_err(|e| Stopped::Storage(format!("{e:#}")))?;
+            last_checkpoint = Instant::now();
+        }
+        if let Some(signal) = stop.filter(|_| !last) {
+            return Err(Stopped::Signal(signal.name().into()).into());
         }
     }
     super::device::synchronize(device);
-    let training_time = started.elapsed() - eval_time;
-    evaluate(done, observer)?;
-    let tokens_per_s = tokens as f64 / training_time.as_secs_f64();
+    let training_time = training(eval_time) - trained_before;
+    objective.evaluate(done, observer)?;
+    let tokens_per_s = (tokens - resumed.tokens) as f64 / training_time.as_secs_f64();
     observer.metric(done, "perf/tokens_per_s", tokens_per_s);
     Ok(Trained { tokens, tokens_per_s, final_loss: losses.final_loss() })
 }
@@ -196,7 +318,6 @@ pub fn build(config: &TrialConfig, device: Device) -> Result<(VarStore, Pretrain
 const LOSS_READ_EVERY: usize = 25;
 
 /// Step losses still on the device, and the last ones read.
-#[derive(Default)]
 struct Losses {
     /// (step, loss, learning rate) not yet read.
     pending: Vec<(i64, Tensor, f64)>,
@@ -217,6 +338,9 @@ impl Losses {
     /// is not finite.
     fn read(&mut self, log_every: i64, last: bool, observer: &mut dyn Observer) -> Result<()> {
         let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
         let final_step = pending.last().map(|(step, _, _)| *step).filter(|_| last);
         let stacked = Tensor::stack(&pending.iter().map(|(_, loss, _)| loss.to_kind(Kind::Double)).collect::<Vec<_>>(), 0);
         let values = Vec::<f64>::try_from(stacked.to_device(Device::Cpu))?;

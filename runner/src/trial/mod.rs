@@ -89,7 +89,7 @@ impl TrialConfig {
     /// Stable across runs and machines: a hash of the canonical JSON of the
     /// configuration (keys sorted, so their order in the file does not
     /// matter) minus what does not change the result's meaning (the device
-    /// it ran on), then the seed.
+    /// it ran on, how often it was checkpointed), then the seed.
     pub fn id(&self) -> String {
         id_with_seed(self.identity(), self.seed)
     }
@@ -108,8 +108,7 @@ impl TrialConfig {
             data: &'a DataSection,
             train: &'a TrainSection,
         }
-        let mut train = self.train.clone();
-        train.device.clear();
+        let train = self.train.without_bookkeeping();
         let mut hasher = Sha256::new();
         let identity = Identity { plugin: &self.plugin, task: self.task, model: &self.model, init: self.init.as_deref(), data: &self.data, train: &train };
         serde_json::to_writer(HashWriter(&mut hasher), &identity).expect("configs serialise");
@@ -135,5 +134,27 @@ impl std::io::Write for HashWriter<'_> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> TrialConfig {
+        TrialConfig { plugin: "bert".into(), task: Task::Mlm, seed: 0, model: KnobValues::new(), init: None, data: DataSection::default(), train: TrainSection::default() }
+    }
+
+    #[test]
+    fn the_id_leaves_out_the_device_and_the_checkpoint_settings_but_not_the_numbers() {
+        let base = config().id();
+        let mut moved = config();
+        moved.train.device = "cuda:1".into();
+        moved.train.checkpoint_every = Some(100);
+        moved.train.keep_checkpoints = 3;
+        assert_eq!(moved.id(), base);
+        let mut other = config();
+        other.train.lr *= 2.0;
+        assert_ne!(other.id(), base);
     }
 }

@@ -3,6 +3,8 @@
 //! read the Parquet tables it writes.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod mlflow;
+
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

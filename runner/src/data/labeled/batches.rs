@@ -3,7 +3,7 @@
 //! ids for sentence pairs; training batches in a fresh shuffled order each
 //! epoch, evaluation batches in file order.
 use super::Split;
-use crate::data::epochs::Epochs;
+use crate::data::epochs::{Cursor, Epochs};
 use models::EncoderInput;
 use tch::{Device, Kind, Tensor};
 
@@ -61,5 +61,13 @@ impl TrainRows {
     /// an epoch is `ceil(examples / batch_size)` steps.
     pub fn next_rows(&mut self) -> Vec<usize> {
         self.epochs.next_in_epoch(self.batch_size)
+    }
+
+    pub fn cursor(&self) -> Cursor {
+        self.epochs.cursor()
+    }
+
+    pub fn restore(&mut self, cursor: &Cursor) -> anyhow::Result<()> {
+        self.epochs.restore(cursor)
     }
 }
