@@ -41,6 +41,11 @@ pub fn path(dir: &Path, step: i64) -> PathBuf {
     dir.join(format!("{PREFIX}{step}{SUFFIX}"))
 }
 
+/// The step of the committed checkpoint file `path`, from its name.
+pub fn step_of(path: &Path) -> Option<i64> {
+    path.file_name()?.to_str()?.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()
+}
+
 /// The committed checkpoints of the trial folder `dir`, newest (highest
 /// step) first.
 pub fn list(dir: &Path) -> Vec<(i64, PathBuf)> {
@@ -48,11 +53,7 @@ pub fn list(dir: &Path) -> Vec<(i64, PathBuf)> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let step = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?.parse().ok()?;
-            Some((step, entry.path()))
-        })
+        .filter_map(|entry| Some((step_of(&entry.path())?, entry.path())))
         .collect();
     found.sort_by(|a, b| b.0.cmp(&a.0));
     found

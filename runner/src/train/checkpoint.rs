@@ -113,7 +113,7 @@ impl Plan {
     /// Reads the checkpoint at `path` for this trial: refused when it was
     /// made for another (its fingerprint differs) or is damaged.
     pub fn load(&self, path: &Path) -> Result<Saved> {
-        let step = step_of(path)?;
+        let step = checkpoints::step_of(path).with_context(|| format!("{} is not named as a checkpoint", path.display()))?;
         let checkpoint = checkpoints::read(step, path)?;
         let meta = |key: &str| checkpoint.metadata.get(key).with_context(|| format!("{} has no {key}", path.display()));
         let theirs: serde_json::Value = serde_json::from_str(meta(FINGERPRINT)?)?;
@@ -179,11 +179,6 @@ pub fn place_of(path: &Path) -> Result<Place> {
     let metadata = checkpoints::metadata(path)?;
     let place = metadata.get(PLACE).with_context(|| format!("{} has no {PLACE}", path.display()))?;
     Ok(serde_json::from_str(place)?)
-}
-
-fn step_of(path: &Path) -> Result<i64> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    name.trim_start_matches(|c: char| !c.is_ascii_digit()).split('.').next().and_then(|s| s.parse().ok()).with_context(|| format!("{} is not named as a checkpoint", path.display()))
 }
 
 /// The generators a trial on `device` draws from: the CPU's always (the
