@@ -24,6 +24,7 @@ and runs them with `transformers`, so the Rust tests can compare numbers.
                                       cross-entropy and the accuracy as JSON
 """
 import json
+import os
 import sys
 
 import torch
@@ -78,9 +79,25 @@ def make_model(folder, layout="masked-lm", weights="safetensors"):
 
 def save_weights(model, folder, weights):
     """`model` saved in `folder` as `weights` says: `safetensors`
-    (save_pretrained's default) or `sharded` (safetensors shards and their
-    index, as save_pretrained writes a model above max_shard_size)."""
+    (save_pretrained's default), `sharded` (safetensors shards and their
+    index, as save_pretrained writes a model above max_shard_size), `bin`
+    (`torch.save` of the state dict, as save_pretrained wrote it with
+    safe_serialization=False before transformers 5) or `bin-sharded` (two
+    such files and their `pytorch_model.bin.index.json`)."""
     model.save_pretrained(folder, **({"max_shard_size": "40KB"} if weights == "sharded" else {}))
+    if weights.startswith("bin"):
+        os.remove(f"{folder}/model.safetensors")
+        state = model.state_dict()
+        if weights == "bin":
+            torch.save(state, f"{folder}/pytorch_model.bin")
+            return
+        names = list(state)
+        shards = {f"pytorch_model-0000{i + 1}-of-00002.bin": names[i::2] for i in range(2)}
+        for shard, keys in shards.items():
+            torch.save({k: state[k] for k in keys}, f"{folder}/{shard}")
+        index = {"metadata": {}, "weight_map": {k: shard for shard, keys in shards.items() for k in keys}}
+        with open(f"{folder}/pytorch_model.bin.index.json", "w") as f:
+            json.dump(index, f)
 
 
 def load_exactly(architecture, folder):

@@ -34,6 +34,7 @@ pub mod signals;
 pub mod store;
 pub mod track;
 pub mod sweep;
+pub mod torch_file;
 pub mod train;
 pub mod trial;
 

@@ -1,8 +1,9 @@
 //! A folder that holds a model: a bertlab trial folder (`config.toml` +
 //! `model.safetensors` + `tokenizer.json`) or a Hugging Face folder
 //! (`config.json` + its weights, tokenizer files beside them). Weights are
-//! read from `model.safetensors`, or from its shards with the
-//! `model.safetensors.index.json` that `save_pretrained` writes.
+//! read from `model.safetensors`, else from `pytorch_model.bin` (PyTorch's
+//! `torch.save` format, [`crate::torch_file`]), or from the shards of
+//! either with the `.index.json` that `save_pretrained` writes.
 //! Knows which plugin and knobs the model has, and builds it with its
 //! weights loaded.
 use crate::error::InputError;
@@ -27,9 +28,11 @@ pub struct ModelDir {
 
 /// The weights of a model folder, trial or Hugging Face.
 pub const WEIGHTS: &str = "model.safetensors";
-/// The index of a sharded checkpoint, which a Hugging Face folder may hold
-/// instead (`save_pretrained` shards models above its `max_shard_size`).
-const SHARDED_WEIGHTS: &str = "model.safetensors.index.json";
+/// What a Hugging Face folder may hold instead, in the order `transformers`
+/// prefers them: the index of a sharded checkpoint (`save_pretrained`
+/// shards models above its `max_shard_size`), then PyTorch's format, whole
+/// or sharded, in which many published checkpoints still are.
+const OTHER_WEIGHTS: [&str; 3] = ["model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json"];
 /// The tokenizer a trial saves beside its weights.
 pub const TOKENIZER: &str = "tokenizer.json";
 
@@ -64,8 +67,7 @@ impl ModelDir {
             return Err(fail("neither a trial folder (config.toml) nor a Hugging Face folder (config.json)".into()));
         };
         if weights_file(path).is_none() {
-            let bin = if path.join("pytorch_model.bin").is_file() { " (pytorch_model.bin is not read yet: convert it to safetensors)" } else { "" };
-            return Err(fail(format!("no weights: neither {WEIGHTS} nor {SHARDED_WEIGHTS}{bin}")));
+            return Err(fail(format!("no weights: none of {WEIGHTS}, {}", OTHER_WEIGHTS.join(", "))));
         }
         Ok(ModelDir { path: path.to_owned(), layout, plugin, knobs })
     }
@@ -106,13 +108,13 @@ impl ModelDir {
 }
 
 fn weights_file(folder: &Path) -> Option<PathBuf> {
-    [WEIGHTS, SHARDED_WEIGHTS].iter().map(|f| folder.join(f)).find(|p| p.is_file())
+    std::iter::once(WEIGHTS).chain(OTHER_WEIGHTS).map(|f| folder.join(f)).find(|p| p.is_file())
 }
 
 /// Every named tensor of the folder's checkpoint, whatever its format.
 fn read_weights(folder: &Path) -> Result<Vec<(String, tch::Tensor)>, InputError> {
     let file = weights_file(folder).ok_or_else(|| InputError::new(format!("no {WEIGHTS}")).in_file(folder))?;
-    if !file.ends_with(SHARDED_WEIGHTS) {
+    if !file.to_string_lossy().ends_with(".index.json") {
         return read_weight_file(&file);
     }
     // A sharded checkpoint: the index maps each tensor to its shard.
@@ -130,7 +132,8 @@ fn read_weights(folder: &Path) -> Result<Vec<(String, tch::Tensor)>, InputError>
 }
 
 fn read_weight_file(file: &Path) -> Result<Vec<(String, tch::Tensor)>, InputError> {
-    tch::Tensor::read_safetensors(file).map_err(|e| InputError::new(format!("cannot read: {e}")).in_file(file))
+    let tensors = if file.extension().is_some_and(|e| e == "bin") { crate::torch_file::read(file).map_err(|e| format!("{e:#}")) } else { tch::Tensor::read_safetensors(file).map_err(|e| e.to_string()) };
+    tensors.map_err(|e| InputError::new(format!("cannot read: {e}")).in_file(file))
 }
 
 /// A trial's `config.toml` is a one-trial experiment file: the plugin under

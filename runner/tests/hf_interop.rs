@@ -189,13 +189,13 @@ fn init_starts_training_from_a_folder_with_its_knobs_and_tokenizer() {
 }
 
 #[test]
-fn forward_reads_sharded_checkpoints_as_transformers_does() {
-    for weights in ["sharded"] {
+fn forward_reads_sharded_and_pytorch_checkpoints_as_transformers_does() {
+    for weights in ["sharded", "bin", "bin-sharded"] {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("hf");
         std::fs::create_dir(&folder).unwrap();
         ok(run(python().arg("make-model").arg(&folder).arg("masked-lm").arg(weights)), "making the reference model");
-        assert!(!folder.join("model.safetensors").exists() && folder.join("model.safetensors.index.json").exists(), "{weights}: only shards");
+        assert!(!folder.join("model.safetensors").exists(), "{weights}: not saved as model.safetensors");
         let (ours, input) = (dir.path().join("ours.safetensors"), folder.join("input.json"));
         ok(run(bertlab().arg("forward").arg("--model").arg(&folder).arg("--input").arg(&input).arg("--out").arg(&ours)), weights);
         for (key, diff) in differences(&ours, &folder.join("expected.safetensors"), &input) {
@@ -205,14 +205,15 @@ fn forward_reads_sharded_checkpoints_as_transformers_does() {
 }
 
 /// A Hugging Face hub cache as `huggingface_hub` lays it out: two snapshots
-/// of `org/tiny` (a tied and an untied model), `refs/main` naming the first
-/// and `refs/v2` the second.
+/// of `org/tiny` (a tied model in `model.safetensors` and an untied one in
+/// `pytorch_model.bin`), `refs/main` naming the first and `refs/v2` the
+/// second.
 fn hub_cache(root: &Path) -> [(String, PathBuf); 2] {
     let repo = root.join("models--org--tiny");
-    let snapshots = [("a".repeat(40), "masked-lm"), ("b".repeat(40), "untied")].map(|(commit, layout)| {
+    let snapshots = [("a".repeat(40), "masked-lm", "safetensors"), ("b".repeat(40), "untied", "bin")].map(|(commit, layout, weights)| {
         let folder = repo.join("snapshots").join(&commit);
         std::fs::create_dir_all(&folder).unwrap();
-        ok(run(python().arg("make-model").arg(&folder).arg(layout)), "making a snapshot");
+        ok(run(python().arg("make-model").arg(&folder).arg(layout).arg(weights)), "making a snapshot");
         (commit, folder)
     });
     std::fs::create_dir_all(repo.join("refs")).unwrap();
