@@ -23,11 +23,11 @@ pub fn read(file: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut archive = zip::ZipArchive::new(std::fs::File::open(file)?).context("not a zip archive (a torch.save file from before PyTorch 1.6 is not read)")?;
     let pickle_name = archive.file_names().find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1).map(str::to_string).ok_or_else(|| anyhow!("no data.pkl in the archive"))?;
     let prefix = pickle_name.trim_end_matches("data.pkl").to_string();
-    if let Ok(mut order) = archive.by_name(&format!("{prefix}byteorder")) {
-        let mut text = String::new();
-        order.read_to_string(&mut text)?;
-        if text.trim() != "little" {
-            bail!("its tensors are {} endian; only little endian is read", text.trim());
+    // Older archives have no byteorder record: they are little endian.
+    if let Ok(order) = record(&mut archive, &format!("{prefix}byteorder")) {
+        let order = String::from_utf8_lossy(&order);
+        if order.trim() != "little" {
+            bail!("its tensors are {} endian; only little endian is read", order.trim());
         }
     }
     let pickle = record(&mut archive, &pickle_name)?;
@@ -67,10 +67,10 @@ struct Stored {
 
 #[derive(Clone, Debug)]
 enum Value {
-    None,
-    Bool(bool),
+    /// None, a bool or a float: a requires_grad flag, say, which the
+    /// weights do not need; kept only for its place on the stack.
+    Unread,
     Int(i64),
-    Float(f64),
     Str(String),
     Tuple(Vec<Value>),
     List(Vec<Value>),
@@ -96,9 +96,7 @@ fn unpickle(bytes: &[u8]) -> Result<Value> {
             0x95 => drop(input.take(8)?),         // FRAME
             b'.' => return pop(&mut stack),       // STOP
             b'(' => marks.push(stack.len()),      // MARK
-            b'N' => stack.push(Value::None),
-            0x88 => stack.push(Value::Bool(true)),
-            0x89 => stack.push(Value::Bool(false)),
+            b'N' | 0x88 | 0x89 => stack.push(Value::Unread), // NONE, NEWTRUE, NEWFALSE
             b'K' => stack.push(Value::Int(input.u8()? as i64)),
             b'M' => stack.push(Value::Int(u16::from_le_bytes(input.array()?) as i64)),
             b'J' => stack.push(Value::Int(i32::from_le_bytes(input.array()?) as i64)),
@@ -113,7 +111,11 @@ fn unpickle(bytes: &[u8]) -> Result<Value> {
                 buffer[..n].copy_from_slice(digits);
                 stack.push(Value::Int(i64::from_le_bytes(buffer)));
             }
-            b'G' => stack.push(Value::Float(f64::from_be_bytes(input.array()?))),
+            b'G' => {
+                // BINFLOAT
+                input.take(8)?;
+                stack.push(Value::Unread);
+            }
             b'X' => {
                 let n = u32::from_le_bytes(input.array()?) as usize;
                 stack.push(Value::Str(input.text(n)?));
