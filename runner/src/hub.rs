@@ -60,12 +60,22 @@ fn is_commit(revision: &str) -> bool {
 
 /// The hub cache folder, as `huggingface_hub` finds it.
 pub fn cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty()).map(|v| expand_home(&v));
-    if let Some(cache) = var("HF_HUB_CACHE").or_else(|| var("HUGGINGFACE_HUB_CACHE")) {
+    if let Some(cache) = env_path("HF_HUB_CACHE").or_else(|| env_path("HUGGINGFACE_HUB_CACHE")) {
         return cache;
     }
-    let home = var("HF_HOME").unwrap_or_else(|| var("XDG_CACHE_HOME").unwrap_or_else(|| expand_home("~/.cache")).join("huggingface"));
-    home.join("hub")
+    hf_home().join("hub")
+}
+
+/// `HF_HOME`, else `$XDG_CACHE_HOME/huggingface` (default
+/// `~/.cache/huggingface`): where Hugging Face's libraries keep their caches.
+pub fn hf_home() -> PathBuf {
+    env_path("HF_HOME").unwrap_or_else(|| env_path("XDG_CACHE_HOME").unwrap_or_else(|| expand_home("~/.cache")).join("huggingface"))
+}
+
+/// A path from environment variable `name`, `~/` expanded; `None` when
+/// unset or empty.
+pub fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).map(|v| expand_home(&v))
 }
 
 fn expand_home(path: &str) -> PathBuf {

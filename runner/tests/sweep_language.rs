@@ -208,7 +208,22 @@ fn the_fine_tuning_and_cramming_recipes_plan() {
     let trials = glue["trials"].as_array().unwrap();
     assert_eq!(trials.len(), 2 * 9 * 5 * 4);
     assert!(trials.iter().all(|t| t["status"] == "new" && t["swept"]["model.init"].as_str().is_some_and(|i| i.contains("bert_uncased_L-"))), "{:?}", trials[0]);
+    // As written, the recipe sweeps the 24 published miniatures, by hub id,
+    // found in the Hugging Face cache.
     let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(workspace_root().join("experiments/glue-finetune-turc2019.toml")).unwrap()).unwrap();
+    let ids: Vec<&str> = recipe["model"]["init"].as_array().unwrap().iter().map(|i| i.as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 24);
+    let hub = dir.path().join("hub");
+    for id in &ids {
+        let repo = hub.join(format!("models--{}", id.trim_start_matches("hf:").replace('/', "--")));
+        tiny_checkpoint(&repo.join("snapshots").join("c".repeat(40)));
+        std::fs::create_dir_all(repo.join("refs")).unwrap();
+        std::fs::write(repo.join("refs/main"), "c".repeat(40)).unwrap();
+    }
+    let by_id = plan_json(&workspace_root().join("experiments/glue-finetune-turc2019.toml"), &[], &[("HF_HUB_CACHE", &hub.display().to_string())]);
+    let swept: std::collections::BTreeSet<&str> = by_id["trials"].as_array().unwrap().iter().map(|t| t["swept"]["model.init"].as_str().unwrap()).collect();
+    assert_eq!(swept, ids.iter().copied().collect(), "one starting point per hub id");
+    assert_eq!(by_id["trials"].as_array().unwrap().len(), 24 * 9 * 5 * 4);
     let published: Vec<f64> = recipe["baseline"].as_array().unwrap().iter().map(|b| b["metrics"]["glue/score"].as_float().unwrap()).collect();
     assert_eq!(published, [64.2, 65.8, 71.2, 73.5]);
 

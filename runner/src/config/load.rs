@@ -42,26 +42,35 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Loaded, InputError> {
     Ok(loaded)
 }
 
-/// `model.init` with glob characters sweeps over the folders it matches:
-/// it becomes the grid axis `model.init`, one trial per folder (in sorted
-/// order), so one experiment fine-tunes every checkpoint of a pretraining
-/// sweep.
+/// `model.init` with glob characters sweeps over the folders it matches,
+/// and a list of folders or hub ids over those: it becomes the grid axis
+/// `model.init`, one trial per folder (a glob's in sorted order), so one
+/// experiment fine-tunes every checkpoint of a pretraining sweep or every
+/// published one.
 fn sweep_init_glob(loaded: &mut Loaded) -> Result<(), InputError> {
-    let Some(serde_json::Value::String(pattern)) = loaded.experiment.model.get("init") else { return Ok(()) };
-    if !pattern.contains(['*', '?', '[']) {
-        return Ok(());
-    }
-    let folders: Vec<serde_json::Value> = glob::glob(pattern)
-        .map_err(|e| loaded.error_at("model.init", format!("`{pattern}` is not a glob pattern: {e}")))?
-        .filter_map(Result::ok)
-        .filter(|path| path.is_dir())
-        .map(|path| path.display().to_string().into())
-        .collect();
-    if folders.is_empty() {
-        return Err(loaded.error_at("model.init", format!("`{pattern}` matches no folder")));
-    }
+    let folders: Vec<serde_json::Value> = match loaded.experiment.model.get("init") {
+        Some(serde_json::Value::String(pattern)) if pattern.contains(['*', '?', '[']) => {
+            let folders: Vec<serde_json::Value> = glob::glob(pattern)
+                .map_err(|e| loaded.error_at("model.init", format!("`{pattern}` is not a glob pattern: {e}")))?
+                .filter_map(Result::ok)
+                .filter(|path| path.is_dir())
+                .map(|path| path.display().to_string().into())
+                .collect();
+            if folders.is_empty() {
+                return Err(loaded.error_at("model.init", format!("`{pattern}` matches no folder")));
+            }
+            folders
+        }
+        Some(serde_json::Value::Array(list)) => {
+            if list.is_empty() || !list.iter().all(serde_json::Value::is_string) {
+                return Err(loaded.error_at("model.init", "a list sweeps starting points: give folders or hub ids, at least one"));
+            }
+            list.clone()
+        }
+        _ => return Ok(()),
+    };
     if loaded.experiment.sweep.grid.contains_key("model.init") {
-        return Err(loaded.error_at("model.init", "is a glob and also swept in [sweep.grid]: use one or the other"));
+        return Err(loaded.error_at("model.init", "sweeps (a glob or a list) and is also swept in [sweep.grid]: use one or the other"));
     }
     loaded.experiment.model.remove("init");
     loaded.experiment.sweep.grid.insert("model.init".into(), serde_json::Value::Array(folders));

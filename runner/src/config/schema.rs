@@ -114,10 +114,15 @@ impl Goal {
 #[serde(default, deny_unknown_fields)]
 pub struct DataSection {
     /// Glob patterns, relative to the working directory; `.txt` (documents
-    /// separated by blank lines), `.jsonl` (a `text` field), `.parquet` (a
-    /// `text` column). One string is accepted for one pattern.
+    /// separated by blank lines), `.jsonl` (a text field), `.parquet` and
+    /// `.arrow` (a text column), `save_to_disk` folders, or `hf:` ids of the
+    /// `datasets` cache. One string is accepted for one pattern.
     #[serde(deserialize_with = "one_or_many")]
     pub corpus: Vec<String>,
+    /// The corpus's text field (`.jsonl`) or column (`.parquet`, `.arrow`);
+    /// unset: `text`. Left out of the serialised config when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
     /// `"train"` (WordPiece trained on the corpus) or a path to `vocab.txt`
     /// or `tokenizer.json`.
     pub tokenizer: String,
@@ -166,6 +171,7 @@ impl Default for DataSection {
     fn default() -> Self {
         DataSection {
             corpus: Vec::new(),
+            text_column: None,
             tokenizer: TRAINED_TOKENIZER.into(),
             vocab_size: 8192,
             seq_len: 128,
@@ -336,6 +342,11 @@ impl DataSection {
     /// from a file.
     pub fn trains_tokenizer(&self) -> bool {
         self.tokenizer == TRAINED_TOKENIZER
+    }
+
+    /// The corpus's text field or column: `text_column`, else `text`.
+    pub fn corpus_column(&self) -> &str {
+        self.text_column.as_deref().unwrap_or("text")
     }
 
     pub fn check(&self) -> Result<(), InputError> {

@@ -40,10 +40,67 @@ impl Cache {
 
 /// Hex SHA-256 of the parts, each length-prefixed so ("ab","c") != ("a","bc").
 pub fn key(parts: &[&[u8]]) -> String {
-    let mut hasher = Sha256::new();
-    for part in parts {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
+    let mut key = Key::new();
+    parts.iter().for_each(|part| key.part(part));
+    key.finish()
+}
+
+/// [`key`] built one part at a time, a part read from a file as it streams
+/// by: a corpus is keyed without holding all its files in memory.
+pub struct Key(Sha256);
+
+impl Key {
+    pub fn new() -> Key {
+        Key(Sha256::new())
     }
-    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+
+    pub fn part(&mut self, part: &[u8]) {
+        self.0.update((part.len() as u64).to_le_bytes());
+        self.0.update(part);
+    }
+
+    /// The whole of `file` as one part, read in blocks.
+    pub fn file_part(&mut self, file: &Path) -> std::io::Result<()> {
+        use std::io::Read;
+        let mut reader = std::fs::File::open(file)?;
+        let length = reader.metadata()?.len();
+        self.0.update(length.to_le_bytes());
+        let mut block = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = reader.read(&mut block)?;
+            if n == 0 {
+                break;
+            }
+            self.0.update(&block[..n]);
+            read += n as u64;
+        }
+        if read != length {
+            return Err(std::io::Error::other(format!("changed while being read ({length} bytes, then {read})")));
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> String {
+        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_streamed_keys_as_its_bytes_given_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.bin");
+        // Over one read block, so the file is hashed in pieces.
+        let bytes: Vec<u8> = (0..(3 << 19) as u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&file, &bytes).unwrap();
+        let mut streamed = Key::new();
+        streamed.part(b"first");
+        streamed.file_part(&file).unwrap();
+        assert_eq!(streamed.finish(), key(&[b"first", &bytes]));
+        assert_ne!(key(&[b"ab", b"c"]), key(&[b"a", b"bc"]));
+    }
 }

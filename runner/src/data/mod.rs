@@ -1,4 +1,5 @@
-//! From corpus files to masked batches: read documents ([`corpus`]), get a
+//! From corpus files to masked batches: read documents ([`corpus`], also
+//! from what Hugging Face `datasets` left on disk: [`datasets_cache`]), get a
 //! WordPiece tokenizer ([`tokenizer`]), pack token streams into fixed-length
 //! sequences with a held-out split ([`packing`]), mask them dynamically
 //! ([`masking`]) and batch them ([`batches`]) in shuffled [`epochs`]. Trained vocabularies and
@@ -7,6 +8,7 @@
 pub mod batches;
 pub mod cache;
 pub mod corpus;
+pub mod datasets_cache;
 pub mod epochs;
 pub mod labeled;
 pub mod masking;
@@ -103,7 +105,7 @@ fn fine_tuning(task: Task, data: &DataSection) -> Result<Dataset, InputError> {
 }
 
 fn pretraining(data: &DataSection, cache: &cache::Cache) -> Result<Dataset, InputError> {
-    let corpus = corpus::read(&data.corpus)?;
+    let corpus = corpus::read(data)?;
     let vocab = tokenizer::prepare(data, &corpus, cache)?;
     let packed = packing::pack_cached(&corpus, &vocab, data.seq_len as usize, data.nsp, cache)?;
     let (train, eval) = packed.split(data.eval_fraction, data.eval_max_sequences as usize);

@@ -86,7 +86,7 @@ fn peak_memory(device: Device) -> Result<i64> {
 }
 
 /// The process's peak resident set (`VmHWM`), in bytes.
-fn peak_resident_bytes() -> i64 {
+pub fn peak_resident_bytes() -> i64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kib = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok());
     kib.unwrap_or(0) * 1024
