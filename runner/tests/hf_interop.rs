@@ -204,13 +204,14 @@ fn forward_reads_sharded_and_pytorch_checkpoints_as_transformers_does() {
     }
 }
 
-/// A Hugging Face hub cache as `huggingface_hub` lays it out: two snapshots
-/// of `org/tiny` (a tied model in `model.safetensors` and an untied one in
-/// `pytorch_model.bin`), `refs/main` naming the first and `refs/v2` the
-/// second.
-fn hub_cache(root: &Path) -> [(String, PathBuf); 2] {
+/// A Hugging Face hub cache as `huggingface_hub` lays it out: three
+/// snapshots of `org/tiny` (a tied model in `model.safetensors`, an untied
+/// one in `pytorch_model.bin`, a tied one in safetensors shards),
+/// `refs/main` naming the first, `refs/v2` the second and `refs/v3` the
+/// third.
+fn hub_cache(root: &Path) -> [(String, PathBuf); 3] {
     let repo = root.join("models--org--tiny");
-    let snapshots = [("a".repeat(40), "masked-lm", "safetensors"), ("b".repeat(40), "untied", "bin")].map(|(commit, layout, weights)| {
+    let snapshots = [("a".repeat(40), "masked-lm", "safetensors"), ("b".repeat(40), "untied", "bin"), ("c".repeat(40), "masked-lm", "sharded")].map(|(commit, layout, weights)| {
         let folder = repo.join("snapshots").join(&commit);
         std::fs::create_dir_all(&folder).unwrap();
         ok(run(python().arg("make-model").arg(&folder).arg(layout).arg(weights)), "making a snapshot");
@@ -219,6 +220,7 @@ fn hub_cache(root: &Path) -> [(String, PathBuf); 2] {
     std::fs::create_dir_all(repo.join("refs")).unwrap();
     std::fs::write(repo.join("refs/main"), &snapshots[0].0).unwrap();
     std::fs::write(repo.join("refs/v2"), &snapshots[1].0).unwrap();
+    std::fs::write(repo.join("refs/v3"), &snapshots[2].0).unwrap();
     snapshots
 }
 
@@ -226,8 +228,9 @@ fn hub_cache(root: &Path) -> [(String, PathBuf); 2] {
 fn hub_ids_resolve_in_the_local_cache_as_huggingface_hub_does() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("hub");
-    let [(_, main), (second, v2)] = hub_cache(&cache);
-    for (spec, revision, snapshot) in [("hf:org/tiny", "main", &main), ("hf:org/tiny@v2", "v2", &v2), (&*format!("hf:org/tiny@{second}"), &*second, &v2)] {
+    let [(_, main), (second, v2), (_, v3)] = hub_cache(&cache);
+    assert!(v3.join("model.safetensors.index.json").exists() && v2.join("pytorch_model.bin").exists());
+    for (spec, revision, snapshot) in [("hf:org/tiny", "main", &main), ("hf:org/tiny@v2", "v2", &v2), (&*format!("hf:org/tiny@{second}"), &*second, &v2), ("hf:org/tiny@v3", "v3", &v3)] {
         let ours = dir.path().join("ours.safetensors");
         let input = main.join("input.json");
         let r = ok(run(bertlab().env("HF_HUB_CACHE", &cache).args(["forward", "--model", spec, "--input"]).arg(&input).arg("--out").arg(&ours)), spec);
