@@ -22,6 +22,7 @@ fn malformed_files_are_refused_with_file_key_and_line() {
         ("syntax error", "[train]\nsteps = = 3\n", "", 8, "TOML syntax"),
         ("unknown key", "[train]\nstpes = 3\n", "train.stpes", 8, "did you mean `steps`"),
         ("wrong type", "[train]\nsteps = \"many\"\n", "train.steps", 8, "expected i64"),
+        ("micro-batch not dividing the batch", "[train]\nbatch_size = 16\nmicro_batch_size = 6\n", "train.micro_batch_size", 9, "6 does not divide train.batch_size = 16"),
         ("not a duration", "[train]\nbudget = \"a day\"\n", "train.budget", 8, "not a duration like"),
         ("unknown precision", "[train]\nprecision = \"fp8\"\n", "train.precision", 8, "not one of fp32, bf16, fp16, auto"),
         ("out-of-range value", "[model]\ndropout = 1.5\n", "model.dropout", 8, "out of range"),
@@ -233,6 +234,11 @@ fn the_fine_tuning_and_cramming_recipes_plan() {
     let recipe: toml::Value = toml::from_str(&std::fs::read_to_string(workspace_root().join("experiments/cramming-geiping2022.toml")).unwrap()).unwrap();
     assert_eq!(recipe["train"]["budget"].as_str(), Some("24h"));
     assert_eq!(recipe["experiment"]["model"].as_str(), Some("crammed-bert"));
+    // Batch 4096 as the paper's code reaches it: accumulated micro-batches.
+    let trial = &cramming["trials"][0];
+    assert_eq!((trial["batch_size"].as_i64(), trial["micro_batch_size"].as_i64(), trial["accumulation_steps"].as_i64()), (Some(4096), Some(128), Some(32)), "{trial}");
+    let table = run(bertlab().arg("plan").arg(workspace_root().join("experiments/cramming-geiping2022.toml")));
+    assert!(table.stdout.contains("| 4096 = 32 × 128 |"), "{}", table.stdout);
 
     // Fine-tuning without labelled examples is refused before anything runs.
     let file = write(dir.path(), "ft.toml", &format!("{BASE}\n[model]\ninit = \"{}/checkpoints/bert_uncased_L-2_H-128_A-2\"\n", dir.path().display()));

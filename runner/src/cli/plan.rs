@@ -80,7 +80,7 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
         let mut header = vec!["trial_id"];
         header.extend(expansion.space().keys());
         header.extend(expansion.derived_keys());
-        header.extend(["seed", "params", "flops/token", "status"]);
+        header.extend(["seed", "batch", "params", "flops/token", "status"]);
         writeln!(w, "| {} |", header.join(" | "))?;
         writeln!(w, "|{}", " --- |".repeat(header.len()))?;
     } else {
@@ -189,11 +189,12 @@ impl Renderer<'_> {
                     tally.new += 1
                 }
                 let status = if done { "completed" } else { "new" };
-                Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), status, dropped_by: None }
+                let batch = Batching { batch_size: config.train.batch_size, micro_batch_size: config.train.micro_batch_size, accumulation: config.train.accumulation_steps() };
+                Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), batch: Some(batch), status, dropped_by: None }
             }
             Planned::Dropped { swept, derived, seed, constraint } => {
                 tally.dropped += 1;
-                Row { id: None, swept, derived, seed, params: None, status: "dropped", dropped_by: Some(constraint) }
+                Row { id: None, swept, derived, seed, params: None, batch: None, status: "dropped", dropped_by: Some(constraint) }
             }
         })
     }
@@ -207,8 +208,27 @@ struct Row {
     seed: u64,
     /// Parameter count and training FLOPs per token; none when dropped.
     params: Option<(i64, i64)>,
+    /// How each step is batched; none when dropped.
+    batch: Option<Batching>,
     status: &'static str,
     dropped_by: Option<String>,
+}
+
+/// An optimiser step's examples and how they are cut.
+struct Batching {
+    batch_size: i64,
+    micro_batch_size: Option<i64>,
+    accumulation: usize,
+}
+
+impl Batching {
+    /// `32`, or with accumulation `4096 = 32 × 128` (micro-batches × size).
+    fn describe(&self) -> String {
+        match self.micro_batch_size.filter(|_| self.accumulation > 1) {
+            Some(micro) => format!("{} = {} × {micro}", self.batch_size, self.accumulation),
+            None => self.batch_size.to_string(),
+        }
+    }
 }
 
 impl Row {
@@ -226,7 +246,8 @@ impl Row {
             Some(constraint) => format!("dropped by `{constraint}`"),
             None => self.status.to_string(),
         };
-        writeln!(w, " {} | {params} | {flops} | {status} |", self.seed)
+        let batch = self.batch.as_ref().map(Batching::describe).unwrap_or_default();
+        writeln!(w, " {} | {batch} | {params} | {flops} | {status} |", self.seed)
     }
 
     fn json(&self) -> Value {
@@ -236,6 +257,11 @@ impl Row {
         if let Some((params, flops)) = self.params {
             row["params"] = params.into();
             row["flops_per_token"] = flops.into();
+        }
+        if let Some(batch) = &self.batch {
+            row["batch_size"] = batch.batch_size.into();
+            row["micro_batch_size"] = batch.micro_batch_size.unwrap_or(batch.batch_size).into();
+            row["accumulation_steps"] = batch.accumulation.into();
         }
         if let Some(constraint) = &self.dropped_by {
             row["dropped_by"] = constraint.clone().into();

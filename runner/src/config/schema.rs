@@ -196,7 +196,15 @@ pub struct TrainSection {
     /// becomes the steps these take.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<i64>,
+    /// Examples per optimiser step.
     pub batch_size: i64,
+    /// Gradient accumulation: each step runs `batch_size / micro_batch_size`
+    /// forward and backward passes of this many examples, and the update
+    /// equals the whole batch's. Unset: the whole batch at once. Not part
+    /// of a trial's id (how a step is cut does not change what it
+    /// computes), so it is left out of the serialised config when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<i64>,
     /// Peak learning rate, reached after `warmup_steps`, then decayed
     /// linearly to zero at `steps`.
     pub lr: f64,
@@ -264,6 +272,7 @@ impl Default for TrainSection {
             steps: 200,
             epochs: None,
             batch_size: 32,
+            micro_batch_size: None,
             lr: 5e-4,
             warmup_steps: 0,
             warmup_fraction: None,
@@ -368,10 +377,16 @@ impl DataSection {
 
 impl TrainSection {
     /// The section without what cannot change a trial's numbers: the
-    /// device it runs on and its checkpoint settings. What a trial's id
+    /// device it runs on, its checkpoint settings and its micro-batch. What a trial's id
     /// and its checkpoints' fingerprint are made of.
     pub fn without_bookkeeping(&self) -> TrainSection {
-        TrainSection { device: String::new(), checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, ..self.clone() }
+        TrainSection { device: String::new(), checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, micro_batch_size: None, ..self.clone() }
+    }
+
+    /// Forward and backward passes per optimiser step (1 without
+    /// `micro_batch_size`).
+    pub fn accumulation_steps(&self) -> usize {
+        self.micro_batch_size.map_or(1, |m| (self.batch_size / m.max(1)).max(1) as usize)
     }
 
     /// `budget` as a duration; `None` when unset (or invalid, which
@@ -384,6 +399,9 @@ impl TrainSection {
         require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
         require(self.epochs.is_none_or(|e| e > 0), "train.epochs", || format!("must be > 0, got {}", self.epochs.unwrap_or(0)))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
+        require(self.micro_batch_size.is_none_or(|m| m > 0 && self.batch_size % m == 0), "train.micro_batch_size", || {
+            format!("{} does not divide train.batch_size = {}", self.micro_batch_size.unwrap_or_default(), self.batch_size)
+        })?;
         require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
         // With `epochs`, the steps are known once the examples are read.
         require(self.warmup_steps >= 0 && (self.epochs.is_some() || self.warmup_steps <= self.steps), "train.warmup_steps", || {

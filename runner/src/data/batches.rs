@@ -41,6 +41,52 @@ impl Batch {
         }
     }
 
+    /// Masked positions (the count the masked-LM loss averages over).
+    pub fn masked(&self) -> usize {
+        self.targets.numel()
+    }
+
+    /// Sentence pairs (the count the next-sentence loss averages over).
+    pub fn pairs(&self) -> usize {
+        self.next_labels.as_ref().map_or(0, Tensor::numel)
+    }
+
+    /// The batch, on the host, cut into `parts` micro-batches of
+    /// consecutive rows (for gradient accumulation; `parts` divides the
+    /// rows): each keeps its own masked positions, renumbered from its
+    /// first row. Nothing is drawn again, so together they are exactly
+    /// the batch.
+    pub fn split(self, parts: usize) -> Vec<Batch> {
+        if parts <= 1 {
+            return vec![self];
+        }
+        let [rows, seq_len] = self.input.input_ids.size()[..] else { unreachable!("input ids are [batch, seq]") };
+        let per_part = rows / parts as i64;
+        let positions = Vec::<i64>::try_from(&self.positions).expect("positions are int64 on the host");
+        (0..parts as i64)
+            .map(|part| {
+                let first = part * per_part;
+                let flat = (first * seq_len)..((first + per_part) * seq_len);
+                // Positions are ascending, so a part's are one run of them.
+                let start = positions.partition_point(|p| *p < flat.start) as i64;
+                let end = positions.partition_point(|p| *p < flat.end) as i64;
+                let rows_of = |t: &Tensor| t.narrow(0, first, per_part).contiguous();
+                let attention_mask = self.input.attention_mask.as_ref().map(rows_of);
+                let tokens = match &attention_mask {
+                    Some(mask) => mask.sum(tch::Kind::Int64).int64_value(&[]) as usize,
+                    None => (per_part * seq_len) as usize,
+                };
+                Batch {
+                    input: EncoderInput { input_ids: rows_of(&self.input.input_ids), token_type_ids: rows_of(&self.input.token_type_ids), attention_mask },
+                    positions: self.positions.narrow(0, start, end - start) - flat.start,
+                    targets: self.targets.narrow(0, start, end - start).contiguous(),
+                    next_labels: self.next_labels.as_ref().map(rows_of),
+                    tokens,
+                }
+            })
+            .collect()
+    }
+
     /// The batch in pinned (page-locked) host memory, from which a copy to a
     /// GPU runs asynchronously. Pinning fails only for want of page-locked
     /// memory; the plain batch still works then.

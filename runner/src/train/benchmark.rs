@@ -4,6 +4,7 @@
 //! libtorch pick its kernels and fill its allocator's cache.
 use super::precision::Precision;
 use super::step::Stepper;
+use super::trainer::pretraining_step;
 use crate::data::batches::{prefetched, TrainBatches};
 use crate::data::masking::Masker;
 use crate::data::Packed;
@@ -51,16 +52,16 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
         torch_ops::reset_peak_memory(index)?;
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
+        let accumulation = config.train.accumulation_steps();
+        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, accumulation, device, lr);
         for _ in 0..warmup {
-            let batch = next_batch().0.to(device);
-            let _loss = stepper.step(|| model.loss(&batch), lr)?;
+            let _loss = step()?;
         }
         super::device::synchronize(device);
         let started = Instant::now();
         let mut loss = None;
         for _ in 0..steps {
-            let batch = next_batch().0.to(device);
-            loss = Some(stepper.step(|| model.loss(&batch), lr)?);
+            loss = Some(step()?);
         }
         super::device::synchronize(device);
         let elapsed = started.elapsed().as_secs_f64();

@@ -32,14 +32,26 @@ struct FineTuner<'a> {
     rows: TrainRows,
     regression: bool,
     device: Device,
+    /// `train.micro_batch_size`: rows per forward pass, when a step
+    /// accumulates.
+    micro_batch_size: Option<usize>,
     last: BTreeMap<String, f64>,
 }
 
 impl Objective for FineTuner<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
-        let batch = batch(&self.labeled.train, &self.rows.next_rows(), self.regression, self.device);
+        let rows = self.rows.next_rows();
         let (model, regression) = (self.model, self.regression);
-        Ok((self.stepper.step(|| loss(model, &batch, regression), lr)?, batch.tokens))
+        let Some(micro) = self.micro_batch_size.filter(|&m| m < rows.len()) else {
+            let batch = batch(&self.labeled.train, &rows, regression, self.device);
+            return Ok((self.stepper.step(1, |_| loss(model, &batch, regression), lr)?, batch.tokens));
+        };
+        // Gradient accumulation: each micro-batch's summed loss over the
+        // whole batch's examples (the last batch of an epoch may be short).
+        let batches: Vec<LabeledBatch> = rows.chunks(micro).map(|chunk| batch(&self.labeled.train, chunk, regression, self.device)).collect();
+        let share = |b: &LabeledBatch| summed_loss(model, b, regression) / rows.len() as f64;
+        let loss = self.stepper.step(batches.len(), |i| share(&batches[i]), lr)?;
+        Ok((loss, batches.iter().map(|b| b.tokens).sum()))
     }
 
     fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
@@ -70,7 +82,8 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
         saved.restore(state_of(&vs, &stepper), device)?;
         rows.restore(&saved.cursor()?)?;
     }
-    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, last: BTreeMap::new() };
+    let micro_batch_size = config.train.micro_batch_size.map(|m| m as usize);
+    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, micro_batch_size, last: BTreeMap::new() };
     let trained = run_steps(&config.train, device, &mut objective, plan, saved.map(|s| s.place), observer)?;
     let last = objective.last;
     model_dir::save_weights(&vs, trial_dir)?;
@@ -123,6 +136,16 @@ fn loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> T
         logits.squeeze_dim(-1).mse_loss(&batch.labels, Reduction::Mean)
     } else {
         logits.cross_entropy_for_logits(&batch.labels)
+    }
+}
+
+/// The training loss summed over the batch's examples, not averaged.
+fn summed_loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> Tensor {
+    let logits = model.logits(&batch.input, true).to_kind(Kind::Float);
+    if regression {
+        logits.squeeze_dim(-1).mse_loss(&batch.labels, Reduction::Sum)
+    } else {
+        logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0)
     }
 }
 

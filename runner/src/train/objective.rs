@@ -55,6 +55,19 @@ impl Pretraining {
         }
     }
 
+    /// `batch`'s share of the training loss of a whole batch with `whole`
+    /// (masked positions, sentence pairs): its sums divided by the whole's
+    /// counts, so the shares of a batch's micro-batches add up to
+    /// [`Pretraining::loss`] of the batch.
+    pub fn loss_share(&self, batch: &Batch, (masked, pairs): (usize, usize)) -> Tensor {
+        let out = self.forward(batch, true);
+        let mlm = out.mlm_logits.cross_entropy_loss::<Tensor>(&out.targets, None, Reduction::Sum, IGNORE, 0.0) / masked.max(1) as f64;
+        match (out.next_sentence, &batch.next_labels) {
+            (Some(logits), Some(labels)) => mlm + logits.cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, IGNORE, 0.0) / pairs.max(1) as f64,
+            _ => mlm,
+        }
+    }
+
     /// Loss and accuracy over every masked position of the held-out set,
     /// and over its sentence pairs, in eval mode (no dropout).
     pub fn evaluate(&self, batches: &[Batch]) -> EvalResult {

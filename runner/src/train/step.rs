@@ -49,20 +49,30 @@ impl Stepper {
         state
     }
 
-    /// Trains on the loss `forward` computes, at learning rate `lr`; returns
-    /// that loss as a 0-dim fp32 tensor on the device, detached from the graph.
-    pub fn step(&mut self, forward: impl FnOnce() -> tch::Tensor, lr: f64) -> Result<tch::Tensor> {
+    /// Trains on the loss of one batch at learning rate `lr`: `parts`
+    /// forward and backward passes (gradient accumulation when more than
+    /// one), part `i`'s loss from `forward(i)`, each already its share of
+    /// the whole batch's, so the gradients add up to the whole batch's.
+    /// Returns the whole batch's loss as a 0-dim fp32 tensor on the device,
+    /// detached from the graph.
+    pub fn step(&mut self, parts: usize, mut forward: impl FnMut(usize) -> tch::Tensor, lr: f64) -> Result<tch::Tensor> {
         self.optimizer.zero_grad()?;
-        let loss = self.precision.forward(self.device, forward)?;
+        let mut total: Option<tch::Tensor> = None;
+        for part in 0..parts {
+            let loss = self.precision.forward(self.device, || forward(part))?;
+            match &self.scaler {
+                None => loss.backward(),
+                Some(scaler) => scaler.scale(&loss).backward(),
+            }
+            let loss = loss.detach();
+            total = Some(match total {
+                None => loss,
+                Some(sum) => sum + loss,
+            });
+        }
         let found_inf = match &mut self.scaler {
-            None => {
-                loss.backward();
-                None
-            }
-            Some(scaler) => {
-                scaler.scale(&loss).backward();
-                Some(scaler.unscale(&self.optimizer.grads())?.shallow_clone())
-            }
+            None => None,
+            Some(scaler) => Some(scaler.unscale(&self.optimizer.grads())?.shallow_clone()),
         };
         if self.grad_clip > 0.0 {
             let _norm_before_clipping = self.optimizer.clip_grad_norm(self.grad_clip)?;
@@ -71,6 +81,6 @@ impl Stepper {
         if let Some(scaler) = &mut self.scaler {
             scaler.update();
         }
-        Ok(loss.detach())
+        Ok(total.expect("a step has at least one part"))
     }
 }

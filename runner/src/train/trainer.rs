@@ -127,6 +127,8 @@ struct Pretrainer<'a> {
     cursor: Cursor,
     held_out: &'a [Batch],
     device: Device,
+    /// Micro-batches per step (`train.micro_batch_size`).
+    accumulation: usize,
     last: Option<EvalResult>,
 }
 
@@ -134,9 +136,8 @@ impl Objective for Pretrainer<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let (batch, cursor) = (self.next_batch)();
         self.cursor = cursor;
-        let batch = batch.to(self.device);
-        let model = self.model;
-        Ok((self.stepper.step(|| model.loss(&batch), lr)?, batch.tokens))
+        let tokens = batch.tokens;
+        Ok((pretraining_step(&mut self.stepper, self.model, batch, self.accumulation, self.device, lr)?, tokens))
     }
 
     fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
@@ -158,6 +159,19 @@ impl Objective for Pretrainer<'_> {
     fn cursor(&self) -> serde_json::Value {
         serde_json::to_value(&self.cursor).expect("a cursor serialises")
     }
+}
+
+/// One optimisation step of masked-LM pretraining on `batch` (drawn on the
+/// host), moved to `device`; cut into `accumulation` micro-batches when
+/// more than one, each trained on as its share of the whole batch's loss.
+pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, accumulation: usize, device: Device, lr: f64) -> Result<Tensor> {
+    if accumulation == 1 {
+        let batch = batch.to(device);
+        return stepper.step(1, |_| model.loss(&batch), lr);
+    }
+    let whole = (batch.masked(), batch.pairs());
+    let mut parts = batch.split(accumulation).into_iter().map(|part| part.to(device));
+    stepper.step(accumulation, |_| model.loss_share(&parts.next().expect("one micro-batch per part"), whole), lr)
 }
 
 fn pretrain(
@@ -194,7 +208,7 @@ fn pretrain(
     let cursor = source.cursor();
     let place = saved.map(|s| s.place);
     let (trained, last) = prefetched(source, device, |next_batch| -> Result<_> {
-        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, last: None };
+        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, accumulation: train.accumulation_steps(), last: None };
         let trained = run_steps(train, device, &mut objective, plan, place, observer)?;
         Ok((trained, objective.last.expect("the loop evaluates at the end")))
     })?;
