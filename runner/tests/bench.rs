@@ -34,6 +34,15 @@ fn bench_json_has_the_named_fields_and_they_agree() {
 }
 
 #[test]
+fn bench_times_an_accumulated_step_over_the_same_tokens() {
+    let json = bench_json(&["--set", "train.micro_batch_size=2"]);
+    assert_eq!((json["batch_size"].as_i64(), json["micro_batch_size"].as_i64(), json["accumulation_steps"].as_i64()), (Some(8), Some(2), Some(4)), "{json}");
+    let (tokens_per_s, step_ms) = (json["tokens_per_s"].as_f64().unwrap(), json["step_ms"].as_f64().unwrap());
+    assert!((tokens_per_s * step_ms / 1000.0 - 256.0).abs() < 1.0, "still 8 × 32 tokens a step: {json}");
+    assert!(json["final_loss"].as_f64().unwrap().is_finite(), "{json}");
+}
+
+#[test]
 fn bench_takes_the_first_trial_of_a_sweep_and_mixed_precision() {
     let json = bench_json(&["--set", "train.precision=bf16", "--set", "sweep.grid={\"model.hidden\"=[64, 32]}"]);
     assert_eq!(json["precision"], "bf16");

@@ -91,6 +91,8 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         "plugin": config.plugin,
         "model": config.model,
         "batch_size": config.train.batch_size,
+        "micro_batch_size": config.train.micro_batch_size.unwrap_or(config.train.batch_size),
+        "accumulation_steps": config.train.accumulation_steps(),
         "seq_len": config.data.seq_len,
         "steps": args.steps,
         "warmup": args.warmup,
@@ -102,7 +104,7 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         OutputFormat::Table => {
             println!("{} {} on {device_name} ({}), {} steps after {} warm-up", config.plugin, label, device::name(target), args.steps, args.warmup);
             println!("tokens/s       {:.0}", m.tokens_per_s);
-            println!("step           {:.2} ms (batch {} × seq {}, {})", m.step_ms, config.train.batch_size, config.data.seq_len, m.precision.name());
+            println!("step           {:.2} ms (batch {} × seq {}, {})", m.step_ms, config.train.batch_in_words(), config.data.seq_len, m.precision.name());
             println!("MFU            {:.1}% of {:.1} TFLOP/s ({})", mfu * 100.0, peak.flops / 1e12, peak.source);
             println!("peak memory    {:.1} MiB", m.peak_memory_bytes as f64 / (1 << 20) as f64);
             println!("params         {}", m.params);

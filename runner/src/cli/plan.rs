@@ -189,7 +189,8 @@ impl Renderer<'_> {
                     tally.new += 1
                 }
                 let status = if done { "completed" } else { "new" };
-                let batch = Batching { batch_size: config.train.batch_size, micro_batch_size: config.train.micro_batch_size, accumulation: config.train.accumulation_steps() };
+                let train = &config.train;
+                let batch = Batching { words: train.batch_in_words(), batch_size: train.batch_size, micro_batch_size: train.micro_batch_size, accumulation: train.accumulation_steps() };
                 Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), batch: Some(batch), status, dropped_by: None }
             }
             Planned::Dropped { swept, derived, seed, constraint } => {
@@ -216,19 +217,11 @@ struct Row {
 
 /// An optimiser step's examples and how they are cut.
 struct Batching {
+    /// [`crate::config::TrainSection::batch_in_words`], for the table.
+    words: String,
     batch_size: i64,
     micro_batch_size: Option<i64>,
     accumulation: usize,
-}
-
-impl Batching {
-    /// `32`, or with accumulation `4096 = 32 × 128` (micro-batches × size).
-    fn describe(&self) -> String {
-        match self.micro_batch_size.filter(|_| self.accumulation > 1) {
-            Some(micro) => format!("{} = {} × {micro}", self.batch_size, self.accumulation),
-            None => self.batch_size.to_string(),
-        }
-    }
 }
 
 impl Row {
@@ -246,7 +239,7 @@ impl Row {
             Some(constraint) => format!("dropped by `{constraint}`"),
             None => self.status.to_string(),
         };
-        let batch = self.batch.as_ref().map(Batching::describe).unwrap_or_default();
+        let batch = self.batch.as_ref().map(|b| b.words.as_str()).unwrap_or_default();
         writeln!(w, " {} | {batch} | {params} | {flops} | {status} |", self.seed)
     }
 

@@ -389,6 +389,15 @@ impl TrainSection {
         self.micro_batch_size.map_or(1, |m| (self.batch_size / m.max(1)).max(1) as usize)
     }
 
+    /// The step's batch in words: `32`, or with accumulation `4096 = 32 ×
+    /// 128` (micro-batches × their size), as `plan` and `bench` print it.
+    pub fn batch_in_words(&self) -> String {
+        match self.micro_batch_size.filter(|_| self.accumulation_steps() > 1) {
+            Some(micro) => format!("{} = {} × {micro}", self.batch_size, self.accumulation_steps()),
+            None => self.batch_size.to_string(),
+        }
+    }
+
     /// `budget` as a duration; `None` when unset (or invalid, which
     /// `check` rejects).
     pub fn budget_duration(&self) -> Option<std::time::Duration> {
