@@ -165,4 +165,10 @@ int torch_ops_peak_memory(int device, int64_t* bytes) {
 int torch_ops_reset_peak_memory(int device) {
   return guarded([&] { at::accelerator::resetPeakStats(device); });
 }
+
+// Returns the accelerator's cached, unused blocks to the device, so a retry
+// after an out-of-memory error starts from what is really in use.
+int torch_ops_empty_cache() {
+  return guarded([&] { at::accelerator::emptyCache(); });
+}
 }

@@ -38,6 +38,7 @@ mod ffi {
         pub fn torch_ops_pin_memory(t: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
         pub fn torch_ops_peak_memory(device: c_int, bytes: *mut i64) -> c_int;
         pub fn torch_ops_reset_peak_memory(device: c_int) -> c_int;
+        pub fn torch_ops_empty_cache() -> c_int;
     }
 }
 
@@ -245,6 +246,13 @@ pub fn peak_memory(index: usize) -> Result<i64> {
 pub fn reset_peak_memory(index: usize) -> Result<()> {
     // SAFETY: resets the allocator's counters.
     check(unsafe { ffi::torch_ops_reset_peak_memory(index as c_int) })
+}
+
+/// Frees the accelerator allocator's cached blocks (`torch.cuda.empty_cache()`);
+/// only where there is an accelerator.
+pub fn empty_cache() -> Result<()> {
+    // SAFETY: no arguments; the allocator keeps what is in use.
+    check(unsafe { ffi::torch_ops_empty_cache() })
 }
 
 #[cfg(test)]

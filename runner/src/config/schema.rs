@@ -383,10 +383,16 @@ impl TrainSection {
         TrainSection { device: String::new(), checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, micro_batch_size: None, ..self.clone() }
     }
 
+    /// Examples per forward and backward pass: `micro_batch_size`, else
+    /// the whole batch.
+    pub fn micro_batch_rows(&self) -> usize {
+        self.micro_batch_size.unwrap_or(self.batch_size).max(1) as usize
+    }
+
     /// Forward and backward passes per optimiser step (1 without
     /// `micro_batch_size`).
     pub fn accumulation_steps(&self) -> usize {
-        self.micro_batch_size.map_or(1, |m| (self.batch_size / m.max(1)).max(1) as usize)
+        (self.batch_size.max(1) as usize).div_ceil(self.micro_batch_rows())
     }
 
     /// The step's batch in words: `32`, or with accumulation `4096 = 32 ×

@@ -51,30 +51,35 @@ impl Batch {
         self.next_labels.as_ref().map_or(0, Tensor::numel)
     }
 
-    /// The batch, on the host, cut into `parts` micro-batches of
-    /// consecutive rows (for gradient accumulation; `parts` divides the
-    /// rows): each keeps its own masked positions, renumbered from its
-    /// first row. Nothing is drawn again, so together they are exactly
-    /// the batch.
-    pub fn split(self, parts: usize) -> Vec<Batch> {
-        if parts <= 1 {
+    /// The batch again, sharing its tensors.
+    pub fn shallow_clone(&self) -> Batch {
+        self.map(Tensor::shallow_clone)
+    }
+
+    /// The batch, on the host, cut into micro-batches of `rows` consecutive
+    /// rows (the last may be shorter), for gradient accumulation: each
+    /// keeps its own masked positions, renumbered from its first row.
+    /// Nothing is drawn again, so together they are exactly the batch.
+    pub fn split(self, rows: usize) -> Vec<Batch> {
+        let [all, seq_len] = self.input.input_ids.size()[..] else { unreachable!("input ids are [batch, seq]") };
+        let rows = rows.max(1) as i64;
+        if rows >= all {
             return vec![self];
         }
-        let [rows, seq_len] = self.input.input_ids.size()[..] else { unreachable!("input ids are [batch, seq]") };
-        let per_part = rows / parts as i64;
         let positions = Vec::<i64>::try_from(&self.positions).expect("positions are int64 on the host");
-        (0..parts as i64)
-            .map(|part| {
-                let first = part * per_part;
-                let flat = (first * seq_len)..((first + per_part) * seq_len);
+        (0..all)
+            .step_by(rows as usize)
+            .map(|first| {
+                let count = rows.min(all - first);
+                let flat = (first * seq_len)..((first + count) * seq_len);
                 // Positions are ascending, so a part's are one run of them.
                 let start = positions.partition_point(|p| *p < flat.start) as i64;
                 let end = positions.partition_point(|p| *p < flat.end) as i64;
-                let rows_of = |t: &Tensor| t.narrow(0, first, per_part).contiguous();
+                let rows_of = |t: &Tensor| t.narrow(0, first, count).contiguous();
                 let attention_mask = self.input.attention_mask.as_ref().map(rows_of);
                 let tokens = match &attention_mask {
                     Some(mask) => mask.sum(tch::Kind::Int64).int64_value(&[]) as usize,
-                    None => (per_part * seq_len) as usize,
+                    None => (count * seq_len) as usize,
                 };
                 Batch {
                     input: EncoderInput { input_ids: rows_of(&self.input.input_ids), token_type_ids: rows_of(&self.input.token_type_ids), attention_mask },

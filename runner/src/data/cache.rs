@@ -26,15 +26,21 @@ impl Cache {
         self.root.join(kind).join(format!("{key}.{extension}"))
     }
 
-    /// Writes through `write` to a temporary file beside `path`, then renames.
+    /// Writes through `write` to a temporary file beside `path`, then
+    /// moves it there unless an entry is there already: the first writer
+    /// wins, so processes that computed an entry at the same time all read
+    /// back the same one (a trained vocabulary differs from one training to
+    /// the next, see [`super::tokenizer`]).
     pub fn store(&self, path: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let dir = path.parent().expect("cache entries live in a folder");
         std::fs::create_dir_all(dir)?;
         let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("tmp");
         let temp = tempfile::Builder::new().suffix(&format!(".{extension}")).tempfile_in(dir)?;
         write(temp.path())?;
-        temp.persist(path)?;
-        Ok(())
+        match temp.persist_noclobber(path) {
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => Ok(other.map(|_| ())?),
+        }
     }
 }
 

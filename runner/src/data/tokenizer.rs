@@ -189,7 +189,15 @@ fn trained(corpus: &Corpus, vocab_size: usize, cache: &Cache) -> Result<Vocab, I
     if let Err(e) = cache.store(&entry, |p| tokenizer.save(p, false).map_err(|e| anyhow::anyhow!("{e}"))) {
         tracing::warn!("could not cache the tokenizer at {}: {e}", entry.display());
     }
-    Vocab::from_tokenizer(tokenizer, "the trained tokenizer")
+    // WordPiece training is not reproducible from one process to the next
+    // (the `tokenizers` trainer breaks ties between equal counts in the
+    // order of a randomly seeded hash map): the cached vocabulary, where
+    // another process stored its own first, is the one every trial of this
+    // corpus uses.
+    match Tokenizer::from_file(&entry) {
+        Ok(cached) => Vocab::from_tokenizer(cached, "the trained tokenizer"),
+        Err(_) => Vocab::from_tokenizer(tokenizer, "the trained tokenizer"),
+    }
 }
 
 /// For tests: a `vocab.txt` of the special tokens then `words`, in `dir`,

@@ -239,6 +239,11 @@ impl Observer for Session<'_> {
         }
     }
 
+    fn note(&mut self, step: i64, text: &str) {
+        let wall_s = self.started.elapsed().as_secs_f64();
+        self.folder.log(&self.trial.id, &format!("step {step} {text} ({wall_s:.1}s)"));
+    }
+
     fn loss_read(&mut self, _step: i64, loss: f64) {
         self.bar.set_message(format!("loss {loss:.3}"));
     }

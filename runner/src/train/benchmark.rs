@@ -52,8 +52,8 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
         torch_ops::reset_peak_memory(index)?;
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
-        let accumulation = config.train.accumulation_steps();
-        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, accumulation, device, lr);
+        let micro = config.train.micro_batch_rows();
+        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, micro, device, lr);
         for _ in 0..warmup {
             let _loss = step()?;
         }

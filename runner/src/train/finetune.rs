@@ -4,6 +4,7 @@
 //! `model.init`, trained on the labelled examples, and scored on each dev
 //! set with the task's metrics (`eval/<metric>`) and its GLUE score
 //! (`eval/score`: the mean of those metrics, in points out of 100).
+use super::out_of_memory;
 use super::step::Stepper;
 use super::trainer::{run_steps, state_of, Checkpoints, Objective, Observer, Outcome};
 use crate::data::labeled::batches::{batch, LabeledBatch, TrainRows};
@@ -32,26 +33,28 @@ struct FineTuner<'a> {
     rows: TrainRows,
     regression: bool,
     device: Device,
-    /// `train.micro_batch_size`: rows per forward pass, when a step
-    /// accumulates.
-    micro_batch_size: Option<usize>,
+    /// Rows per forward pass: `train.micro_batch_size` (else the batch),
+    /// halved for good when a step runs out of memory.
+    micro: usize,
     last: BTreeMap<String, f64>,
 }
 
 impl Objective for FineTuner<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let rows = self.rows.next_rows();
-        let (model, regression) = (self.model, self.regression);
-        let Some(micro) = self.micro_batch_size.filter(|&m| m < rows.len()) else {
-            let batch = batch(&self.labeled.train, &rows, regression, self.device);
-            return Ok((self.stepper.step(1, |_| loss(model, &batch, regression), lr)?, batch.tokens));
-        };
-        // Gradient accumulation: each micro-batch's summed loss over the
-        // whole batch's examples (the last batch of an epoch may be short).
-        let batches: Vec<LabeledBatch> = rows.chunks(micro).map(|chunk| batch(&self.labeled.train, chunk, regression, self.device)).collect();
-        let share = |b: &LabeledBatch| summed_loss(model, b, regression) / rows.len() as f64;
-        let loss = self.stepper.step(batches.len(), |i| share(&batches[i]), lr)?;
-        Ok((loss, batches.iter().map(|b| b.tokens).sum()))
+        let (model, regression, device, train, stepper) = (self.model, self.regression, self.device, &self.labeled.train, &mut self.stepper);
+        out_of_memory::with_retries(&mut self.micro, device, |micro| {
+            if micro >= rows.len() {
+                let batch = batch(train, &rows, regression, device);
+                return Ok((stepper.step(1, |_| loss(model, &batch, regression), lr)?, batch.tokens));
+            }
+            // Gradient accumulation: each micro-batch's summed loss over the
+            // whole batch's examples (the last batch of an epoch may be short).
+            let batches: Vec<LabeledBatch> = rows.chunks(micro).map(|chunk| batch(train, chunk, regression, device)).collect();
+            let share = |b: &LabeledBatch| summed_loss(model, b, regression) / rows.len() as f64;
+            let loss = stepper.step(batches.len(), |i| share(&batches[i]), lr)?;
+            Ok((loss, batches.iter().map(|b| b.tokens).sum()))
+        })
     }
 
     fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
@@ -70,6 +73,10 @@ impl Objective for FineTuner<'_> {
     fn cursor(&self) -> serde_json::Value {
         serde_json::to_value(self.rows.cursor()).expect("a cursor serialises")
     }
+
+    fn micro_batch(&self) -> usize {
+        self.micro
+    }
 }
 
 pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, (plan, mut saved): Checkpoints, observer: &mut dyn Observer) -> Result<Outcome> {
@@ -82,8 +89,8 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
         saved.restore(state_of(&vs, &stepper), device)?;
         rows.restore(&saved.cursor()?)?;
     }
-    let micro_batch_size = config.train.micro_batch_size.map(|m| m as usize);
-    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, micro_batch_size, last: BTreeMap::new() };
+    let micro = config.train.micro_batch_rows();
+    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, micro, last: BTreeMap::new() };
     let trained = run_steps(&config.train, device, &mut objective, plan, saved.map(|s| s.place), observer)?;
     let last = objective.last;
     model_dir::save_weights(&vs, trial_dir)?;
@@ -99,7 +106,7 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Dev
     // and token instead (Kaplan et al. 2020), attention scores left out.
     let embeddings = vs.variables().iter().filter(|(name, _)| plugin.is_embedding(name)).map(|(_, t)| t.numel()).sum::<usize>() as i64;
     let flops_per_token = 6 * (params - embeddings);
-    let mut metrics = trained.metrics();
+    let mut metrics = trained.metrics(&config.train);
     metrics.extend(last);
     Ok(Outcome { metrics, params, tokens: trained.tokens as i64, flops: flops_per_token as f64 * trained.tokens as f64 })
 }

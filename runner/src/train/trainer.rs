@@ -12,6 +12,7 @@
 use super::checkpoint::{Place, Plan, Saved};
 use super::objective::{EvalResult, Pretraining};
 use super::schedule::Schedule;
+use super::out_of_memory;
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, Batch, TrainBatches};
 use crate::data::epochs::Cursor;
@@ -34,6 +35,8 @@ pub trait Observer {
     fn metric(&mut self, step: i64, key: &str, value: f64);
     /// A step finished; for progress display.
     fn step_done(&mut self, _step: i64) {}
+    /// Something the trial's log should say about how it trains, at `step`.
+    fn note(&mut self, _step: i64, _text: &str) {}
     /// The loss of a step, once read back from the device (in batches,
     /// after the step itself).
     fn loss_read(&mut self, _step: i64, _loss: f64) {}
@@ -108,6 +111,9 @@ pub(super) trait Objective {
     fn state(&self) -> Vec<(String, Tensor)>;
     /// Where its batch stream stands, after the last batch trained on.
     fn cursor(&self) -> serde_json::Value;
+    /// Examples per forward pass now (smaller than the batch with
+    /// accumulation, and after running out of memory).
+    fn micro_batch(&self) -> usize;
 }
 
 /// The state tensors every objective has: the model's variables and the
@@ -127,8 +133,9 @@ struct Pretrainer<'a> {
     cursor: Cursor,
     held_out: &'a [Batch],
     device: Device,
-    /// Micro-batches per step (`train.micro_batch_size`).
-    accumulation: usize,
+    /// Rows per forward pass: `train.micro_batch_size` (else the batch),
+    /// halved for good when a step runs out of memory.
+    micro: usize,
     last: Option<EvalResult>,
 }
 
@@ -136,8 +143,9 @@ impl Objective for Pretrainer<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let (batch, cursor) = (self.next_batch)();
         self.cursor = cursor;
-        let tokens = batch.tokens;
-        Ok((pretraining_step(&mut self.stepper, self.model, batch, self.accumulation, self.device, lr)?, tokens))
+        let (tokens, model, device, stepper) = (batch.tokens, self.model, self.device, &mut self.stepper);
+        let loss = out_of_memory::with_retries(&mut self.micro, device, |micro| pretraining_step(stepper, model, batch.shallow_clone(), micro, device, lr))?;
+        Ok((loss, tokens))
     }
 
     fn evaluate(&mut self, step: i64, observer: &mut dyn Observer) -> Result<()> {
@@ -159,19 +167,25 @@ impl Objective for Pretrainer<'_> {
     fn cursor(&self) -> serde_json::Value {
         serde_json::to_value(&self.cursor).expect("a cursor serialises")
     }
+
+    fn micro_batch(&self) -> usize {
+        self.micro
+    }
 }
 
 /// One optimisation step of masked-LM pretraining on `batch` (drawn on the
-/// host), moved to `device`; cut into `accumulation` micro-batches when
-/// more than one, each trained on as its share of the whole batch's loss.
-pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, accumulation: usize, device: Device, lr: f64) -> Result<Tensor> {
-    if accumulation == 1 {
-        let batch = batch.to(device);
+/// host), moved to `device`; cut into micro-batches of `micro` rows when it
+/// has more, each trained on as its share of the whole batch's loss.
+pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, micro: usize, device: Device, lr: f64) -> Result<Tensor> {
+    let whole = (batch.masked(), batch.pairs());
+    let parts = batch.split(micro);
+    if parts.len() == 1 {
+        let batch = parts.into_iter().next().expect("one part").to(device);
         return stepper.step(1, |_| model.loss(&batch), lr);
     }
-    let whole = (batch.masked(), batch.pairs());
-    let mut parts = batch.split(accumulation).into_iter().map(|part| part.to(device));
-    stepper.step(accumulation, |_| model.loss_share(&parts.next().expect("one micro-batch per part"), whole), lr)
+    let count = parts.len();
+    let mut parts = parts.into_iter().map(|part| part.to(device));
+    stepper.step(count, |_| model.loss_share(&parts.next().expect("one micro-batch per part"), whole), lr)
 }
 
 fn pretrain(
@@ -208,14 +222,14 @@ fn pretrain(
     let cursor = source.cursor();
     let place = saved.map(|s| s.place);
     let (trained, last) = prefetched(source, device, |next_batch| -> Result<_> {
-        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, accumulation: train.accumulation_steps(), last: None };
+        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, micro: train.micro_batch_rows(), last: None };
         let trained = run_steps(train, device, &mut objective, plan, place, observer)?;
         Ok((trained, objective.last.expect("the loop evaluates at the end")))
     })?;
     model_dir::save_weights(&vs, trial_dir)?;
     data.vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
 
-    let mut metrics = trained.metrics();
+    let mut metrics = trained.metrics(train);
     metrics.insert("eval/loss".into(), last.loss);
     metrics.insert("eval/accuracy".into(), last.accuracy);
     if let Some((loss, accuracy)) = last.next_sentence {
@@ -225,18 +239,29 @@ fn pretrain(
     Ok(Outcome { metrics, params, tokens: trained.tokens as i64, flops: flops_per_token as f64 * trained.tokens as f64 })
 }
 
+/// The micro-batch a trial ran with, in `trials.parquet`.
+pub const MICRO_BATCH_METRIC: &str = "train/micro_batch_size";
+
 /// What [`run_steps`] measured.
 pub(super) struct Trained {
     pub tokens: usize,
     pub tokens_per_s: f64,
     /// The mean of the last [`FINAL_LOSS_WINDOW`] training losses.
     pub final_loss: f64,
+    /// Examples per forward pass at the end.
+    pub micro_batch: usize,
 }
 
 impl Trained {
-    /// `train/loss` and `perf/tokens_per_s`, for the outcome.
-    pub fn metrics(&self) -> BTreeMap<String, f64> {
-        BTreeMap::from([("train/loss".to_string(), self.final_loss), ("perf/tokens_per_s".to_string(), self.tokens_per_s)])
+    /// `train/loss` and `perf/tokens_per_s`, for the outcome; and
+    /// `train/micro_batch_size` when steps were cut into micro-batches (as
+    /// set, or halved after running out of memory).
+    pub fn metrics(&self, train: &TrainSection) -> BTreeMap<String, f64> {
+        let mut metrics = BTreeMap::from([("train/loss".to_string(), self.final_loss), ("perf/tokens_per_s".to_string(), self.tokens_per_s)]);
+        if (self.micro_batch as i64) < train.batch_size {
+            metrics.insert(MICRO_BATCH_METRIC.to_string(), self.micro_batch as f64);
+        }
+        metrics
     }
 }
 
@@ -267,6 +292,7 @@ pub(super) fn run_steps(
     let mut losses = Losses { pending: Vec::new(), recent: resumed.recent_losses };
     let schedule = Schedule::new(train);
     let mut done = resumed.step;
+    let mut micro_batch = objective.micro_batch();
     let mut last_checkpoint = Instant::now();
     let training = |eval_time: Duration| trained_before + started.elapsed() - eval_time;
     while !schedule.finished(done, training(eval_time)) {
@@ -274,6 +300,10 @@ pub(super) fn run_steps(
         let (loss, batch_tokens) = objective.step(lr)?;
         tokens += batch_tokens;
         done += 1;
+        if objective.micro_batch() != micro_batch {
+            micro_batch = objective.micro_batch();
+            observer.note(done, &format!("out of memory: from step {done} on, steps run in micro-batches of {micro_batch} examples"));
+        }
         losses.push(done, loss, lr);
         observer.step_done(done);
         let last = schedule.finished(done, training(eval_time));
@@ -305,7 +335,7 @@ pub(super) fn run_steps(
     objective.evaluate(done, observer)?;
     let tokens_per_s = (tokens - resumed.tokens) as f64 / training_time.as_secs_f64();
     observer.metric(done, "perf/tokens_per_s", tokens_per_s);
-    Ok(Trained { tokens, tokens_per_s, final_loss: losses.final_loss() })
+    Ok(Trained { tokens, tokens_per_s, final_loss: losses.final_loss(), micro_batch })
 }
 
 /// The trial's model with its initial weights, on `device`. The weights are
