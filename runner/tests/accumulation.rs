@@ -81,13 +81,7 @@ init = {:?}
 dropout = 0.0
 attention_dropout = 0.0
 
-[data]
-train = "experiments/data/topics-train.tsv"
-eval = "experiments/data/topics-dev.tsv"
-text_columns = ["sentence"]
-label_column = "label"
-seq_len = 64
-
+{TOPICS_DATA}
 [train]
 epochs = 1
 batch_size = 48

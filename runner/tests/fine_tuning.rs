@@ -2,17 +2,8 @@
 //! bundled corpus, then fine-tuned from its trial folder (found by a glob)
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
-use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, venv_python, workspace_root, write};
+use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, venv_python, workspace_root, write, TOPICS_DATA};
 use std::path::{Path, PathBuf};
-
-/// The labelled topic sentences both fine-tuning runs from a checkpoint use.
-const TOPICS_DATA: &str = r#"[data]
-train = "experiments/data/topics-train.tsv"
-eval = "experiments/data/topics-dev.tsv"
-text_columns = ["sentence"]
-label_column = "label"
-seq_len = 64
-"#;
 
 /// Runs the experiment `text` as `dir/<name>.toml` into `dir/<name>/`,
 /// which it returns; every trial must complete.

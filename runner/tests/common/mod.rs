@@ -77,6 +77,16 @@ device = "cpu"
     )
 }
 
+/// The `[data]` section of fine-tuning on the bundled topic sentences
+/// (600 training rows, 200 dev rows, two classes).
+pub const TOPICS_DATA: &str = r#"[data]
+train = "experiments/data/topics-train.tsv"
+eval = "experiments/data/topics-dev.tsv"
+text_columns = ["sentence"]
+label_column = "label"
+seq_len = 64
+"#;
+
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
