@@ -137,6 +137,12 @@ impl TrialWriter {
         self.last_flush = Instant::now();
     }
 
+    /// Whether another process took the trial over (this one's heartbeat
+    /// looked stale to it): nothing this writer holds is written any more.
+    pub fn lost(&self) -> bool {
+        self.claim.lost()
+    }
+
     /// Flushes, and says whether everything recorded so far is on disk: a
     /// checkpoint may be put in place only then.
     pub fn durable(&mut self) -> Result<()> {

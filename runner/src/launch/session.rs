@@ -156,7 +156,10 @@ impl<'a> Session<'a> {
                 let line = format!("stop  {} {} at step {}: {reason}; {at}", trial.id, trial.label(), self.writer.record().step);
                 self.folder.log(&trial.id, &line);
                 sinks.display.line(&line);
-                if matches!(error.downcast_ref::<Stopped>(), Some(Stopped::Storage(_))) {
+                // A write refused because another process took the trial
+                // over is that trial's end here, not a full disk: the
+                // sweep goes on, and `finish` below says it was lost.
+                if matches!(error.downcast_ref::<Stopped>(), Some(Stopped::Storage(_))) && !self.writer.lost() {
                     stop = Some(error);
                 }
                 Ending::Interrupted { reason }
