@@ -46,12 +46,12 @@ impl Objective for FineTuner<'_> {
         out_of_memory::with_retries(&mut self.micro, device, |micro| {
             if micro >= rows.len() {
                 let batch = batch(train, &rows, regression, device);
-                return Ok((stepper.step(1, |_| loss(model, &batch, regression), lr)?, batch.tokens));
+                return Ok((stepper.step(1, |_| loss(model, &batch, regression, Reduction::Mean), lr)?, batch.tokens));
             }
             // Gradient accumulation: each micro-batch's summed loss over the
             // whole batch's examples (the last batch of an epoch may be short).
             let batches: Vec<LabeledBatch> = rows.chunks(micro).map(|chunk| batch(train, chunk, regression, device)).collect();
-            let share = |b: &LabeledBatch| summed_loss(model, b, regression) / rows.len() as f64;
+            let share = |b: &LabeledBatch| loss(model, b, regression, Reduction::Sum) / rows.len() as f64;
             let loss = stepper.step(batches.len(), |i| share(&batches[i]), lr)?;
             Ok((loss, batches.iter().map(|b| b.tokens).sum()))
         })
@@ -137,22 +137,14 @@ fn build(config: &TrialConfig, plugin: &dyn models::Plugin, outputs: i64, init: 
     Ok((vs, model))
 }
 
-fn loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> Tensor {
+/// The training loss over the batch's examples: their mean, or with
+/// `Reduction::Sum` their sum (a micro-batch's share of a whole batch).
+fn loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool, reduction: Reduction) -> Tensor {
     let logits = model.logits(&batch.input, true).to_kind(Kind::Float);
-    if regression {
-        logits.squeeze_dim(-1).mse_loss(&batch.labels, Reduction::Mean)
-    } else {
-        logits.cross_entropy_for_logits(&batch.labels)
-    }
-}
-
-/// The training loss summed over the batch's examples, not averaged.
-fn summed_loss(model: &SequenceClassifier, batch: &LabeledBatch, regression: bool) -> Tensor {
-    let logits = model.logits(&batch.input, true).to_kind(Kind::Float);
-    if regression {
-        logits.squeeze_dim(-1).mse_loss(&batch.labels, Reduction::Sum)
-    } else {
-        logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0)
+    match (regression, reduction) {
+        (true, reduction) => logits.squeeze_dim(-1).mse_loss(&batch.labels, reduction),
+        (false, Reduction::Sum) => logits.cross_entropy_loss::<Tensor>(&batch.labels, None, Reduction::Sum, -100, 0.0),
+        (false, _) => logits.cross_entropy_for_logits(&batch.labels),
     }
 }
 
