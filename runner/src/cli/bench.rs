@@ -91,7 +91,7 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         "plugin": config.plugin,
         "model": config.model,
         "batch_size": config.train.batch_size,
-        "micro_batch_size": config.train.micro_batch_size.unwrap_or(config.train.batch_size),
+        "micro_batch_size": config.train.micro_batch_rows(),
         "accumulation_steps": config.train.accumulation_steps(),
         "seq_len": config.data.seq_len,
         "steps": args.steps,

@@ -190,7 +190,7 @@ impl Renderer<'_> {
                 }
                 let status = if done { "completed" } else { "new" };
                 let train = &config.train;
-                let batch = Batching { words: train.batch_in_words(), batch_size: train.batch_size, micro_batch_size: train.micro_batch_size, accumulation: train.accumulation_steps() };
+                let batch = Batching { words: train.batch_in_words(), batch_size: train.batch_size, micro: train.micro_batch_rows(), accumulation: train.accumulation_steps() };
                 Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), batch: Some(batch), status, dropped_by: None }
             }
             Planned::Dropped { swept, derived, seed, constraint } => {
@@ -220,7 +220,8 @@ struct Batching {
     /// [`crate::config::TrainSection::batch_in_words`], for the table.
     words: String,
     batch_size: i64,
-    micro_batch_size: Option<i64>,
+    /// Examples per forward pass ([`crate::config::TrainSection::micro_batch_rows`]).
+    micro: usize,
     accumulation: usize,
 }
 
@@ -253,7 +254,7 @@ impl Row {
         }
         if let Some(batch) = &self.batch {
             row["batch_size"] = batch.batch_size.into();
-            row["micro_batch_size"] = batch.micro_batch_size.unwrap_or(batch.batch_size).into();
+            row["micro_batch_size"] = batch.micro.into();
             row["accumulation_steps"] = batch.accumulation.into();
         }
         if let Some(constraint) = &self.dropped_by {
