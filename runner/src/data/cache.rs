@@ -67,20 +67,10 @@ impl Key {
 
     /// The whole of `file` as one part, read in blocks.
     pub fn file_part(&mut self, file: &Path) -> std::io::Result<()> {
-        use std::io::Read;
-        let mut reader = std::fs::File::open(file)?;
-        let length = reader.metadata()?.len();
+        let file = std::fs::File::open(file)?;
+        let length = file.metadata()?.len();
         self.0.update(length.to_le_bytes());
-        let mut block = vec![0u8; 1 << 20];
-        let mut read = 0u64;
-        loop {
-            let n = reader.read(&mut block)?;
-            if n == 0 {
-                break;
-            }
-            self.0.update(&block[..n]);
-            read += n as u64;
-        }
+        let read = std::io::copy(&mut std::io::BufReader::with_capacity(1 << 20, file), &mut self.0)?;
         if read != length {
             return Err(std::io::Error::other(format!("changed while being read ({length} bytes, then {read})")));
         }
