@@ -157,12 +157,13 @@ fn parquet_documents(file: &Path, bytes: Vec<u8>, column: &str) -> Result<Vec<St
 /// The Arrow IPC stream format: batch by batch from the file, keeping only
 /// the text column of each.
 fn arrow_documents(file: &Path, column: &str) -> Result<Vec<String>, InputError> {
-    let open = || std::fs::File::open(file).map(std::io::BufReader::new).map_err(|e| file_error(file, format!("cannot read: {e}")));
-    let mut magic = [0u8; 6];
-    if std::io::Read::read_exact(&mut open()?, &mut magic).is_ok() && &magic == b"ARROW1" {
+    let cannot_read = |e: std::io::Error| file_error(file, format!("cannot read: {e}"));
+    let mut buffered = std::io::BufReader::new(std::fs::File::open(file).map_err(cannot_read)?);
+    // The first bytes, looked at without being consumed.
+    if std::io::BufRead::fill_buf(&mut buffered).map_err(cannot_read)?.starts_with(b"ARROW1") {
         return Err(file_error(file, "is an Arrow IPC file (Feather); bertlab reads the IPC stream format that `datasets` writes (pyarrow: `pa.ipc.new_stream`)".into()));
     }
-    let mut reader = IpcStreamReader::new(open()?);
+    let mut reader = IpcStreamReader::new(buffered);
     let schema = reader.schema().map_err(|e| file_error(file, format!("not an Arrow IPC stream: {e}")))?;
     has_column(file, column, schema.iter_names().map(|n| n.as_str()).collect())?;
     let frame = reader.with_columns(Some(vec![column.into()])).finish().map_err(|e| file_error(file, format!("cannot read column `{column}`: {e}")))?;
