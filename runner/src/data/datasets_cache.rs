@@ -139,12 +139,16 @@ fn build_folder(spec: &str, root: &Path, config: Option<&str>) -> Result<PathBuf
         None => {
             // As `datasets`: a build whose info names its folder's
             // configuration (one without extra parameters).
-            let plain: Vec<&PathBuf> = configs.iter().filter(|c| builds_of(c).iter().any(|b| info_config(b).as_deref() == Some(&*name_of(c)))).collect();
-            match plain.as_slice() {
-                [one] => builds_of(one).into_iter().filter(|b| info_config(b).as_deref() == Some(&*name_of(one))).collect(),
-                [] => return Err(fail(format!("`{spec}`: name a configuration, hf:NAME/CONFIG (the cache has: {})", config_names()))),
-                several => {
-                    let names: Vec<String> = several.iter().map(|c| name_of(c)).collect();
+            let mut plain: Vec<(&PathBuf, Vec<PathBuf>)> = configs
+                .iter()
+                .map(|c| (c, builds_of(c).into_iter().filter(|b| info_config(b).as_deref() == Some(&*name_of(c))).collect::<Vec<_>>()))
+                .filter(|(_, builds)| !builds.is_empty())
+                .collect();
+            match plain.len() {
+                1 => plain.remove(0).1,
+                0 => return Err(fail(format!("`{spec}`: name a configuration, hf:NAME/CONFIG (the cache has: {})", config_names()))),
+                _ => {
+                    let names: Vec<String> = plain.iter().map(|(c, _)| name_of(c)).collect();
                     return Err(fail(format!("`{spec}`: the cache holds several configurations ({}); name one, hf:NAME/CONFIG", names.join(", "))));
                 }
             }
