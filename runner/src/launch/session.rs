@@ -198,6 +198,11 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
+    /// A line of the trial's `log.txt` about `step`, at `wall_s` seconds in.
+    fn log_at(&self, step: i64, text: &str, wall_s: f64) {
+        self.folder.log(&self.trial.id, &format!("step {step} {text} ({wall_s:.1}s)"));
+    }
+
     fn artifacts(&self) -> Vec<std::path::PathBuf> {
         vec![self.folder.trial_dir(&self.trial.id).join(runfolder::names::CONFIG)]
     }
@@ -217,7 +222,7 @@ impl Observer for Session<'_> {
     fn metric(&mut self, step: i64, key: &str, value: f64) {
         let wall_s = self.started.elapsed().as_secs_f64();
         if !key.starts_with("train/") {
-            self.folder.log(&self.trial.id, &format!("step {step} {key} {value:.6} ({wall_s:.1}s)"));
+            self.log_at(step, &format!("{key} {value:.6}"), wall_s);
         }
         self.writer.point(MetricPoint { step, key: key.to_string(), value, wall_s });
         // JSON has no NaN or infinity, so MLflow's REST API cannot take them.
@@ -243,8 +248,7 @@ impl Observer for Session<'_> {
     }
 
     fn note(&mut self, step: i64, text: &str) {
-        let wall_s = self.started.elapsed().as_secs_f64();
-        self.folder.log(&self.trial.id, &format!("step {step} {text} ({wall_s:.1}s)"));
+        self.log_at(step, text, self.started.elapsed().as_secs_f64());
     }
 
     fn loss_read(&mut self, _step: i64, loss: f64) {
