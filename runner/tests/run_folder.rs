@@ -172,23 +172,15 @@ fn a_trial_taken_over_by_another_process_is_left_to_it_and_the_sweep_goes_on() {
     let file = write(dir.path(), "over.toml", &experiment("over", "steps = 400\neval_every = 0\ncheckpoint_every = 20", "[sweep.grid]\n\"model.layers\" = [1, 2]"));
     let out = dir.path().join("out");
     let mut child = spawn_run(&file, &out);
-    // Once the first trial has written points, a process on another machine
-    // takes it over: a claim of the next generation, its heartbeat fresh.
-    let first = loop {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its first trial was under way");
-        let started = std::fs::read_dir(out.join("trials")).into_iter().flatten().flatten().map(|e| e.path()).find(|trial| {
-            trial.join("claim.1").exists() && std::fs::metadata(trial.join("points.tsv")).is_ok_and(|m| m.len() > 0)
-        });
-        if let Some(trial) = started {
-            break trial;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    // Once the first trial has flushed its step-0 evaluation, a process on
+    // another machine takes it over: a claim of the next generation, its
+    // heartbeat fresh.
+    let id = wait_for_evals(&out, &mut child, 1);
+    let first = out.join("trials").join(&id);
     let holder = serde_json::json!({"host": "another-machine", "machine": "", "pid": 4242, "pid_start": null, "since_ms": 0});
     std::fs::write(first.join("claim.2"), holder.to_string()).unwrap();
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let id = first.file_name().unwrap().to_string_lossy().into_owned();
     assert!(stderr.contains(&format!("lost  {id}")), "{stderr}");
     assert!(!stderr.contains("error:"), "a lost trial is not a write failure: {stderr}");
     assert_eq!(output.status.code(), Some(0), "{stderr}");
