@@ -7,7 +7,7 @@ export VENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BERTLAB := $(TARGET_DIR)/release/bertlab
 
-.PHONY: setup browser build run test report-screenshot mlflow clean
+.PHONY: setup browser slurm build run test report-screenshot mlflow clean
 
 ## setup: Python environment with torch==2.11.0 (libtorch) and .cargo/config.toml
 setup:
@@ -16,6 +16,11 @@ setup:
 ## browser: Debian's chromium, which the report tests render report.html in
 browser:
 	@bash scripts/setup-browser.sh
+
+## slurm: Debian's slurm-wlm and munge, for the cluster tests, which start
+## a single-node Slurm of their own (scripts/slurm-cluster.sh)
+slurm:
+	@bash scripts/setup-slurm.sh
 
 ## build: set-up, then the release build of bertlab, each phase timed
 ## (scripts/build.sh)
@@ -30,7 +35,7 @@ run: build
 ## test: every test of the workspace (same profile and features as `run`:
 ## after `make run` it compiles the tests and the project's crates, no
 ## dependency again)
-test: build browser
+test: build browser slurm
 	cargo test --release --workspace
 
 ## report-screenshot: the quickstart report as rendered by headless chromium

@@ -79,6 +79,7 @@ fn main() -> anyhow::Result<()> {
         report: Default::default(),
         baseline: Vec::new(),
         provenance: Provenance { bertlab: env!("CARGO_PKG_VERSION").into(), date: "synthetic".into(), ..Default::default() },
+        launch: None,
     }
     .write(&dir)?;
     println!("wrote {trials} trials × {steps} steps ({points} metric points) to {}", dir.display());

@@ -71,6 +71,10 @@ pub struct RunInfo {
     pub baseline: Vec<Baseline>,
     #[serde(default)]
     pub provenance: Provenance,
+    /// `[launch]` as the last execution resolved it (where the trials
+    /// trained); the report does not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch: Option<toml::Value>,
 }
 
 impl RunInfo {
@@ -114,6 +118,7 @@ mod tests {
                 metrics: BTreeMap::from([("glue/score".to_string(), 65.8)]),
             }],
             provenance: Provenance { bertlab: "0.1.0".into(), git_commit: None, libtorch: "2.11.0".into(), devices: vec!["cpu".into()], date: "2026-11-26T00:00:00Z".into() },
+            launch: Some(toml::Value::Table(toml::Table::from_iter([("launcher".to_string(), toml::Value::String("slurm".into()))]))),
         };
         let dir = std::env::temp_dir().join(format!("bertlab-run-info-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -121,6 +126,7 @@ mod tests {
         let back = RunInfo::read(&dir).unwrap().unwrap();
         assert_eq!(back.baseline, info.baseline);
         assert_eq!(back.report, info.report);
+        assert_eq!(back.launch, info.launch);
         assert!(!back.maximize());
         std::fs::remove_dir_all(&dir).unwrap();
     }

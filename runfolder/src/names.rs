@@ -15,6 +15,17 @@ pub const REPORT: &str = "report.html";
 pub const TRACKING_SPOOL: &str = "tracking-spool";
 /// The lock that orders changes to the tables' parts.
 pub const TABLES_LOCK: &str = ".tables-lock";
+/// `--launcher slurm`'s folder: the batch scripts and their trial lists.
+pub const SLURM_DIR: &str = "slurm";
+/// In [`SLURM_DIR`]: the array tasks' standard output and error.
+pub const SLURM_LOGS: &str = "logs";
+/// In [`SLURM_DIR`]: one JSON line per submitted job array.
+pub const SLURM_SUBMISSIONS: &str = "submissions.jsonl";
+/// In [`SLURM_DIR`]: the job ids `bertlab cancel` cancelled, one per
+/// line, so their tasks do not requeue themselves on the way out.
+pub const SLURM_CANCELLED: &str = "cancelled";
+/// In [`SLURM_DIR`]: the lock that orders submissions.
+pub const SLURM_LOCK: &str = ".submit-lock";
 
 /// In a trial's folder: the resolved configuration as a one-trial
 /// experiment file.

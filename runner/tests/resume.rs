@@ -8,7 +8,7 @@
 mod common;
 use common::mlflow::{mlflow_histories, Server};
 use common::*;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -43,35 +43,6 @@ fn spawn(file: &Path, out: &Path, args: &[&str]) -> Child {
 fn signal_group(child: &Child, signal: i32) {
     // SAFETY: kill(2) on the process group this test started.
     assert_eq!(unsafe { libc::kill(-(child.id() as i32), signal) }, 0);
-}
-
-/// (trial, key, step) -> the value's bits, for every series a trial's
-/// numbers make (`perf/*` is timing, never the same twice).
-type Series = BTreeMap<(String, String, i64), u64>;
-
-fn series_of(out: &Path) -> Series {
-    let metrics = read_table(&out.join("metrics.parquet"));
-    let (ids, keys, steps, values) = (strings(&metrics, "trial_id"), strings(&metrics, "key"), floats(&metrics, "step"), floats(&metrics, "value"));
-    let mut series = Series::new();
-    for i in 0..metrics.height() {
-        let point = (ids[i].clone(), keys[i].clone(), steps[i] as i64);
-        assert!(!series.contains_key(&point), "{point:?} is in metrics.parquet twice");
-        if !keys[i].starts_with("perf/") {
-            series.insert(point, values[i].to_bits());
-        }
-    }
-    series
-}
-
-/// The first difference between two runs' series, in words.
-fn assert_same_series(got: &Series, expected: &Series, what: &str) {
-    assert!(!expected.is_empty());
-    if got != expected {
-        let missing = expected.keys().find(|k| !got.contains_key(*k));
-        let extra = got.keys().find(|k| !expected.contains_key(*k));
-        let differs = expected.iter().find(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, v)| (k, f64::from_bits(*v), f64::from_bits(got[k])));
-        panic!("{what}: not the uninterrupted run's series: missing {missing:?}, extra {extra:?}, first differing {differs:?}");
-    }
 }
 
 fn record(out: &Path, id: &str) -> serde_json::Value {

@@ -2,6 +2,7 @@
 //! Exit codes: 0 everything ran, 1 a trial (or the tool) failed, 2 the
 //! input was rejected and nothing ran.
 mod bench;
+mod cancel;
 mod doctor;
 mod export;
 mod forward;
@@ -46,6 +47,9 @@ enum Command {
     /// Where each trial of a run folder stands: status, step, owner,
     /// heartbeat; brings its tables up to date.
     Status(status::StatusArgs),
+    /// Cancel the Slurm jobs of a run folder (`run --launcher slurm`);
+    /// their checkpoints stay for a later submission.
+    Cancel(cancel::CancelArgs),
     /// Deliver to MLflow what a run could not (its tracking spool); never
     /// logs a point twice.
     Sync(sync::SyncArgs),
@@ -87,6 +91,7 @@ pub fn main() -> i32 {
         Command::Export(args) => export::export(args),
         Command::Sync(args) => sync::sync(args),
         Command::Status(args) => status::status(args),
+        Command::Cancel(args) => cancel::cancel(args),
         Command::Report(args) => report::report(args),
         Command::Models => models::print().map(|_| 0),
         Command::Doctor => doctor::print().map(|_| 0),

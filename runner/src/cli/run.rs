@@ -1,10 +1,14 @@
 //! `bertlab run`: load and check every experiment first (nothing trains if
 //! any is invalid), prepare each distinct corpus once, run the trials, then
-//! write the report and print the summary.
+//! write the report and print the summary. With `--launcher slurm` the
+//! trials are submitted as a job array instead (`--wait` follows it); each
+//! array task is this command again with `--slurm-task --trial ID`.
 use super::progress::Progress;
+use crate::config::launch::Launcher;
 use crate::config::{self, Loaded};
 use crate::data::{self, cache::Cache, Dataset, Examples};
 use crate::error::InputError;
+use crate::launch::slurm::{self, follow::Followed, submit, task::Task};
 use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
 use crate::sweep;
@@ -13,6 +17,7 @@ use crate::track::{self, client::KeyValue, Tracker};
 use crate::settings::DeviceSpec;
 use crate::signals;
 use crate::train::device;
+use runfolder::TrialStatus;
 use anyhow::Result;
 use clap::Args;
 use std::collections::hash_map::Entry;
@@ -46,12 +51,32 @@ pub struct RunArgs {
     /// fails on its own (a diverged loss, bad data) is not retried.
     #[arg(long, default_value_t = 1)]
     retries: u32,
+    /// Where the trials train, overriding `[launch] launcher`: local, or
+    /// slurm (one job array, through sbatch).
+    #[arg(long, value_enum)]
+    launcher: Option<Launcher>,
+    /// With --launcher slurm: follow the jobs until they end, then write
+    /// the report.
+    #[arg(long)]
+    wait: bool,
+    /// With --launcher slurm: submit failed trials again too.
+    #[arg(long)]
+    retry_failed: bool,
+    /// Train only this trial of the sweep (its id, as `plan` shows it).
+    #[arg(long, value_name = "TRIAL_ID")]
+    trial: Option<String>,
+    /// This process is an array task of a Slurm submission (internal).
+    #[arg(long, hide = true, requires = "trial")]
+    slurm_task: bool,
 }
 
 /// An experiment checked and expanded, ready to run.
 struct Checked {
     loaded: Loaded,
+    /// Every trial of the sweep (what its report covers).
     trials: Vec<Trial>,
+    /// The trials this process trains: all, or the one `--trial` names.
+    selected: Vec<Trial>,
     /// Trials the constraints dropped and repeats merged, for the opening line.
     dropped: usize,
     duplicates: usize,
@@ -69,14 +94,35 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let mut planned = Vec::new();
     for file in &files {
-        let loaded = config::load(file, &args.sets)?;
+        let mut loaded = config::load(file, &args.sets)?;
+        if let Some(launcher) = args.launcher {
+            loaded.experiment.launch.launcher = launcher;
+        }
+        if args.slurm_task {
+            // Recorded in run.toml as where the trial trains.
+            loaded.experiment.launch.launcher = Launcher::Slurm;
+        }
         let sweep::Expanded { mut trials, dropped, duplicates } = sweep::expand(&loaded)?;
         if let Some(device) = &args.device {
             DeviceSpec::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
             trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
         }
+        let selected = match &args.trial {
+            Some(id) => trials.iter().filter(|t| t.id == *id).cloned().collect(),
+            None => trials.clone(),
+        };
+        if selected.is_empty() {
+            let id = args.trial.as_deref().unwrap_or_default();
+            return Err(InputError::new(format!("has no trial {id} (`bertlab plan` lists its trials; was the file changed after the trial was submitted?)")).in_file(file).into());
+        }
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
-        planned.push(Checked { loaded, trials, dropped, duplicates, out });
+        planned.push(Checked { loaded, trials, selected, dropped, duplicates, out });
+    }
+    let submits = !args.slurm_task && planned.iter().any(|p| p.loaded.experiment.launch.launcher == Launcher::Slurm);
+    check_launch_flags(&args, submits)?;
+    let task = if args.slurm_task { Some(Task::from_env()?) } else { None };
+    if let Some(cpus) = task.as_ref().and(Task::cpus()) {
+        tch::set_num_threads(cpus);
     }
 
     let cache = Cache::from_env();
@@ -85,14 +131,45 @@ pub fn run(args: RunArgs) -> Result<i32> {
     for plan in &mut planned {
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
-        let tally = run_one(plan, &jobs, &options)?;
+        if submits {
+            worst = worst.max(submit_one(plan, &jobs, &args, &cache)?);
+            continue;
+        }
+        let tally = run_one(plan, &jobs, &options, task.is_some())?;
         worst = worst.max(i32::from(tally.failed > 0));
         if let Some(signal) = signals::requested() {
             eprintln!("stop  {}: {} trials interrupted, their checkpoints kept; the same command resumes them", signal.name(), tally.interrupted);
+            if let Some(task) = &task {
+                eprintln!("{}", task.requeue(&plan.out));
+            }
             return Ok(signal.exit_code());
         }
     }
     Ok(worst)
+}
+
+/// Flags that only one launcher takes, refused with the other.
+fn check_launch_flags(args: &RunArgs, submits: bool) -> Result<(), InputError> {
+    let refuse = |flag: &str, why: &str| Err(InputError::new(why.to_string()).key(flag.to_string()));
+    if submits {
+        if args.jobs > 1 {
+            return refuse("--jobs", "with --launcher slurm each trial is an array task: launch.slurm.max_parallel says how many run at once");
+        }
+        if args.fresh {
+            return refuse("--fresh", "with --launcher slurm a requeued task would start its trial over: delete the trials' folders to start them over");
+        }
+        if args.trial.is_some() {
+            return refuse("--trial", "trains one trial here; with --launcher slurm, submit the whole sweep");
+        }
+    } else {
+        if args.wait {
+            return refuse("--wait", "follows Slurm jobs: it goes with --launcher slurm");
+        }
+        if args.retry_failed {
+            return refuse("--retry-failed", "resubmits failed trials to Slurm: it goes with --launcher slurm (a local run retries failed trials anyway)");
+        }
+    }
+    Ok(())
 }
 
 /// Files named directly, or matched by glob patterns (a pattern that
@@ -119,9 +196,9 @@ struct Prepared {
 /// Reads and packs each distinct `[data]` configuration of the sweep once,
 /// before any training, so a bad corpus rejects the run up front.
 fn prepare_data(plan: &Checked, cache: &Cache) -> Result<Prepared> {
-    let mut prepared = Prepared { datasets: Vec::new(), of_trial: Vec::with_capacity(plan.trials.len()) };
+    let mut prepared = Prepared { datasets: Vec::new(), of_trial: Vec::with_capacity(plan.selected.len()) };
     let mut by_key = HashMap::new();
-    for trial in &plan.trials {
+    for trial in &plan.selected {
         let index = match by_key.entry(data_key(trial)) {
             Entry::Occupied(known) => *known.get(),
             Entry::Vacant(new) => {
@@ -189,6 +266,7 @@ fn deliver_spool(run_dir: &std::path::Path) {
 /// What the report needs to know about this execution (`run.toml`).
 fn run_info(plan: &Checked, jobs: &[Job]) -> reports::RunInfo {
     let experiment = &plan.loaded.experiment;
+    let launch = toml::Value::try_from(&experiment.launch).ok();
     let mut devices: Vec<String> = jobs.iter().map(|job| device::name(job.device)).collect();
     devices.sort();
     devices.dedup();
@@ -209,6 +287,7 @@ fn run_info(plan: &Checked, jobs: &[Job]) -> reports::RunInfo {
             devices,
             date: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         },
+        launch,
     }
 }
 
@@ -223,7 +302,7 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
 /// ([`bind`]).
 fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
     let mut jobs = Vec::new();
-    for (trial, &index) in plan.trials.iter().zip(&prepared.of_trial) {
+    for (trial, &index) in plan.selected.iter().zip(&prepared.of_trial) {
         let data = &prepared.datasets[index];
         let mut trial = trial.clone();
         let train_examples = match &data.examples {
@@ -242,7 +321,10 @@ fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
     Ok(jobs)
 }
 
-fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options) -> Result<Tally> {
+/// Trains `jobs` here. An array task (`task`) writes the report only when
+/// its trial was the sweep's last to settle: the report is the sweep's,
+/// and the tasks before it would each write it for nothing.
+fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options, task: bool) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let store = Store::open(&plan.out)?;
     let mut notes = Vec::new();
@@ -262,10 +344,13 @@ fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options) -> Result<Ta
     progress.finish();
 
     run_info(plan, jobs).write(&plan.out)?;
-    let sweep: HashSet<String> = jobs.iter().map(|job| job.trial.id.clone()).collect();
-    let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&sweep))?;
+    let sweep: HashSet<String> = plan.trials.iter().map(|trial| trial.id.clone()).collect();
+    let settled = || sweep.iter().all(|id| matches!(store.status(id), Some(TrialStatus::Completed | TrialStatus::Failed)));
+    let report = if !task || settled() { Some(reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&sweep))?) } else { None };
     if let Some(tracker) = tracker {
-        tracker.sweep_artifacts(vec![report.html.clone(), report.markdown.clone()]);
+        if let Some(report) = &report {
+            tracker.sweep_artifacts(vec![report.html.clone(), report.markdown.clone()]);
+        }
         if let Some(problem) = tracker.finish() {
             eprintln!("track MLflow stopped answering during the run: {problem}");
         }
@@ -279,7 +364,6 @@ fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options) -> Result<Ta
             ),
         }
     }
-    println!("{}", report.summary);
     let left = match tally.left.len() {
         0 => String::new(),
         n => format!(", {n} left to other runs ({})", owners(&tally.left)),
@@ -288,17 +372,100 @@ fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options) -> Result<Ta
         0 => String::new(),
         n => format!(", {n} interrupted (checkpoints kept)"),
     };
-    println!(
-        "{} completed, {} failed, {} skipped (already completed){interrupted}{left}. Results: {}/{}, {}; report: {}",
-        tally.completed,
-        tally.failed,
-        tally.skipped,
-        plan.out.display(),
-        runfolder::names::TRIALS_TABLE,
-        runfolder::names::METRICS_TABLE,
-        report.html.display()
-    );
+    let counts = format!("{} completed, {} failed, {} skipped (already completed){interrupted}{left}", tally.completed, tally.failed, tally.skipped);
+    match report {
+        Some(report) => {
+            println!("{}", report.summary);
+            println!("{counts}. Results: {}/{}, {}; report: {}", plan.out.display(), runfolder::names::TRIALS_TABLE, runfolder::names::METRICS_TABLE, report.html.display());
+        }
+        None => println!("{counts}. Results: {}/{}; the sweep's last task writes the report", plan.out.display(), runfolder::names::TRIALS_TABLE),
+    }
     Ok(tally)
+}
+
+/// `--launcher slurm`: records the run, opens its MLflow parent run, and
+/// submits the trials nothing owns as one job array; with `--wait`,
+/// follows the jobs to their end and writes the report. Exit 1 when a
+/// trial failed or was left unfinished at the end of `--wait`.
+fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Result<i32> {
+    let experiment = &plan.loaded.experiment;
+    let run_dir = std::path::absolute(&plan.out)?;
+    Store::open(&run_dir)?;
+    run_info(plan, jobs).write(&run_dir)?;
+    eprintln!("run   {} ({}): {} trials -> {} through Slurm", experiment.experiment.name, plan.loaded.path.display(), plan.trials.len(), plan.out.display());
+    // The parent run exists before any task logs under it.
+    if let Some(problem) = tracker(plan, jobs).and_then(Tracker::finish) {
+        eprintln!("track MLflow did not answer ({problem}); each task tries again, and `bertlab sync` delivers what they could not");
+    }
+    let mut command = vec![std::env::current_exe()?.display().to_string(), "run".into(), std::path::absolute(&plan.loaded.path)?.display().to_string(), "--out".into(), run_dir.display().to_string()];
+    for set in &args.sets {
+        command.extend(["--set".to_string(), set.clone()]);
+    }
+    if let Some(device) = &args.device {
+        command.extend(["--device".to_string(), device.clone()]);
+    }
+    command.push("--slurm-task".into());
+    let sweep: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
+    let request = submit::Request {
+        run_dir: &run_dir,
+        trials: &sweep,
+        slurm: &experiment.launch.slurm,
+        job_name: format!("bertlab-{}", experiment.experiment.name),
+        command,
+        exports: task_environment(cache)?,
+        workdir: std::env::current_dir()?,
+        retry_failed: args.retry_failed,
+    };
+    let submitted = submit::submit(&request)?;
+    let mut left = Vec::new();
+    if submitted.completed > 0 {
+        left.push(format!("{} completed", submitted.completed));
+    }
+    if submitted.failed > 0 {
+        left.push(format!("{} failed (--retry-failed submits them again)", submitted.failed));
+    }
+    if !submitted.owned.is_empty() {
+        let owners: Vec<String> = submitted.owned.iter().map(|(_, by)| by.clone()).collect();
+        left.push(format!("{} owned by live jobs or processes ({})", submitted.owned.len(), owners.join(", ")));
+    }
+    let left = if left.is_empty() { String::new() } else { format!("; left out: {}", left.join(", ")) };
+    match &submitted.submission {
+        Some(submission) => eprintln!("slurm submitted job {}: {} array tasks{left}; script {}", submission.job_id, submission.trials.len(), submission.script.display()),
+        None => eprintln!("slurm nothing to submit{left}"),
+    }
+    println!("bertlab status {}", plan.out.display());
+    if !args.wait {
+        return Ok(0);
+    }
+    let job_ids = slurm::job_ids(&slurm::submissions(&run_dir)?);
+    let progress = Progress::new(sweep.len() as u64);
+    let followed = slurm::follow::follow(&run_dir, &job_ids, &sweep, &progress)?;
+    progress.finish();
+    if let Followed::Stopped = followed {
+        eprintln!("stop  following; the jobs go on (`bertlab status {}`, `bertlab cancel {}`)", plan.out.display(), plan.out.display());
+        return Ok(0);
+    }
+    let store = Store::open(&run_dir)?;
+    let count = |status: TrialStatus| sweep.iter().filter(|id| store.status(id) == Some(status)).count();
+    let (completed, failed) = (count(TrialStatus::Completed), count(TrialStatus::Failed));
+    let unfinished = sweep.len() - completed - failed;
+    let ids: HashSet<String> = sweep.iter().cloned().collect();
+    let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&ids))?;
+    println!("{}", report.summary);
+    let unfinished_note = if unfinished > 0 { format!(", {unfinished} unfinished (the jobs ended before them: submit again to resume them)") } else { String::new() };
+    println!("{completed} completed, {failed} failed{unfinished_note}. Results: {}/{}; report: {}", plan.out.display(), runfolder::names::TRIALS_TABLE, report.html.display());
+    Ok(i32::from(failed > 0 || unfinished > 0))
+}
+
+/// What an array task needs from this environment whatever sbatch's
+/// `--export` passes on: the keys set as `BERTLAB_SECTION__KEY`, the MLflow
+/// server, and the cache, so every node reads the vocabularies this
+/// submission trained (a trained vocabulary differs between trainings).
+fn task_environment(cache: &Cache) -> Result<Vec<(String, String)>> {
+    let mut exports: Vec<(String, String)> = std::env::vars().filter(|(name, _)| (name.starts_with("BERTLAB_") && name.contains("__")) || name == "MLFLOW_TRACKING_URI").collect();
+    exports.sort();
+    exports.push(("BERTLAB_CACHE_DIR".into(), std::path::absolute(cache.root())?.display().to_string()));
+    Ok(exports)
 }
 
 /// `host:1234: 2 trials, host:5678: 1 trial`.

@@ -94,7 +94,7 @@ fn layered(files: Figment, path: PathBuf, layers: Vec<Layer>, sets: &[String], d
     if loaded.experiment.experiment.name.is_empty() {
         loaded.experiment.experiment.name = default_name.into();
     }
-    loaded.experiment.data.check().and_then(|()| loaded.experiment.train.check()).map_err(|e| loaded.locate(e))?;
+    loaded.experiment.data.check().and_then(|()| loaded.experiment.train.check()).and_then(|()| loaded.experiment.launch.check()).map_err(|e| loaded.locate(e))?;
     if loaded.experiment.experiment.seeds.is_empty() {
         return Err(loaded.error_at("experiment.seeds", "needs at least one seed"));
     }

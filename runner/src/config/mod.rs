@@ -1,9 +1,11 @@
 //! Experiment files: the typed sections ([`schema`]), reading them with their
 //! layers of overrides ([`load`]), and finding the line a key came from
-//! ([`locate`]) so every error can point at it.
+//! ([`locate`]) so every error can point at it; [`launch`] is where the
+//! trials train.
 pub mod dotted;
 pub mod extends;
 pub mod fields;
+pub mod launch;
 pub mod load;
 pub mod locate;
 pub mod schema;

@@ -32,6 +32,9 @@ pub struct ExperimentFile {
     pub constraints: ConstraintsSection,
     #[serde(default, skip_serializing)]
     pub tracking: TrackingSection,
+    /// Where the trials train: not part of any trial.
+    #[serde(default, skip_serializing)]
+    pub launch: super::launch::LaunchSection,
     /// Published results shown beside the measured configurations.
     #[serde(default, skip_serializing)]
     pub baseline: Vec<reports::Baseline>,

@@ -21,6 +21,12 @@ impl Cache {
         Cache { root }
     }
 
+    /// The cache's folder, which processes on other machines share
+    /// through `BERTLAB_CACHE_DIR`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The path of entry `key` of `kind`, e.g. `tokenizers/3fa2....json`.
     pub fn entry(&self, kind: &str, key: &str, extension: &str) -> PathBuf {
         self.root.join(kind).join(format!("{key}.{extension}"))

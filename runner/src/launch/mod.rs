@@ -2,10 +2,13 @@
 //! train the rest one after another in this process ([`local`]) or several
 //! at once in worker processes ([`workers`], speaking [`protocol`]). Either
 //! way [`session`] claims and records each trial the same way, so several
-//! `bertlab run`s on one folder split the trials between them.
+//! `bertlab run`s on one folder split the trials between them. On a
+//! cluster, [`slurm`] submits them as job arrays whose tasks each run one
+//! trial through the same session.
 pub mod local;
 pub mod protocol;
 pub mod session;
+pub mod slurm;
 pub mod workers;
 
 use crate::store::Store;

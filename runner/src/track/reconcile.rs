@@ -36,6 +36,12 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
             // Claimed but never started: nothing to send yet.
             continue;
         };
+        if trial.status == TrialStatus::Running {
+            // A live process (a Slurm task, another `run` on the folder)
+            // streams it: delivering beside it would make a second run for
+            // the trial or log its points twice. It stays pending.
+            continue;
+        }
         let run_id = match client.runs_tagged(&experiment_id, super::TRIAL_TAG, &trial_id)?.first() {
             Some(run) => run["info"]["run_id"].as_str().unwrap_or_default().to_string(),
             None => {
@@ -61,7 +67,7 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
                 client.log_batch(&run_id, &[], &[], &[KeyValue { key: "bertlab.error".into(), value: error }])?;
                 client.finish_run(&run_id, "FAILED", super::now_ms())?
             }
-            // Still running elsewhere, or cut short: keep it pending.
+            // Cut short: kept pending until it ends.
             TrialStatus::Running | TrialStatus::Interrupted => continue,
         }
         spool.clear(&trial_id);

@@ -4,8 +4,10 @@
 #![allow(dead_code)] // each test binary uses its own subset
 
 pub mod mlflow;
+pub mod slurm;
 
 use polars::prelude::{DataFrame, ParquetReader, SerReader};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -184,5 +186,34 @@ pub fn wait_for_evals(out: &Path, child: &mut std::process::Child, evals: usize)
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// (trial, key, step) -> the value's bits, for every series a trial's
+/// numbers make (`perf/*` is timing, never the same twice).
+pub type Series = BTreeMap<(String, String, i64), u64>;
+
+pub fn series_of(out: &Path) -> Series {
+    let metrics = read_table(&out.join("metrics.parquet"));
+    let (ids, keys, steps, values) = (strings(&metrics, "trial_id"), strings(&metrics, "key"), floats(&metrics, "step"), floats(&metrics, "value"));
+    let mut series = Series::new();
+    for i in 0..metrics.height() {
+        let point = (ids[i].clone(), keys[i].clone(), steps[i] as i64);
+        assert!(!series.contains_key(&point), "{point:?} is in metrics.parquet twice");
+        if !keys[i].starts_with("perf/") {
+            series.insert(point, values[i].to_bits());
+        }
+    }
+    series
+}
+
+/// The first difference between two runs' series, in words.
+pub fn assert_same_series(got: &Series, expected: &Series, what: &str) {
+    assert!(!expected.is_empty());
+    if got != expected {
+        let missing = expected.keys().find(|k| !got.contains_key(*k));
+        let extra = got.keys().find(|k| !expected.contains_key(*k));
+        let differs = expected.iter().find(|(k, v)| got.get(*k).is_some_and(|g| g != *v)).map(|(k, v)| (k, f64::from_bits(*v), f64::from_bits(got[k])));
+        panic!("{what}: not the uninterrupted run's series: missing {missing:?}, extra {extra:?}, first differing {differs:?}");
     }
 }
