@@ -52,7 +52,8 @@ socket="$dir/munge/munge.socket"
 cat >"$dir/slurm.conf" <<EOF
 # Written by scripts/slurm-cluster.sh for bertlab's cluster tests.
 ClusterName=bertlab-test
-SlurmctldHost=$host
+# Addresses given, so nothing depends on the host name resolving.
+SlurmctldHost=$host(127.0.0.1)
 SlurmctldPort=$ctld_port
 SlurmdPort=$slurmd_port
 SlurmUser=root
@@ -81,7 +82,7 @@ MpiDefault=none
 # Jobs that ended stay visible to squeue for 5 minutes.
 MinJobAge=300
 KillWait=30
-NodeName=$host CPUs=$cpus RealMemory=$memory State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$memory State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 

@@ -124,3 +124,24 @@ fn a_corpus_with_no_sentence_pairs_for_next_sentence_prediction() {
     let error = rejected(dir.path(), &tiny(&data, "hidden = 32\nheads = 2"), &[]);
     assert!(error.contains("data.corpus") && error.contains("data.nsp") && error.contains("two or more sentences"), "{error}");
 }
+
+#[test]
+fn slurm_keys_are_checked_up_front_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2");
+    let error = rejected(dir.path(), &format!("{base}\n[launch.slurm]\ntime = \"1h\"\n"), &["--launcher", "slurm"]);
+    assert!(error.contains("bad.toml:18") && error.contains("launch.slurm.time") && error.contains("not a Slurm time"), "{error}");
+    let error = rejected(dir.path(), &format!("{base}\n[launch.slurm]\ntime = \"2\"\nsignal_lead = 300\n"), &[]);
+    assert!(error.contains("bad.toml:19") && error.contains("launch.slurm.signal_lead") && error.contains("not shorter"), "{error}");
+    let error = rejected(dir.path(), &format!("{base}\n[launch.slurm]\npartion = \"gpu\"\n"), &[]);
+    assert!(error.contains("unknown field `partion`") && error.contains("did you mean `partition`"), "{error}");
+    let error = rejected(dir.path(), &base, &["--set", "launch.launcher=cluster"]);
+    assert!(error.contains("--set launch.launcher") && error.contains("cluster"), "{error}");
+    // Flags that only the other launcher takes.
+    let error = rejected(dir.path(), &base, &["--launcher", "slurm", "--jobs", "2"]);
+    assert!(error.contains("--jobs") && error.contains("max_parallel"), "{error}");
+    let error = rejected(dir.path(), &base, &["--wait"]);
+    assert!(error.contains("--wait") && error.contains("--launcher slurm"), "{error}");
+    let error = rejected(dir.path(), &base, &["--trial", "0123456789ab"]);
+    assert!(error.contains("bad.toml") && error.contains("no trial 0123456789ab"), "{error}");
+}
