@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 
 pub const COMPLETED: &str = runfolder::TrialStatus::Completed.as_str();
 pub const FAILED: &str = runfolder::TrialStatus::Failed.as_str();
+pub const PRUNED: &str = runfolder::TrialStatus::Pruned.as_str();
 
 /// Results summarised per configuration, when the trials table has them;
 /// the ranking metric comes first.
@@ -120,6 +121,8 @@ pub struct Configuration {
     pub levels: Vec<Level>,
     pub completed: u32,
     pub failed: u32,
+    /// Trials early stopping left at a rung.
+    pub pruned: u32,
     /// Trials still marked running: interrupted, or running now.
     pub unfinished: u32,
     pub stats: BTreeMap<String, Stat>,
@@ -230,6 +233,7 @@ impl Configurations {
             let all = &members[label];
             let done: Vec<usize> = all.iter().copied().filter(|&row| status.get(row) == Some(COMPLETED)).collect();
             let failed = all.iter().filter(|&&row| status.get(row) == Some(FAILED)).count() as u32;
+            let pruned = all.iter().filter(|&&row| status.get(row) == Some(PRUNED)).count() as u32;
             let mut stats = BTreeMap::new();
             for (r, values) in &result_values {
                 if let Some(stat) = Stat::of(done.iter().filter_map(|&row| values[row])) {
@@ -241,7 +245,8 @@ impl Configurations {
                 label: label.to_string(),
                 completed: done.len() as u32,
                 failed,
-                unfinished: all.len() as u32 - done.len() as u32 - failed,
+                pruned,
+                unfinished: all.len() as u32 - done.len() as u32 - failed - pruned,
                 stats,
                 params: params.as_ref().and_then(|p| all.iter().filter_map(|&row| p[row]).reduce(f64::max)).and_then(finite),
                 flops: flops.as_ref().and_then(|f| Stat::of(done.iter().filter_map(|&row| f[row]))).map(|s| s.mean),

@@ -149,10 +149,13 @@ fn summary(configs: &Configurations) -> Vec<String> {
         }
     }];
     let count = |f: fn(&Configuration) -> u32| configs.rows.iter().map(f).sum::<u32>();
-    let (completed, failed, unfinished) = (count(|c| c.completed), count(|c| c.failed), count(|c| c.unfinished));
-    let mut tally = format!("{} configurations; {completed} of {} trials completed", configs.rows.len(), completed + failed + unfinished);
+    let (completed, failed, pruned, unfinished) = (count(|c| c.completed), count(|c| c.failed), count(|c| c.pruned), count(|c| c.unfinished));
+    let mut tally = format!("{} configurations; {completed} of {} trials completed", configs.rows.len(), completed + failed + pruned + unfinished);
     if failed > 0 {
         tally.push_str(&format!(", {failed} failed"));
+    }
+    if pruned > 0 {
+        tally.push_str(&format!(", {pruned} pruned by early stopping"));
     }
     if unfinished > 0 {
         tally.push_str(&format!(", {unfinished} unfinished (interrupted or still running)"));
@@ -200,7 +203,7 @@ fn configuration_table(configs: &Configurations) -> Table {
 
 fn status(c: &Configuration) -> String {
     let mut parts = Vec::new();
-    for (n, word) in [(c.completed, "completed"), (c.failed, "failed"), (c.unfinished, "unfinished")] {
+    for (n, word) in [(c.completed, "completed"), (c.failed, "failed"), (c.pruned, "pruned"), (c.unfinished, "unfinished")] {
         if n > 0 {
             parts.push(format!("{n} {word}"));
         }

@@ -24,6 +24,11 @@ pub const SLURM_SUBMISSIONS: &str = "submissions.jsonl";
 /// In [`SLURM_DIR`]: the job ids `bertlab cancel` cancelled, one per
 /// line, so their tasks do not requeue themselves on the way out.
 pub const SLURM_CANCELLED: &str = "cancelled";
+/// Early stopping's state: one JSON line per trial reaching a rung, and
+/// per promotion or pruning, in the order they happened.
+pub const EARLY_STOP_LOG: &str = "early-stop.jsonl";
+/// The lock that orders writes to [`EARLY_STOP_LOG`].
+pub const EARLY_STOP_LOCK: &str = ".early-stop-lock";
 /// In [`SLURM_DIR`]: the lock that orders submissions.
 pub const SLURM_LOCK: &str = ".submit-lock";
 
@@ -51,6 +56,8 @@ pub mod column {
     pub const FLOPS: &str = "flops";
     pub const WALL_S: &str = "wall_s";
     pub const ERROR: &str = "error";
+    /// The rung (step) early stopping left a pruned trial at.
+    pub const RUNG: &str = "rung";
     /// Columns of the metrics table besides `trial_id` and `wall_s`.
     pub const STEP: &str = "step";
     pub const KEY: &str = "key";

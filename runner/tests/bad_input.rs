@@ -145,3 +145,15 @@ fn slurm_keys_are_checked_up_front_with_their_line() {
     let error = rejected(dir.path(), &base, &["--trial", "0123456789ab"]);
     assert!(error.contains("bad.toml") && error.contains("no trial 0123456789ab"), "{error}");
 }
+
+#[test]
+fn early_stopping_keys_are_checked_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2").replace("steps = 2\n", "steps = 100\neval_every = 10\n");
+    let error = rejected(dir.path(), &format!("{base}\n[sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 15\n"), &[]);
+    assert!(error.contains("bad.toml:20") && error.contains("sweep.early_stop.min_steps") && error.contains("multiple of train.eval_every"), "{error}");
+    let error = rejected(dir.path(), &format!("{base}\n[sweep.early_stop]\nmethod = \"hyperband\"\nmin_steps = 10\n"), &[]);
+    assert!(error.contains("sweep.early_stop.method") && error.contains("hyperband"), "{error}");
+    let error = rejected(dir.path(), &format!("[experiment]\nmetric = \"train/loss\"\n{}\n[sweep.early_stop]\nmethod = \"median\"\nmin_steps = 10\n", base.replace("[experiment]\n", "")), &[]);
+    assert!(error.contains("bad.toml:2") && error.contains("experiment.metric") && error.contains("evaluated"), "{error}");
+}

@@ -4,7 +4,8 @@
 //! Trains nothing and writes nothing. The sweep is walked in chunks on
 //! every core and written in order as it goes, so a million-trial plan
 //! takes seconds and no more memory than a few chunks of output.
-use crate::config::{self, DataSection};
+use crate::config::early_stop::EarlyStop;
+use crate::config::{self, DataSection, TrainSection};
 use crate::data::tokenizer;
 use crate::error::InputError;
 use crate::store;
@@ -94,6 +95,7 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
     let tally = renderer.render_all(&mut w)?;
 
     let Counts { new, completed, dropped, assumed_vocab } = tally;
+    let early_stop = loaded.experiment.sweep.early_stop.as_ref().map(|e| early_stop_cost(e, &loaded.experiment.train, new + completed));
     match args.format {
         OutputFormat::Table => {
             write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?;
@@ -101,11 +103,41 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
                 write!(w, " (params count a vocabulary of data.vocab_size; the trained one can come out smaller)")?;
             }
             writeln!(w)?;
+            if let Some(cost) = &early_stop {
+                let rungs: Vec<String> = cost["rungs"].as_array().into_iter().flatten().map(|r| r.to_string()).collect();
+                writeln!(
+                    w,
+                    "early stop {} at steps {} of {}: at most {} steps (every trial to its end), at least {} (every trial to the first rung, one to its end)",
+                    cost["method"].as_str().unwrap_or_default(),
+                    rungs.join(", "),
+                    loaded.experiment.train.steps,
+                    cost["most_steps"],
+                    cost["fewest_steps"]
+                )?;
+            }
         }
-        OutputFormat::Json => writeln!(w, "],\"summary\":{}}}", json!({"new": new, "completed": completed, "dropped": dropped}))?,
+        OutputFormat::Json => {
+            let mut summary = json!({"new": new, "completed": completed, "dropped": dropped});
+            if let Some(cost) = early_stop {
+                summary["early_stop"] = cost;
+            }
+            writeln!(w, "],\"summary\":{summary}}}")?
+        }
     }
     w.flush()?;
     Ok(0)
+}
+
+/// Early stopping's rungs for the experiment's `train.steps`, and what
+/// `trials` trials can cost in steps: all of them to their end at most; at
+/// least each to the first rung and one (which both rules let finish) to
+/// its end.
+fn early_stop_cost(early_stop: &EarlyStop, train: &TrainSection, trials: u64) -> Value {
+    let rungs = early_stop.rungs(train);
+    let first = rungs.first().copied().unwrap_or(train.steps);
+    let trials = trials as i64;
+    let fewest = if trials == 0 { 0 } else { (trials - 1) * first + train.steps };
+    json!({"method": early_stop.method.as_str(), "rungs": rungs, "most_steps": trials * train.steps, "fewest_steps": fewest})
 }
 
 impl Renderer<'_> {

@@ -126,9 +126,18 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
 
     let cache = Cache::from_env();
-    let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries };
     let mut worst = 0;
     for plan in &mut planned {
+        let experiment = &plan.loaded.experiment;
+        let early_stop = experiment.sweep.early_stop.clone().map(|settings| launch::early_stop::Rules {
+            settings,
+            metric: experiment.experiment.metric.clone(),
+            maximize: experiment.experiment.goal.as_str() == "maximize",
+        });
+        if early_stop.is_some() && submits {
+            return Err(plan.loaded.error_at("sweep.early_stop", "is not yet supported with --launcher slurm: run the sweep with the local launcher (--jobs N)").into());
+        }
+        let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries, early_stop };
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
         if submits {
@@ -372,7 +381,11 @@ fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options, task: bool) 
         0 => String::new(),
         n => format!(", {n} interrupted (checkpoints kept)"),
     };
-    let counts = format!("{} completed, {} failed, {} skipped (already completed){interrupted}{left}", tally.completed, tally.failed, tally.skipped);
+    let pruned = match sweep.iter().filter(|id| store.status(id) == Some(TrialStatus::Pruned)).count() {
+        0 => String::new(),
+        n => format!(", {n} pruned by early stopping"),
+    };
+    let counts = format!("{} completed, {} failed, {} skipped (already completed){interrupted}{pruned}{left}", tally.completed, tally.failed, tally.skipped);
     match report {
         Some(report) => {
             println!("{}", report.summary);

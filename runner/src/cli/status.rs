@@ -165,7 +165,7 @@ impl SlurmView {
 /// Trials by status, every status named.
 fn totals(trials: &[TrialState]) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for status in [TrialStatus::Completed, TrialStatus::Running, TrialStatus::Interrupted, TrialStatus::Failed] {
+    for status in [TrialStatus::Completed, TrialStatus::Running, TrialStatus::Interrupted, TrialStatus::Pruned, TrialStatus::Failed] {
         out.insert(status.as_str().into(), trials.iter().filter(|t| t.status == status).count().into());
     }
     out.into()

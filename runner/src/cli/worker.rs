@@ -20,10 +20,13 @@ pub struct WorkerArgs {
     /// The checkpoint to go on from.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// The early-stopping rung (a step) to pause at.
+    #[arg(long)]
+    until: Option<i64>,
 }
 
 pub fn serve(args: WorkerArgs) -> Result<i32> {
     crate::signals::install(crate::signals::Role::Worker)?;
     let target = DeviceSpec::parse(&args.device).and_then(DeviceSpec::resolve).map_err(|m| anyhow!(m))?;
-    protocol::serve(target, args.threads, &args.dir, args.resume.as_deref())
+    protocol::serve(target, args.threads, &args.dir, args.resume.as_deref(), args.until)
 }

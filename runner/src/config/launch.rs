@@ -140,6 +140,7 @@ mod tests {
     fn the_warning_must_come_before_the_limit() {
         let mut launch = LaunchSection::default();
         launch.slurm.time = Some("2".into());
+        launch.slurm.signal_lead = 60;
         assert!(launch.check().is_ok());
         launch.slurm.signal_lead = 120;
         assert!(launch.check().unwrap_err().message.contains("not shorter"));

@@ -94,7 +94,9 @@ fn layered(files: Figment, path: PathBuf, layers: Vec<Layer>, sets: &[String], d
     if loaded.experiment.experiment.name.is_empty() {
         loaded.experiment.experiment.name = default_name.into();
     }
-    loaded.experiment.data.check().and_then(|()| loaded.experiment.train.check()).and_then(|()| loaded.experiment.launch.check()).map_err(|e| loaded.locate(e))?;
+    loaded.experiment.data.check().and_then(|()| loaded.experiment.train.check()).and_then(|()| loaded.experiment.launch.check())
+        .and_then(|()| loaded.experiment.sweep.early_stop.as_ref().map_or(Ok(()), |e| e.check(&loaded.experiment)))
+        .map_err(|e| loaded.locate(e))?;
     if loaded.experiment.experiment.seeds.is_empty() {
         return Err(loaded.error_at("experiment.seeds", "needs at least one seed"));
     }

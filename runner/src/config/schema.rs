@@ -308,6 +308,8 @@ pub struct SweepSection {
     pub zip: Vec<Map<String, Value>>,
     /// `samples`, `seed`, and dotted keys to distributions.
     pub random: Map<String, Value>,
+    /// Stopping hopeless trials early.
+    pub early_stop: Option<super::early_stop::EarlyStop>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

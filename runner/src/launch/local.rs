@@ -2,22 +2,24 @@
 //! fails (a NaN loss, a libtorch error, even a panic inside libtorch's
 //! bindings), so one bad configuration never costs the rest of the sweep.
 //! A stop request (a signal) ends the trial in training and starts no other.
-use super::session::{Job, Session, Sinks, Tally};
+use super::queue::{Ended, Queue};
+use super::session::{Session, Sinks, Tally};
 use crate::store::Store;
 use crate::train;
 use anyhow::Result;
 use std::panic::{self, AssertUnwindSafe};
 
-pub fn run(jobs: &[&Job], store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
-    for job in jobs {
-        if crate::signals::requested().is_some() {
-            break;
-        }
-        let Some(mut session) = Session::open(&job.trial, store, fresh, sinks, tally)? else { continue };
+pub fn run(queue: &mut Queue, store: &Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+    while crate::signals::requested().is_none() {
+        let Some(task) = queue.next(sinks, true)? else { break };
+        let job = task.job;
+        let Some(mut session) = Session::open(&job.trial, store, task.fresh, sinks, tally)? else { continue };
         let dir = store.folder.trial_dir(&job.trial.id);
         let resume = session.resume.as_ref().map(|r| r.path.clone());
-        let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, resume.as_deref(), &mut session));
+        let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, resume.as_deref(), task.until, &mut session));
+        let ended = Ended::of(&result);
         session.close(result, sinks, tally)?;
+        queue.ended(&task, ended, sinks)?;
     }
     Ok(())
 }

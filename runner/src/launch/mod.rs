@@ -4,9 +4,13 @@
 //! way [`session`] claims and records each trial the same way, so several
 //! `bertlab run`s on one folder split the trials between them. On a
 //! cluster, [`slurm`] submits them as job arrays whose tasks each run one
-//! trial through the same session.
+//! trial through the same session. What to train next comes from
+//! [`queue`]: every trial once, or stretches between early stopping's
+//! rungs ([`early_stop`]).
+pub mod early_stop;
 pub mod local;
 pub mod protocol;
+pub mod queue;
 pub mod session;
 pub mod slurm;
 pub mod workers;
@@ -24,6 +28,8 @@ pub struct Options {
     pub parallel: usize,
     /// Times a trial whose worker died is given to a new one.
     pub retries: u32,
+    /// `[sweep.early_stop]`'s rules, when the experiment has them.
+    pub early_stop: Option<early_stop::Rules>,
 }
 
 /// Runs `jobs` as `options` say.
@@ -41,10 +47,11 @@ pub fn run(jobs: &[Job], store: &Store, options: &Options, sinks: &Sinks) -> Res
             pending.push(job);
         }
     }
+    let mut queue = queue::Queue::new(pending, store, fresh, options.early_stop.as_ref(), tally.skipped > 0)?;
     if options.parallel <= 1 {
-        local::run(&pending, store, fresh, sinks, &mut tally)?;
+        local::run(&mut queue, store, sinks, &mut tally)?;
     } else {
-        workers::run(&pending, options.parallel, options.retries, store, fresh, sinks, &mut tally)?;
+        workers::run(&mut queue, options.parallel, options.retries, store, sinks, &mut tally)?;
     }
     Ok(tally)
 }

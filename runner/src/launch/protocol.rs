@@ -90,7 +90,7 @@ impl Event {
 /// reports on stdout. A pretraining trial's tokenizer and packed data come
 /// from the cache the sweep filled before starting workers; a fine-tuning
 /// trial reads and tokenizes its labelled examples again.
-pub fn serve(device: Device, threads: i32, trial_dir: &Path, resume: Option<&Path>) -> Result<i32> {
+pub fn serve(device: Device, threads: i32, trial_dir: &Path, resume: Option<&Path>, until: Option<i64>) -> Result<i32> {
     tch::set_num_threads(threads);
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input).context("reading the trial configuration")?;
@@ -98,7 +98,7 @@ pub fn serve(device: Device, threads: i32, trial_dir: &Path, resume: Option<&Pat
     let mut out = Emitter(std::io::stdout().lock());
     let result = catch_panics(|| {
         let data = data::prepare(config.task, &config.data, &Cache::from_env())?;
-        train::train(&config, &data, device, trial_dir, resume, &mut out)
+        train::train(&config, &data, device, trial_dir, resume, until, &mut out)
     });
     out.emit(&match result {
         Err(e) if e.downcast_ref::<Stopped>().is_some() => Event::Stopped { stopped: e.downcast::<Stopped>().expect("checked") },

@@ -141,15 +141,17 @@ impl<'a> Session<'a> {
         self.bar.finish_and_clear();
         let wall_s = self.started.elapsed().as_secs_f64();
         let mut stop = None;
-        let ending = match result {
-            Ok(outcome) => {
+        let ending = match (Stopped::rung_of(&result), result) {
+            // Whether it goes on is the sweep's decision, said next.
+            (Some(rung), _) => Ending::Pruned { rung },
+            (None, Ok(outcome)) => {
                 tally.completed += 1;
                 let summary = format!("done  {} {}: {}, {:.1}s", trial.id, trial.label(), headline(&outcome.metrics), wall_s);
                 self.folder.log(&trial.id, &summary);
                 sinks.display.line(&summary);
                 Ending::Completed { params: outcome.params, tokens: outcome.tokens, flops: outcome.flops, metrics: outcome.metrics }
             }
-            Err(error) if error.downcast_ref::<Stopped>().is_some() => {
+            (None, Err(error)) if error.downcast_ref::<Stopped>().is_some() => {
                 tally.interrupted += 1;
                 let reason = error.to_string();
                 let at = self.writer.record().checkpoint.map_or("no checkpoint".to_string(), |c| format!("checkpoint at step {}", c.step));
@@ -164,7 +166,7 @@ impl<'a> Session<'a> {
                 }
                 Ending::Interrupted { reason }
             }
-            Err(error) => {
+            (None, Err(error)) => {
                 tally.failed += 1;
                 let error = format!("{error:#}");
                 self.folder.log(&trial.id, &format!("failed: {error}"));
@@ -177,12 +179,15 @@ impl<'a> Session<'a> {
                 Ending::Failed { error } => tracker.trial_ended(&trial.id, Some(error.clone()), self.artifacts()),
                 Ending::Completed { .. } => tracker.trial_ended(&trial.id, None, self.artifacts()),
                 // Its MLflow run stays open: the resumed trial goes on in it.
-                Ending::Interrupted { .. } => {}
+                Ending::Interrupted { .. } | Ending::Pruned { .. } => {}
             }
         }
         let (status, row) = store::final_row(sinks.experiment, trial, ending, wall_s);
         let finished = self.writer.finish(status, row);
-        sinks.display.advance();
+        // A trial paused at a rung is not done with.
+        if status != TrialStatus::Pruned {
+            sinks.display.advance();
+        }
         if let Some(stop) = stop {
             // The write that failed is the news, not the record after it.
             return Err(stop);

@@ -9,6 +9,7 @@
 //! replaced by one that goes on from the trial's checkpoint, up to
 //! `--retries` times; a stop request is passed on to every worker.
 use super::protocol::Event;
+use super::queue::{Ended, Queue, Task};
 use super::session::{Job, Session, Sinks, Tally};
 use crate::store::Store;
 use crate::train::{device, Stopped};
@@ -27,6 +28,7 @@ use tch::Device;
 type Message = (usize, Option<Event>);
 
 struct Running<'a> {
+    task: Task<'a>,
     session: Session<'a>,
     child: Child,
     device: Device,
@@ -35,9 +37,9 @@ struct Running<'a> {
 
 use runfolder::names::WORKER_LOG;
 
-pub fn run(jobs: &[&Job], slots: usize, retries: u32, store: &Store, fresh: bool, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+pub fn run<'a>(queue: &mut Queue<'a>, slots: usize, retries: u32, store: &Store, sinks: &Sinks<'a>, tally: &mut Tally) -> Result<()> {
     let mut running: HashMap<usize, Running> = HashMap::new();
-    let result = schedule(jobs, slots, retries, store, fresh, sinks, tally, &mut running);
+    let result = schedule(queue, slots, retries, store, sinks, tally, &mut running);
     // Stopped early (the store failed): no worker may train on unwatched.
     for worker in running.values_mut() {
         let _ = worker.child.kill();
@@ -49,13 +51,11 @@ pub fn run(jobs: &[&Job], slots: usize, retries: u32, store: &Store, fresh: bool
 /// How often the scheduler looks for a stop request while it waits.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
-#[allow(clippy::too_many_arguments)]
 fn schedule<'a>(
-    jobs: &[&'a Job],
+    queue: &mut Queue<'a>,
     slots: usize,
     retries: u32,
     store: &Store,
-    fresh: bool,
     sinks: &Sinks<'a>,
     tally: &mut Tally,
     running: &mut HashMap<usize, Running<'a>>,
@@ -75,19 +75,21 @@ fn schedule<'a>(
             }
             forwarded = true;
         }
-        while stop.is_none() && running.len() < slots && next < jobs.len() {
-            let job = jobs[next];
-            let Some(session) = Session::open(&job.trial, store, fresh, sinks, tally)? else {
-                next += 1;
-                continue;
-            };
+        while stop.is_none() && running.len() < slots {
+            // Early stopping may have nothing to give now but a promotion
+            // once a running trial reaches its rung: asked again then.
+            let Some(task) = queue.next(sinks, running.is_empty())? else { break };
+            let job = task.job;
+            let Some(session) = Session::open(&job.trial, store, task.fresh, sinks, tally)? else { continue };
             let placed = place(job, running.values().map(|w| w.device), gpus);
             let resume = session.resume.as_ref().map(|r| r.path.clone());
-            match spawn(job, placed, threads, resume.as_deref(), store, next, sender.clone()) {
+            match spawn(&task, placed, threads, resume.as_deref(), store, next, sender.clone()) {
                 Ok(child) => {
-                    running.insert(next, Running { session, child, device: placed, ending: None });
+                    running.insert(next, Running { task, session, child, device: placed, ending: None });
                 }
-                Err(e) => session.close(Err(e), sinks, tally)?,
+                Err(e) => {
+                    session.close(Err(e), sinks, tally)?;
+                }
             }
             next += 1;
         }
@@ -114,7 +116,7 @@ fn schedule<'a>(
             None => {
                 let mut worker = running.remove(&index).expect("running");
                 let status = worker.child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                let log = store.folder.trial_dir(&jobs[index].trial.id).join(WORKER_LOG);
+                let log = store.folder.trial_dir(&worker.task.job.trial.id).join(WORKER_LOG);
                 // An empty log says nothing; keep only one that does.
                 if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&log);
@@ -125,7 +127,7 @@ fn schedule<'a>(
                     // new worker goes on from its checkpoint.
                     worker.session.retry(sinks)?;
                     let resume = worker.session.resume.as_ref().map(|r| r.path.clone());
-                    match spawn(jobs[index], worker.device, threads, resume.as_deref(), store, index, sender.clone()) {
+                    match spawn(&worker.task, worker.device, threads, resume.as_deref(), store, index, sender.clone()) {
                         Ok(child) => {
                             running.insert(index, Running { child, ending: None, ..worker });
                             continue;
@@ -140,7 +142,9 @@ fn schedule<'a>(
                     };
                     Err(anyhow!("the worker process ended ({status}) before reporting how the trial went{retried}; see {}", log.display()))
                 });
+                let ended = Ended::of(&ending);
                 worker.session.close(ending, sinks, tally)?;
+                queue.ended(&worker.task, ended, sinks)?;
             }
         }
     }
@@ -164,7 +168,8 @@ fn place(job: &Job, busy: impl Iterator<Item = Device>, gpus: usize) -> Device {
     }
 }
 
-fn spawn(job: &Job, placed: Device, threads: i32, resume: Option<&Path>, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
+fn spawn(task: &Task, placed: Device, threads: i32, resume: Option<&Path>, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
+    let job = task.job;
     let dir = store.folder.trial_dir(&job.trial.id);
     let log_path = dir.join(WORKER_LOG);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).context("creating worker.log")?;
@@ -177,6 +182,9 @@ fn spawn(job: &Job, placed: Device, threads: i32, resume: Option<&Path>, store: 
     command.arg0(&named).arg("worker").arg("--device").arg(device::name(placed)).arg("--threads").arg(threads.to_string()).arg("--dir").arg(&dir);
     if let Some(resume) = resume {
         command.arg("--resume").arg(resume);
+    }
+    if let Some(until) = task.until {
+        command.arg("--until").arg(until.to_string());
     }
     // SAFETY: the closure only makes one async-signal-safe call (prctl).
     unsafe { command.pre_exec(crate::signals::die_with_parent) };

@@ -20,6 +20,8 @@ pub enum Ending {
     Failed { error: String },
     /// Stopped before its end, its checkpoint kept (why, in words).
     Interrupted { reason: String },
+    /// Paused at an early-stopping rung, its checkpoint kept.
+    Pruned { rung: i64 },
 }
 
 /// A run folder `bertlab run` made (moved to the per-trial layout if it is
@@ -93,7 +95,7 @@ impl Store {
         let dir = self.folder.trial_dir(&trial.id);
         checkpoints::remove_partial(&dir);
         let resume = match self.status(&trial.id) {
-            Some(TrialStatus::Running | TrialStatus::Interrupted) if !fresh => newest_checkpoint(&dir),
+            Some(TrialStatus::Running | TrialStatus::Interrupted | TrialStatus::Pruned) if !fresh => newest_checkpoint(&dir),
             _ => {
                 checkpoints::remove_all(&dir);
                 None
@@ -146,6 +148,10 @@ pub fn final_row(experiment: &str, trial: &Trial, ending: Ending, wall_s: f64) -
         Ending::Interrupted { reason } => {
             row.insert(column::ERROR.into(), Cell::Text(reason));
             TrialStatus::Interrupted
+        }
+        Ending::Pruned { rung } => {
+            row.insert(column::RUNG.into(), Cell::Int(rung));
+            TrialStatus::Pruned
         }
     };
     row.insert(column::WALL_S.into(), Cell::Float(wall_s));

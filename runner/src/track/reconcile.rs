@@ -67,8 +67,8 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
                 client.log_batch(&run_id, &[], &[], &[KeyValue { key: "bertlab.error".into(), value: error }])?;
                 client.finish_run(&run_id, "FAILED", super::now_ms())?
             }
-            // Cut short: kept pending until it ends.
-            TrialStatus::Running | TrialStatus::Interrupted => continue,
+            // Cut short, or paused by early stopping: kept pending until it ends.
+            TrialStatus::Running | TrialStatus::Interrupted | TrialStatus::Pruned => continue,
         }
         spool.clear(&trial_id);
         delivered.trials += 1;

@@ -50,6 +50,8 @@ pub struct Plan {
     /// `None`: at every evaluation; `Some(0)`: never.
     every: Option<i64>,
     fingerprint: serde_json::Value,
+    /// An early-stopping rung this attempt ends at, with a checkpoint.
+    pause_at: Option<i64>,
 }
 
 impl Plan {
@@ -67,7 +69,18 @@ impl Plan {
             "train": config.train.without_bookkeeping(),
             "examples": examples,
         });
-        Plan { dir: dir.to_owned(), every: config.train.checkpoint_every, fingerprint }
+        Plan { dir: dir.to_owned(), every: config.train.checkpoint_every, fingerprint, pause_at: None }
+    }
+
+    /// The same plan, ending the attempt at step `rung` (a checkpoint
+    /// there, then [`super::Stopped::Rung`]).
+    pub fn pausing_at(self, rung: Option<i64>) -> Plan {
+        Plan { pause_at: rung, ..self }
+    }
+
+    /// Whether the attempt ends at `step`, a rung.
+    pub fn pauses_at(&self, step: i64) -> bool {
+        self.pause_at == Some(step)
     }
 
     pub fn enabled(&self) -> bool {
@@ -234,7 +247,7 @@ mod tests {
     use super::*;
 
     fn plan(every: Option<i64>) -> Plan {
-        Plan { dir: PathBuf::new(), every, fingerprint: serde_json::Value::Null }
+        Plan { dir: PathBuf::new(), every, fingerprint: serde_json::Value::Null, pause_at: None }
     }
 
     #[test]

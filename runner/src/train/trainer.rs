@@ -57,6 +57,9 @@ pub enum Stopped {
     /// A checkpoint or record could not be written (a full disk, a file
     /// size limit): the error, naming the file.
     Storage(String),
+    /// Early stopping's rung (a step) was reached and checkpointed: the
+    /// sweep decides whether the trial goes on.
+    Rung(i64),
 }
 
 impl std::fmt::Display for Stopped {
@@ -64,11 +67,22 @@ impl std::fmt::Display for Stopped {
         match self {
             Stopped::Signal(signal) => write!(f, "stopped by {signal}"),
             Stopped::Storage(error) => f.write_str(error),
+            Stopped::Rung(step) => write!(f, "reached the rung at step {step}"),
         }
     }
 }
 
 impl std::error::Error for Stopped {}
+
+impl Stopped {
+    /// The rung a trial's result says it paused at.
+    pub fn rung_of(result: &Result<Outcome>) -> Option<i64> {
+        match result.as_ref().err()?.downcast_ref::<Stopped>()? {
+            Stopped::Rung(step) => Some(*step),
+            _ => None,
+        }
+    }
+}
 
 /// Final numbers of a completed trial, keyed like the metric series.
 pub struct Outcome {
@@ -86,9 +100,10 @@ const FINAL_LOSS_WINDOW: usize = 10;
 
 /// Trains the trial on its examples: masked-LM pretraining on a corpus, or
 /// fine-tuning ([`super::finetune`]) on labelled examples; from the
-/// checkpoint `resume` when given.
-pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, resume: Option<&Path>, observer: &mut dyn Observer) -> Result<Outcome> {
-    let plan = Plan::new(config, &data.digest, trial_dir);
+/// checkpoint `resume` when given; to the early-stopping rung `until` when
+/// given (then it ends with [`Stopped::Rung`]).
+pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, resume: Option<&Path>, until: Option<i64>, observer: &mut dyn Observer) -> Result<Outcome> {
+    let plan = Plan::new(config, &data.digest, trial_dir).pausing_at(until);
     let saved = resume.map(|path| plan.load(path)).transpose()?;
     match &data.examples {
         Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), device, trial_dir, (&plan, saved), observer),
@@ -272,7 +287,8 @@ impl Trained {
 /// step 0, every `eval_every` steps and at the end, and that time does not
 /// count against the budget or the throughput. Checkpoints follow `plan`;
 /// from a checkpoint's `place` the loop goes on where it stood. A stop
-/// request (a signal) ends it after the current step, with a checkpoint.
+/// request (a signal) ends it after the current step, with a checkpoint;
+/// so does the plan's rung, which is always an evaluation step.
 pub(super) fn run_steps(
     train: &TrainSection,
     device: Device,
@@ -319,12 +335,16 @@ pub(super) fn run_steps(
             observer.metric(done, "perf/tokens_per_s", (tokens - resumed.tokens) as f64 / (training(eval_time) - trained_before).as_secs_f64());
         }
         let stop = crate::signals::requested();
-        if !last && plan.enabled() && (stop.is_some() || plan.due(done, evaluates, last_checkpoint.elapsed())) {
+        let rung = !last && plan.pauses_at(done);
+        if !last && (rung || plan.enabled() && (stop.is_some() || plan.due(done, evaluates, last_checkpoint.elapsed()))) {
             losses.read(train.log_every, false, observer)?;
             super::device::synchronize(device);
             let place = Place { step: done, tokens, trained_s: training(eval_time).as_secs_f64(), wall_s: resumed.wall_s + started.elapsed().as_secs_f64(), recent_losses: losses.recent.clone() };
             plan.save(&place, &objective.cursor(), objective.state(), device, observer).map_err(|e| Stopped::Storage(format!("{e:#}")))?;
             last_checkpoint = Instant::now();
+        }
+        if rung {
+            return Err(Stopped::Rung(done).into());
         }
         if let Some(signal) = stop.filter(|_| !last) {
             return Err(Stopped::Signal(signal.name().into()).into());

@@ -1,0 +1,80 @@
+//! What a sweep trains next. Without early stopping: each pending trial
+//! once, to its end, in plan order. With `[sweep.early_stop]`: the
+//! trials in stretches from rung to rung, as [`early_stop`] decides, so
+//! the launchers ([`super::local`], [`super::workers`]) only ever ask for
+//! the next task and say how each ended.
+use super::early_stop::{Rules, Scheduler};
+use super::session::{Job, Sinks};
+use crate::store::Store;
+use crate::train::{Outcome, Stopped};
+use anyhow::Result;
+
+/// One stretch of training: a trial from where it stands to `until` (a
+/// rung) or to its end.
+#[derive(Clone, Copy)]
+pub struct Task<'a> {
+    pub job: &'a Job<'a>,
+    pub until: Option<i64>,
+    /// Start the trial over (`--fresh`), for its first stretch in this run only.
+    pub fresh: bool,
+}
+
+pub enum Queue<'a> {
+    Plain { jobs: std::vec::IntoIter<&'a Job<'a>>, fresh: bool },
+    EarlyStop(Box<Scheduler<'a>>),
+}
+
+impl<'a> Queue<'a> {
+    /// The queue of `pending` trials (those not completed), judged by
+    /// `rules` when the experiment stops trials early.
+    /// `completed_before`: some trial of the sweep was completed already.
+    pub fn new(pending: Vec<&'a Job<'a>>, store: &Store, fresh: bool, rules: Option<&Rules>, completed_before: bool) -> Result<Queue<'a>> {
+        match rules {
+            Some(rules) => Ok(Queue::EarlyStop(Box::new(Scheduler::new(rules.clone(), pending, store, fresh, completed_before)?))),
+            None => Ok(Queue::Plain { jobs: pending.into_iter(), fresh }),
+        }
+    }
+
+    /// The next stretch to train, if there is one now; `idle`: nothing of
+    /// the sweep is training (early stopping may wait for a running trial's
+    /// rung before it has more to give).
+    pub fn next(&mut self, sinks: &Sinks, idle: bool) -> Result<Option<Task<'a>>> {
+        match self {
+            Queue::Plain { jobs, fresh } => Ok(jobs.next().map(|job| Task { job, until: None, fresh: *fresh })),
+            Queue::EarlyStop(scheduler) => scheduler.next(sinks, idle),
+        }
+    }
+
+    /// A task's session is closed, and how it ended.
+    pub fn ended(&mut self, task: &Task<'a>, ended: Ended, sinks: &Sinks) -> Result<()> {
+        let Queue::EarlyStop(scheduler) = self else { return Ok(()) };
+        match ended {
+            Ended::Rung(rung) => scheduler.reached(task.job, rung, sinks),
+            Ended::Completed => {
+                scheduler.finished();
+                Ok(())
+            }
+            Ended::Otherwise => Ok(()),
+        }
+    }
+}
+
+/// How a task ended, for the queue.
+pub enum Ended {
+    /// Paused at this rung.
+    Rung(i64),
+    /// Its trial reached its end.
+    Completed,
+    /// Failed or interrupted.
+    Otherwise,
+}
+
+impl Ended {
+    pub fn of(result: &Result<Outcome>) -> Ended {
+        match (Stopped::rung_of(result), result.is_ok()) {
+            (Some(rung), _) => Ended::Rung(rung),
+            (None, true) => Ended::Completed,
+            (None, false) => Ended::Otherwise,
+        }
+    }
+}
