@@ -6,16 +6,5 @@ set -euo pipefail
 if [ -x /usr/sbin/slurmctld ] && [ -x /usr/sbin/slurmd ] && [ -x /usr/sbin/munged ] && command -v sbatch >/dev/null; then
     exit 0
 fi
-if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-elif sudo -n true 2>/dev/null; then
-    as_root=(sudo -n)
-else
-    echo "setup-slurm: Slurm is missing and installing it needs root: run 'sudo apt-get install slurm-wlm munge' (the cluster tests start a single-node Slurm)" >&2
-    exit 1
-fi
-echo "setup-slurm: installing Debian's slurm-wlm and munge (the cluster tests' single-node Slurm)"
-export DEBIAN_FRONTEND=noninteractive
-install() { "${as_root[@]}" apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null; }
-install 2>/dev/null || { "${as_root[@]}" apt-get update -qq >/dev/null; install; }
+bash "$(dirname "$0")/apt-install.sh" setup-slurm "the cluster tests start a single-node Slurm" --no-install-recommends slurm-wlm munge
 echo "setup-slurm: $(sbatch --version)"
