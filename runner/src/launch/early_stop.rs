@@ -150,7 +150,8 @@ impl<'a> Scheduler<'a> {
             scheduler.jobs.insert(id.clone(), job);
             let state = if fresh { None } else { scheduler.folder.trial(id) };
             match state.map(|s| (s.status, s.record.step)) {
-                None => never_started.push(job),
+                // A failed trial starts over, as a new one.
+                None | Some((TrialStatus::Failed, _)) => never_started.push(job),
                 // Paused at a rung: promoted there already, waiting, or
                 // not judged yet (killed before its decision was written),
                 // which it is now, as it would have been then.
@@ -162,8 +163,8 @@ impl<'a> Scheduler<'a> {
                         scheduler.ready.push_back(Task { job, until: scheduler.after(job, rung), fresh: false });
                     }
                 }
-                // Cut short between rungs (or failed, which starts over):
-                // on to the first rung past where it resumes.
+                // Cut short between rungs: on to the first rung past the
+                // checkpoint it resumes from.
                 Some(_) => {
                     let from = store::newest_checkpoint(&scheduler.folder.trial_dir(id)).map_or(0, |c| c.step);
                     scheduler.ready.push_back(Task { job, until: scheduler.after(job, from), fresh: false });
