@@ -370,7 +370,10 @@ impl<'a> Scheduler<'a> {
 
     fn append(&mut self, entry: &Entry) -> Result<()> {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).with_context(|| format!("opening {}", self.log.display()))?;
-        let line = serde_json::to_string(entry)? + "\n";
+        // A line a kill cut short stays a line of its own (replay skips it),
+        // rather than swallowing the start of this one.
+        let cut_short = std::fs::read(&self.log).is_ok_and(|bytes| bytes.last().is_some_and(|&b| b != b'\n'));
+        let line = if cut_short { "\n" } else { "" }.to_string() + &serde_json::to_string(entry)? + "\n";
         file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", self.log.display()))?;
         self.state.apply(entry);
         Ok(())
