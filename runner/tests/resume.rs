@@ -182,7 +182,13 @@ fn wait_for_checkpoint(out: &Path, child: &mut Child) {
     let started = Instant::now();
     loop {
         assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint was ever written");
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it was stopped");
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut said = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+            }
+            panic!("the run ended ({status}) before it was stopped:\n{said}");
+        }
         let written = std::fs::read_dir(out.join("trials"))
             .into_iter()
             .flatten()
