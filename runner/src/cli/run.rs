@@ -148,7 +148,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         worst = worst.max(i32::from(tally.failed > 0));
         if let Some(signal) = signals::requested() {
             eprintln!("stop  {}: {} trials interrupted, their checkpoints kept; the same command resumes them", signal.name(), tally.interrupted);
-            if let Some(task) = &task {
+            // A trial that ended before the signal took effect needs no
+            // second slot (and requeueing would kill this process while it
+            // writes the tables).
+            if let Some(task) = task.as_ref().filter(|_| tally.interrupted > 0) {
                 eprintln!("{}", task.requeue(&plan.out));
             }
             return Ok(signal.exit_code());

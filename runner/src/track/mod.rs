@@ -54,6 +54,8 @@ pub struct Tracker {
     queue: Option<SyncSender<Record>>,
     sender: Option<JoinHandle<sender::Summary>>,
     spool: Spool,
+    /// The trials this tracker streams, claimed until it finishes.
+    streaming: std::sync::Mutex<Vec<runfolder::claim::Claim>>,
 }
 
 pub fn now_ms() -> i64 {
@@ -73,7 +75,7 @@ impl Tracker {
         }
         let (queue, records) = sync_channel(QUEUE);
         let sender = sender::spawn(settings, target.tags, records, spool);
-        Tracker { queue: Some(queue), sender: Some(sender), spool: Spool::in_run(run_dir) }
+        Tracker { queue: Some(queue), sender: Some(sender), spool: Spool::in_run(run_dir), streaming: Default::default() }
     }
 
     /// Never blocks while the queue has room; when it is full the caller
@@ -90,6 +92,9 @@ impl Tracker {
         // whole trial, the spool says it may be incomplete in MLflow.
         if let Err(e) = self.spool.mark(&trial.trial_id) {
             tracing::warn!("cannot mark {} in the tracking spool: {e}", trial.trial_id);
+        }
+        if let Some(claim) = self.spool.streaming(&trial.trial_id) {
+            self.streaming.lock().expect("not poisoned").push(claim);
         }
         self.send(Record::TrialStarted { trial_id: trial.trial_id.clone(), run_name: run_name(trial), params: params(trial), start_ms: now_ms() });
     }
@@ -118,7 +123,10 @@ impl Tracker {
     /// returns what could not be delivered, in words, if anything.
     pub fn finish(mut self) -> Option<String> {
         self.queue.take();
-        self.sender.take().and_then(|s| s.join().ok()).and_then(|summary| summary.problem)
+        let problem = self.sender.take().and_then(|s| s.join().ok()).and_then(|summary| summary.problem);
+        // Sent (or left in the spool): other processes may deliver them now.
+        self.streaming.lock().expect("not poisoned").clear();
+        problem
     }
 }
 

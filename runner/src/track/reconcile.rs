@@ -36,10 +36,11 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
             // Claimed but never started: nothing to send yet.
             continue;
         };
-        if trial.status == TrialStatus::Running {
+        if trial.status == TrialStatus::Running || spool.streamed_elsewhere(&trial_id) {
             // A live process (a Slurm task, another `run` on the folder)
-            // streams it: delivering beside it would make a second run for
-            // the trial or log its points twice. It stays pending.
+            // trains it, or its tracker is still sending what it recorded:
+            // delivering beside it would make a second run for the trial
+            // or log its points twice. It stays pending.
             continue;
         }
         let run_id = match client.runs_tagged(&experiment_id, super::TRIAL_TAG, &trial_id)?.first() {

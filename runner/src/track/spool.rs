@@ -60,6 +60,24 @@ impl Spool {
         std::fs::write(self.dir.join(format!("{trial_id}.pending")), b"")
     }
 
+    /// Claims the streaming of a trial's records for this process's
+    /// tracker, until the claim is dropped: a delivery by another process
+    /// sharing the folder leaves the trial alone meanwhile, even once its
+    /// record says it ended (the records may still be on their way).
+    pub fn streaming(&self, trial_id: &str) -> Option<runfolder::claim::Claim> {
+        let dir = self.dir.join(format!("{trial_id}.streaming"));
+        std::fs::create_dir_all(&dir).ok()?;
+        match runfolder::claim::try_claim(&dir).ok()? {
+            runfolder::claim::Attempt::Mine(claim) => Some(claim),
+            runfolder::claim::Attempt::Theirs(_) => None,
+        }
+    }
+
+    /// Whether a live tracker, in any process, streams the trial's records.
+    pub fn streamed_elsewhere(&self, trial_id: &str) -> bool {
+        runfolder::claim::holder(&self.dir.join(format!("{trial_id}.streaming"))).is_some()
+    }
+
     pub fn clear(&self, trial_id: &str) {
         let _ = std::fs::remove_file(self.dir.join(format!("{trial_id}.pending")));
     }
