@@ -31,13 +31,14 @@ pub fn status(args: StatusArgs) -> Result<i32> {
     let now = runfolder::record::now_ms();
     let slurm = SlurmView::of(&args.run_dir)?;
     let queued = slurm.queued(&trials);
+    let waiting = queued.iter().filter(|id| slurm.unstarted(id) == QUEUED).count();
     match args.format {
         OutputFormat::Json => {
             let mut rows: Vec<serde_json::Value> = trials.iter().map(|t| as_json(t, now, &slurm)).collect();
             rows.extend(queued.iter().map(|id| json!({ "trial_id": id, "status": slurm.unstarted(id), "slurm_task": slurm.task(id), "slurm_state": slurm.state(id) })));
             let mut totals = totals(&trials);
             if !slurm.tasks.is_empty() {
-                totals[QUEUED] = queued.iter().filter(|id| slurm.unstarted(id) == QUEUED).count().into();
+                totals[QUEUED] = waiting.into();
             }
             let out = json!({ "run_dir": args.run_dir, "trials": rows, "totals": totals, "tables_updated": updated });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -68,8 +69,8 @@ pub fn status(args: StatusArgs) -> Result<i32> {
             }
             let mut counts: Vec<String> = totals(&trials).as_object().into_iter().flatten().map(|(k, v)| format!("{v} {k}")).collect();
             if !slurm.tasks.is_empty() {
-                counts.push(format!("{} {QUEUED}", queued.iter().filter(|id| slurm.unstarted(id) == QUEUED).count()));
-                counts.push(format!("{} {NOT_STARTED}", queued.iter().filter(|id| slurm.unstarted(id) == NOT_STARTED).count()));
+                counts.push(format!("{waiting} {QUEUED}"));
+                counts.push(format!("{} {NOT_STARTED}", queued.len() - waiting));
             }
             println!("{} trials: {}", trials.len() + queued.len(), counts.join(", "));
         }

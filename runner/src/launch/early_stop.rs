@@ -120,6 +120,8 @@ pub struct Scheduler<'a> {
     fresh: bool,
     /// Some trial of the sweep reached its end.
     finished_one: bool,
+    /// The log, as last replayed, ends in a line a kill cut short.
+    cut_short: bool,
 }
 
 impl<'a> Scheduler<'a> {
@@ -142,6 +144,7 @@ impl<'a> Scheduler<'a> {
             ready: VecDeque::new(),
             fresh,
             finished_one: finished_one && !fresh,
+            cut_short: false,
         };
         scheduler.replay()?;
         let mut never_started = Vec::new();
@@ -359,6 +362,7 @@ impl<'a> Scheduler<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.log.display())),
         };
+        self.cut_short = !text.is_empty() && !text.ends_with('\n');
         let mut state = State::default();
         // A line cut short by a kill is the one being written: not yet a decision.
         for entry in text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()) {
@@ -368,12 +372,14 @@ impl<'a> Scheduler<'a> {
         Ok(())
     }
 
+    /// Appends under the lock, after a replay (which says whether the log
+    /// ends in a cut-short line).
     fn append(&mut self, entry: &Entry) -> Result<()> {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).with_context(|| format!("opening {}", self.log.display()))?;
         // A line a kill cut short stays a line of its own (replay skips it),
         // rather than swallowing the start of this one.
-        let cut_short = std::fs::read(&self.log).is_ok_and(|bytes| bytes.last().is_some_and(|&b| b != b'\n'));
-        let line = if cut_short { "\n" } else { "" }.to_string() + &serde_json::to_string(entry)? + "\n";
+        let line = if self.cut_short { "\n" } else { "" }.to_string() + &serde_json::to_string(entry)? + "\n";
+        self.cut_short = false;
         file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", self.log.display()))?;
         self.state.apply(entry);
         Ok(())
