@@ -9,6 +9,8 @@ pub mod derive;
 pub mod expr;
 pub mod keys;
 pub mod random;
+pub mod search;
+pub mod tpe;
 pub mod expansion;
 
 pub use expansion::{expand, Expanded, Expansion, Planned};

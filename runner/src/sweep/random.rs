@@ -140,19 +140,27 @@ impl RandomAxis {
         if table.is_empty() {
             return Ok(None);
         }
+        let samples = match table.get("samples") {
+            None => return Err(InputError::new("`samples` is missing: how many draws to make")),
+            Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| InputError::at_key("samples", format!("expected a whole number >= 1, got {v}")))?,
+        };
+        let (_, draws) = RandomAxis::draws(table, &["samples"], check_key)?;
+        Ok(Some(RandomAxis { samples, draws }))
+    }
+
+    /// A table's `seed` (default 0), and its other entries but `settings`
+    /// as keys and distributions, each key's generator seeded from both.
+    #[allow(clippy::type_complexity)]
+    pub fn draws(table: &Map<String, Value>, settings: &[&str], check_key: impl Fn(&str) -> Result<(), String>) -> Result<(u64, Vec<(String, Distribution, u64)>), InputError> {
         fn entry(key: &str) -> impl Fn(String) -> InputError + '_ {
             move |message| InputError::at_key(key, message)
         }
-        let samples = match table.get("samples") {
-            None => return Err(InputError::new("`samples` is missing: how many draws to make")),
-            Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| entry("samples")(format!("expected a whole number >= 1, got {v}")))?,
-        };
         let seed = match table.get("seed") {
             None => 0,
             Some(v) => v.as_u64().ok_or_else(|| entry("seed")(format!("expected a whole number >= 0, got {v}")))?,
         };
         let mut draws = Vec::new();
-        for (key, value) in table.iter().filter(|(k, _)| *k != "samples" && *k != "seed") {
+        for (key, value) in table.iter().filter(|(k, _)| *k != "seed" && !settings.contains(&k.as_str())) {
             check_key(key).map_err(entry(key))?;
             let distribution = Distribution::parse(value).map_err(entry(key))?;
             draws.push((key.clone(), distribution, key_seed(seed, key)));
@@ -160,7 +168,16 @@ impl RandomAxis {
         if draws.is_empty() {
             return Err(InputError::new("no keys to draw: add e.g. \"train.lr\" = { log_uniform = [1e-5, 1e-3] }"));
         }
-        Ok(Some(RandomAxis { samples, draws }))
+        Ok((seed, draws))
+    }
+
+    /// The axis of `samples` draws of `draws` (from [`RandomAxis::draws`]).
+    pub fn new(samples: u64, draws: Vec<(String, Distribution, u64)>) -> RandomAxis {
+        RandomAxis { samples, draws }
+    }
+
+    pub fn distributions(&self) -> impl Iterator<Item = &Distribution> {
+        self.draws.iter().map(|(_, d, _)| d)
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {
@@ -180,7 +197,8 @@ impl RandomAxis {
     }
 }
 
-fn key_seed(seed: u64, key: &str) -> u64 {
+/// A generator seed for `key` under the table's `seed`.
+pub fn key_seed(seed: u64, key: &str) -> u64 {
     let digest = Sha256::digest(format!("{seed}/{key}").as_bytes());
     u64::from_le_bytes(digest[..8].try_into().expect("a digest has 8 bytes"))
 }
