@@ -29,6 +29,11 @@ pub const SLURM_CANCELLED: &str = "cancelled";
 pub const EARLY_STOP_LOG: &str = "early-stop.jsonl";
 /// The lock that orders writes to [`EARLY_STOP_LOG`].
 pub const EARLY_STOP_LOCK: &str = ".early-stop-lock";
+/// A search's suggestions: one JSON line each, with its draw, its point
+/// and its trials, in the order they were made.
+pub const SEARCH_LOG: &str = "search.jsonl";
+/// The lock that orders writes to [`SEARCH_LOG`].
+pub const SEARCH_LOCK: &str = ".search-lock";
 /// In [`SLURM_DIR`]: the lock that orders submissions.
 pub const SLURM_LOCK: &str = ".submit-lock";
 

@@ -4,6 +4,7 @@
 use crate::config;
 use crate::error::InputError;
 use crate::sweep;
+use crate::trial::Trial;
 use crate::trial::bind;
 use crate::train::{benchmark, device, peak_flops};
 use anyhow::Result;
@@ -43,9 +44,18 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         Some(file) => config::load(file, &args.sets)?,
         None => config::load_defaults(&args.sets, "bench")?,
     };
-    let expanded = sweep::expand(&loaded)?;
-    let count = expanded.trials.len();
-    let mut trial = expanded.trials.into_iter().next().ok_or_else(|| InputError::new("the sweep has no trials (its constraints drop them all)"))?;
+    let expansion = sweep::Expansion::new(&loaded)?;
+    let trials: Vec<Trial> = match expansion.search() {
+        // A search has no trials before it runs: its base configuration.
+        Some(_) => expansion.iter().filter_map(|p| match p {
+            Ok(sweep::Planned::Run(trial)) => Some(Ok(trial)),
+            Ok(sweep::Planned::Dropped { .. }) => None,
+            Err(e) => Some(Err(e)),
+        }).take(1).collect::<Result<_, _>>()?,
+        None => sweep::expand(&loaded)?.trials,
+    };
+    let count = trials.len();
+    let mut trial = trials.into_iter().next().ok_or_else(|| InputError::new("the sweep has no trials (its constraints drop them all)"))?;
     if count > 1 {
         eprintln!("bench the first of {count} trials: {}", trial.label());
     }

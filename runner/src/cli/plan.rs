@@ -77,28 +77,51 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
     if args.format == OutputFormat::Table {
         let files: Vec<String> = loaded.files().iter().rev().map(|p| p.display().to_string()).collect();
         writeln!(w, "plan  {name} ({}): plugin {}", files.join(" extends "), expansion.plugin().name())?;
-        writeln!(w, "axes  {} × seeds {seeds:?} = {} trials before constraints", expansion.space().describe(), expansion.len())?;
+        match expansion.search() {
+            Some(search) => writeln!(w, "search {} × seeds {seeds:?} = up to {} trials", search.describe(), expansion.len())?,
+            None => writeln!(w, "axes  {} × seeds {seeds:?} = {} trials before constraints", expansion.space().describe(), expansion.len())?,
+        }
         let mut header = vec!["trial_id"];
-        header.extend(expansion.space().keys());
+        header.extend(expansion.swept_keys());
         header.extend(expansion.derived_keys());
         header.extend(["seed", "batch", "params", "flops/token", "status"]);
         writeln!(w, "| {} |", header.join(" | "))?;
         writeln!(w, "|{}", " --- |".repeat(header.len()))?;
     } else {
-        let head = json!({"experiment": name, "file": loaded.path, "plugin": expansion.plugin().name(),
+        let mut head = json!({"experiment": name, "file": loaded.path, "plugin": expansion.plugin().name(),
                           "axes": expansion.space().describe(), "seeds": seeds, "run_folder": out});
+        if let Some(search) = expansion.search() {
+            head["search"] = json!({"space": search.describe(), "suggestions": search.trials, "startup": search.startup});
+        }
         let head = serde_json::to_string(&head)?;
         write!(w, "{},\"trials\":[", &head[..head.len() - 1])?;
     }
 
     let renderer = Renderer { expansion: &expansion, completed: &completed, format: args.format };
-    let tally = renderer.render_all(&mut w)?;
+    // A search's rows are its suggestions so far.
+    let (tally, suggested) = match expansion.search() {
+        Some(search) => {
+            let points = crate::launch::search::suggested(&out, search)?;
+            (renderer.render_suggestions(&points, &mut w)?, Some(points.len() as u64))
+        }
+        None => (renderer.render_all(&mut w)?, None),
+    };
 
     let Counts { new, completed, dropped, assumed_vocab } = tally;
-    let early_stop = loaded.experiment.sweep.early_stop.as_ref().map(|e| early_stop_cost(e, &loaded.experiment.train, new + completed));
+    let trials = if suggested.is_some() { expansion.len() } else { new + completed };
+    let early_stop = loaded.experiment.sweep.early_stop.as_ref().map(|e| early_stop_cost(e, &loaded.experiment.train, trials));
     match args.format {
         OutputFormat::Table => {
-            write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?;
+            match (suggested, expansion.search()) {
+                (Some(made), Some(search)) => write!(
+                    w,
+                    "{made} of {} suggestions made in {}: {completed} trials completed, {new} to run; at most {} steps",
+                    search.trials,
+                    out.display(),
+                    expansion.len() as i64 * loaded.experiment.train.steps
+                )?,
+                _ => write!(w, "{new} to run, {completed} already completed in {}, {dropped} dropped by constraints.", out.display())?,
+            }
             if assumed_vocab {
                 write!(w, " (params count a vocabulary of data.vocab_size; the trained one can come out smaller)")?;
             }
@@ -118,6 +141,10 @@ pub fn plan(args: PlanArgs) -> Result<i32> {
         }
         OutputFormat::Json => {
             let mut summary = json!({"new": new, "completed": completed, "dropped": dropped});
+            if let Some(made) = suggested {
+                summary["suggested"] = made.into();
+                summary["most_steps"] = (expansion.len() as i64 * loaded.experiment.train.steps).into();
+            }
             if let Some(cost) = early_stop {
                 summary["early_stop"] = cost;
             }
@@ -173,6 +200,29 @@ impl Renderer<'_> {
             }
             Ok(())
         })?;
+        Ok(tally)
+    }
+
+    /// A search's suggestions so far, a row per trial.
+    fn render_suggestions(&self, points: &[Point], w: &mut impl Write) -> Result<Counts> {
+        let mut vocab = VocabSizes::default();
+        let mut tally = Counts::default();
+        let mut first = true;
+        for point in points {
+            for planned in self.expansion.suggestion(point.clone())? {
+                let row = self.row(planned, &mut vocab, &mut tally)?;
+                match self.format {
+                    OutputFormat::Table => row.table_line(w)?,
+                    OutputFormat::Json => {
+                        if !first {
+                            w.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut *w, &row.json())?;
+                    }
+                }
+                first = false;
+            }
+        }
         Ok(tally)
     }
 

@@ -9,6 +9,7 @@ use crate::config::{self, Loaded};
 use crate::data::{self, cache::Cache, Dataset, Examples};
 use crate::error::InputError;
 use crate::launch::slurm::{self, follow::Followed, submit, task::Task};
+use crate::launch::search::{self as searching, Searcher, Slots};
 use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
 use crate::sweep;
@@ -20,6 +21,7 @@ use crate::train::device;
 use runfolder::TrialStatus;
 use anyhow::Result;
 use clap::Args;
+use std::cell::OnceCell;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -107,11 +109,15 @@ pub fn run(args: RunArgs) -> Result<i32> {
             DeviceSpec::parse(device).map_err(|m| InputError::new(m).key("--device"))?;
             trials.iter_mut().for_each(|t| t.config.train.device = device.clone());
         }
+        let searched = !loaded.experiment.sweep.search.is_empty();
+        if searched && args.trial.is_some() {
+            return Err(InputError::new("a search's trials come from its suggestions, one after another: run the whole experiment").key("--trial").into());
+        }
         let selected = match &args.trial {
             Some(id) => trials.iter().filter(|t| t.id == *id).cloned().collect(),
             None => trials.clone(),
         };
-        if selected.is_empty() {
+        if selected.is_empty() && !searched {
             let id = args.trial.as_deref().unwrap_or_default();
             return Err(InputError::new(format!("has no trial {id} (`bertlab plan` lists its trials; was the file changed after the trial was submitted?)")).in_file(file).into());
         }
@@ -134,17 +140,29 @@ pub fn run(args: RunArgs) -> Result<i32> {
             metric: experiment.experiment.metric.clone(),
             maximize: experiment.experiment.goal.as_str() == "maximize",
         });
-        if early_stop.is_some() && submits {
-            return Err(plan.loaded.error_at("sweep.early_stop", "is not yet supported with --launcher slurm: run the sweep with the local launcher (--jobs N)").into());
+        for table in ["early_stop", "search"] {
+            let set = if table == "search" { !experiment.sweep.search.is_empty() } else { early_stop.is_some() };
+            if set && submits {
+                return Err(plan.loaded.error_at(&format!("sweep.{table}"), "is not yet supported with --launcher slurm: run the sweep with the local launcher (--jobs N)").into());
+            }
         }
         let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries, early_stop };
+        let plan = &*plan;
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
         if submits {
             worst = worst.max(submit_one(plan, &jobs, &args, &cache)?);
             continue;
         }
-        let tally = run_one(plan, &jobs, &options, task.is_some())?;
+        let tally = if plan.loaded.experiment.sweep.search.is_empty() {
+            run_one(plan, Trials::Listed(&jobs), &options, task.is_some())?
+        } else {
+            let expansion = sweep::Expansion::new(&plan.loaded)?;
+            let slots = searching::slots(&expansion);
+            let data = SharedData::default();
+            let bind = |trial: Trial| data.bind(plan, &cache, trial);
+            run_one(plan, Trials::Searched { expansion: &expansion, slots: &slots, bind: &bind }, &options, task.is_some())?
+        };
         worst = worst.max(i32::from(tally.failed > 0));
         if let Some(signal) = signals::requested() {
             eprintln!("stop  {}: {} trials interrupted, their checkpoints kept; the same command resumes them", signal.name(), tally.interrupted);
@@ -247,7 +265,7 @@ fn locate(loaded: &Loaded, error: InputError) -> InputError {
 
 /// The MLflow tracker, when tracking is configured: the parent run is named
 /// after the experiment and tagged with what produced it.
-fn tracker(plan: &Checked, jobs: &[Job]) -> Option<Tracker> {
+fn tracker(plan: &Checked, trials: u64) -> Option<Tracker> {
     let experiment = &plan.loaded.experiment;
     let settings = track::Settings::resolve(experiment.tracking.mlflow_uri.as_deref(), &experiment.experiment.name)?;
     let tag = |key: &str, value: String| KeyValue { key: key.into(), value };
@@ -255,7 +273,7 @@ fn tracker(plan: &Checked, jobs: &[Job]) -> Option<Tracker> {
         tag("bertlab.experiment", experiment.experiment.name.clone()),
         tag("bertlab.plugin", experiment.experiment.model.clone()),
         tag("bertlab.version", env!("CARGO_PKG_VERSION").into()),
-        tag("bertlab.trials", jobs.len().to_string()),
+        tag("bertlab.trials", trials.to_string()),
     ];
     if let Some(commit) = git_commit(&plan.loaded.path) {
         tags.push(tag("mlflow.source.git.commit", commit));
@@ -276,7 +294,7 @@ fn deliver_spool(run_dir: &std::path::Path) {
 }
 
 /// What the report needs to know about this execution (`run.toml`).
-fn run_info(plan: &Checked, jobs: &[Job]) -> reports::RunInfo {
+fn run_info(plan: &Checked, jobs: &[&Job]) -> reports::RunInfo {
     let experiment = &plan.loaded.experiment;
     let launch = toml::Value::try_from(&experiment.launch).ok();
     let mut devices: Vec<String> = jobs.iter().map(|job| device::name(job.device)).collect();
@@ -310,35 +328,73 @@ fn git_commit(file: &std::path::Path) -> Option<String> {
     out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Completes each trial with what only its dataset knows, and its device
-/// ([`bind`]).
+/// Completes each trial with what only its dataset knows, and its device.
 fn bind<'a>(plan: &Checked, prepared: &'a Prepared) -> Result<Vec<Job<'a>>> {
-    let mut jobs = Vec::new();
-    for (trial, &index) in plan.selected.iter().zip(&prepared.of_trial) {
-        let data = &prepared.datasets[index];
-        let mut trial = trial.clone();
-        let train_examples = match &data.examples {
-            Examples::Labeled(labeled) => {
-                trial.task = Some(labeled.task.clone());
-                Some(labeled.train.len())
-            }
-            Examples::Pretraining { .. } => None,
-        };
-        let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
-        let locate = |e| plan.loaded.locate(e);
-        bind::complete(&mut trial.config, &facts).map_err(locate)?;
-        let device = bind::device(&trial.config).map_err(locate)?;
-        jobs.push(Job { trial, data, device });
+    plan.selected.iter().zip(&prepared.of_trial).map(|(trial, &index)| bind_one(plan, &prepared.datasets[index], trial.clone())).collect()
+}
+
+/// One trial completed with what only its dataset knows, and its device
+/// ([`bind`]).
+fn bind_one<'a>(plan: &Checked, data: &'a Dataset, mut trial: Trial) -> Result<Job<'a>> {
+    let train_examples = match &data.examples {
+        Examples::Labeled(labeled) => {
+            trial.task = Some(labeled.task.clone());
+            Some(labeled.train.len())
+        }
+        Examples::Pretraining { .. } => None,
+    };
+    let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
+    let locate = |e| plan.loaded.locate(e);
+    bind::complete(&mut trial.config, &facts).map_err(locate)?;
+    let device = bind::device(&trial.config).map_err(locate)?;
+    Ok(Job { trial, data, device })
+}
+
+/// A search's one dataset, prepared for its first suggestion (the search
+/// keys leave `[data]` alone, so every suggestion shares it).
+#[derive(Default)]
+struct SharedData {
+    /// The data key ([`data_key`]) and its examples.
+    prepared: OnceCell<(String, Dataset)>,
+}
+
+impl SharedData {
+    fn bind<'a>(&'a self, plan: &Checked, cache: &Cache, trial: Trial) -> Result<Job<'a>> {
+        let key = data_key(&trial);
+        if self.prepared.get().is_none() {
+            let dataset = data::prepare(trial.config.task, &trial.config.data, cache).map_err(|e| locate(&plan.loaded, e))?;
+            eprintln!("data  {}", dataset.summary);
+            let _ = self.prepared.set((key.clone(), dataset));
+        }
+        let (shared, data) = self.prepared.get().expect("just prepared");
+        if *shared != key {
+            let message = format!("trial {} ({}) reads other data than the search's first: a search's trials share one corpus (does a search key change model.init?)", trial.id, trial.label());
+            return Err(plan.loaded.error_at("sweep.search", message).into());
+        }
+        bind_one(plan, data, trial)
     }
-    Ok(jobs)
+}
+
+/// The trials `run_one` trains: listed up front, or suggested by a search
+/// as it goes.
+enum Trials<'a> {
+    Listed(&'a [Job<'a>]),
+    Searched { expansion: &'a sweep::Expansion<'a>, slots: &'a Slots<'a>, bind: &'a dyn Fn(Trial) -> Result<Job<'a>> },
 }
 
 /// Trains `jobs` here. An array task (`task`) writes the report only when
 /// its trial was the sweep's last to settle: the report is the sweep's,
 /// and the tasks before it would each write it for nothing.
-fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options, task: bool) -> Result<Tally> {
+fn run_one<'a>(plan: &Checked, trials: Trials<'a>, options: &launch::Options, task: bool) -> Result<Tally> {
     let experiment = &plan.loaded.experiment.experiment;
     let store = Store::open(&plan.out)?;
+    let (listed, searcher, total): (Vec<&'a Job<'a>>, Option<Searcher<'a>>, u64) = match trials {
+        Trials::Listed(jobs) => (jobs.iter().collect(), None, jobs.len() as u64),
+        Trials::Searched { expansion, slots, bind } => {
+            let searcher = Searcher::new(expansion, slots, bind, &store.folder, options.fresh)?;
+            (searcher.jobs(), Some(searcher), expansion.len())
+        }
+    };
     let mut notes = Vec::new();
     if plan.dropped > 0 {
         notes.push(format!("{} dropped by constraints", plan.dropped));
@@ -347,16 +403,25 @@ fn run_one(plan: &Checked, jobs: &[Job], options: &launch::Options, task: bool) 
         notes.push(format!("{} repeats of the same configuration run once", plan.duplicates));
     }
     let dropped = if notes.is_empty() { String::new() } else { format!(" ({})", notes.join(", ")) };
-    eprintln!("run   {} ({}): {} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), jobs.len(), plan.out.display());
+    let up_to = if searcher.is_some() { "up to " } else { "" };
+    eprintln!("run   {} ({}): {up_to}{total} trials{dropped} -> {}", experiment.name, plan.loaded.path.display(), plan.out.display());
     deliver_spool(&plan.out);
-    let tracker = tracker(plan, jobs);
-    let progress = Progress::new(jobs.len() as u64);
+    let tracker = tracker(plan, total);
+    let progress = Progress::new(total);
     let sinks = Sinks { experiment: &experiment.name, display: &progress, tracker: tracker.as_ref() };
-    let tally = launch::run(jobs, &store, options, &sinks)?;
+    let tally = launch::run(&listed, searcher, &store, options, &sinks)?;
     progress.finish();
 
-    run_info(plan, jobs).write(&plan.out)?;
-    let sweep: HashSet<String> = plan.trials.iter().map(|trial| trial.id.clone()).collect();
+    // A search's sweep is the trials it suggested, in this run or before.
+    let (jobs, sweep): (Vec<&Job>, HashSet<String>) = match trials {
+        Trials::Listed(jobs) => (jobs.iter().collect(), plan.trials.iter().map(|trial| trial.id.clone()).collect()),
+        Trials::Searched { slots, .. } => {
+            let jobs: Vec<&Job> = slots.iter().filter_map(OnceCell::get).collect();
+            let ids = jobs.iter().map(|job| job.trial.id.clone()).collect();
+            (jobs, ids)
+        }
+    };
+    run_info(plan, &jobs).write(&plan.out)?;
     let settled = || sweep.iter().all(|id| matches!(store.status(id), Some(TrialStatus::Completed | TrialStatus::Failed)));
     let report = if !task || settled() { Some(reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&sweep))?) } else { None };
     if let Some(tracker) = tracker {
@@ -407,10 +472,10 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
     let experiment = &plan.loaded.experiment;
     let run_dir = std::path::absolute(&plan.out)?;
     Store::open(&run_dir)?;
-    run_info(plan, jobs).write(&run_dir)?;
+    run_info(plan, &jobs.iter().collect::<Vec<_>>()).write(&run_dir)?;
     eprintln!("run   {} ({}): {} trials -> {} through Slurm", experiment.experiment.name, plan.loaded.path.display(), plan.trials.len(), plan.out.display());
     // The parent run exists before any task logs under it.
-    if let Some(problem) = tracker(plan, jobs).and_then(Tracker::finish) {
+    if let Some(problem) = tracker(plan, jobs.len() as u64).and_then(Tracker::finish) {
         eprintln!("track MLflow did not answer ({problem}); each task tries again, and `bertlab sync` delivers what they could not");
     }
     let mut command = vec![std::env::current_exe()?.display().to_string(), "run".into(), std::path::absolute(&plan.loaded.path)?.display().to_string(), "--out".into(), run_dir.display().to_string()];

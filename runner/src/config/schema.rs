@@ -310,6 +310,9 @@ pub struct SweepSection {
     pub random: Map<String, Value>,
     /// Stopping hopeless trials early.
     pub early_stop: Option<super::early_stop::EarlyStop>,
+    /// `method`, `trials`, `startup`, `seed`, and dotted keys to
+    /// distributions: an adaptive search (`sweep::search`).
+    pub search: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -322,7 +325,7 @@ pub struct ConstraintsSection {
 impl SweepSection {
     /// Whether some axis sets `key`.
     pub fn sets(&self, key: &str) -> bool {
-        self.grid.contains_key(key) || self.zip.iter().any(|group| group.contains_key(key)) || self.random.contains_key(key)
+        self.grid.contains_key(key) || self.zip.iter().any(|group| group.contains_key(key)) || self.random.contains_key(key) || self.search.contains_key(key)
     }
 }
 

@@ -25,17 +25,17 @@
 //! written under a lock and replayed before each decision, so a killed and
 //! resumed run, or several processes on one folder, decide as one
 //! uninterrupted run would.
-use super::queue::Task;
+use super::queue::{Task, Unstarted};
+use super::search::Searcher;
 use super::session::{Job, Sinks};
 use crate::config::early_stop::{EarlyStop, Method};
 use crate::store::{self, Store};
-use anyhow::{Context, Result};
+use anyhow::Result;
+use runfolder::journal::Journal;
 use runfolder::names::{EARLY_STOP_LOCK, EARLY_STOP_LOG};
 use runfolder::{RunFolder, TrialStatus};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::io::Write;
-use std::path::PathBuf;
 
 /// What trials are judged by.
 #[derive(Debug, Clone)]
@@ -108,31 +108,29 @@ impl State {
 pub struct Scheduler<'a> {
     rules: Rules,
     folder: RunFolder,
-    log: PathBuf,
+    log: Journal,
     state: State,
     /// This sweep's unfinished trials, by id.
     jobs: HashMap<String, &'a Job<'a>>,
-    /// Trials never started, in their start order.
-    new: VecDeque<&'a Job<'a>>,
+    /// Trials never started, in their start order, then a search's.
+    new: Unstarted<'a>,
     /// Stretches to train before anything else: trials promoted (or found
     /// cut short between rungs) and not yet given out.
     ready: VecDeque<Task<'a>>,
     fresh: bool,
     /// Some trial of the sweep reached its end.
     finished_one: bool,
-    /// The log, as last replayed, ends in a line a kill cut short.
-    cut_short: bool,
 }
 
 impl<'a> Scheduler<'a> {
     /// The scheduler of the `pending` trials: those never started go in
     /// start order; those cut short between rungs, or promoted and not yet
     /// gone on, are ready; those waiting at a rung stay there.
-    pub fn new(rules: Rules, pending: Vec<&'a Job<'a>>, store: &Store, fresh: bool, finished_one: bool) -> Result<Scheduler<'a>> {
+    pub fn new(rules: Rules, pending: Vec<&'a Job<'a>>, search: Option<Box<Searcher<'a>>>, store: &Store, fresh: bool, finished_one: bool) -> Result<Scheduler<'a>> {
         let folder = store.folder.clone();
-        let log = folder.root.join(EARLY_STOP_LOG);
+        let log = Journal::new(&folder.root.join(EARLY_STOP_LOG), &folder.root.join(EARLY_STOP_LOCK));
         if fresh {
-            let _ = std::fs::remove_file(&log);
+            log.clear();
         }
         let mut scheduler = Scheduler {
             rules,
@@ -140,11 +138,10 @@ impl<'a> Scheduler<'a> {
             log,
             state: State::default(),
             jobs: HashMap::new(),
-            new: VecDeque::new(),
+            new: Unstarted { listed: VecDeque::new(), search: None },
             ready: VecDeque::new(),
             fresh,
             finished_one: finished_one && !fresh,
-            cut_short: false,
         };
         scheduler.replay()?;
         let mut never_started = Vec::new();
@@ -175,9 +172,12 @@ impl<'a> Scheduler<'a> {
             }
         }
         // Trial ids are hashes: their order is a fixed pseudo-random one,
-        // and the same for whichever trials are left.
-        never_started.sort_by(|a, b| a.trial.id.cmp(&b.trial.id));
-        scheduler.new = never_started.into();
+        // and the same for whichever trials are left. A search's go in the
+        // order it suggested them.
+        if search.is_none() {
+            never_started.sort_by(|a, b| a.trial.id.cmp(&b.trial.id));
+        }
+        scheduler.new = Unstarted { listed: never_started.into(), search };
         Ok(scheduler)
     }
 
@@ -208,7 +208,9 @@ impl<'a> Scheduler<'a> {
                 return Ok(Some(Task { job, until: self.after(job, rung), fresh: false }));
             }
         }
-        Ok(self.new.pop_front().map(|job| Task { job, until: self.after(job, 0), fresh: self.fresh }))
+        let Some(job) = self.new.next(sinks)? else { return Ok(None) };
+        self.jobs.insert(job.trial.id.clone(), job);
+        Ok(Some(Task { job, until: self.after(job, 0), fresh: self.fresh }))
     }
 
     /// ASHA at the end of a finite sweep: the best trial waiting at the
@@ -353,34 +355,21 @@ impl<'a> Scheduler<'a> {
     }
 
     fn lock(&self) -> Result<runfolder::claim::Claim> {
-        runfolder::claim::wait_for(&self.folder.root.join(EARLY_STOP_LOCK)).context("locking early stopping's log")
+        self.log.lock()
     }
 
     fn replay(&mut self) -> Result<()> {
-        let text = match std::fs::read_to_string(&self.log) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", self.log.display())),
-        };
-        self.cut_short = !text.is_empty() && !text.ends_with('\n');
         let mut state = State::default();
-        // A line cut short by a kill is the one being written: not yet a decision.
-        for entry in text.lines().filter_map(|l| serde_json::from_str::<Entry>(l).ok()) {
+        for entry in self.log.read::<Entry>()? {
             state.apply(&entry);
         }
         self.state = state;
         Ok(())
     }
 
-    /// Appends under the lock, after a replay (which says whether the log
-    /// ends in a cut-short line).
+    /// Appends under the lock, after a replay.
     fn append(&mut self, entry: &Entry) -> Result<()> {
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).with_context(|| format!("opening {}", self.log.display()))?;
-        // A line a kill cut short stays a line of its own (replay skips it),
-        // rather than swallowing the start of this one.
-        let line = if self.cut_short { "\n" } else { "" }.to_string() + &serde_json::to_string(entry)? + "\n";
-        self.cut_short = false;
-        file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).with_context(|| format!("writing {}", self.log.display()))?;
+        self.log.append(entry)?;
         self.state.apply(entry);
         Ok(())
     }

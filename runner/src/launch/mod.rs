@@ -6,11 +6,12 @@
 //! cluster, [`slurm`] submits them as job arrays whose tasks each run one
 //! trial through the same session. What to train next comes from
 //! [`queue`]: every trial once, or stretches between early stopping's
-//! rungs ([`early_stop`]).
+//! rungs ([`early_stop`]); a [`search`] adds trials as it suggests them.
 pub mod early_stop;
 pub mod local;
 pub mod protocol;
 pub mod queue;
+pub mod search;
 pub mod session;
 pub mod slurm;
 pub mod workers;
@@ -32,12 +33,12 @@ pub struct Options {
     pub early_stop: Option<early_stop::Rules>,
 }
 
-/// Runs `jobs` as `options` say.
-pub fn run(jobs: &[Job], store: &Store, options: &Options, sinks: &Sinks) -> Result<Tally> {
+/// Runs `jobs`, then the `search`'s new suggestions, as `options` say.
+pub fn run<'a>(jobs: &[&'a Job<'a>], search: Option<search::Searcher<'a>>, store: &Store, options: &Options, sinks: &Sinks) -> Result<Tally> {
     let fresh = options.fresh;
     let mut tally = Tally::default();
     let mut pending = Vec::new();
-    for job in jobs {
+    for &job in jobs {
         let trial = &job.trial;
         if !fresh && store.status(&trial.id) == Some(TrialStatus::Completed) {
             sinks.display.line(&format!("skip  {} {} (completed in an earlier run)", trial.id, trial.label()));
@@ -47,7 +48,7 @@ pub fn run(jobs: &[Job], store: &Store, options: &Options, sinks: &Sinks) -> Res
             pending.push(job);
         }
     }
-    let mut queue = queue::Queue::new(pending, store, fresh, options.early_stop.as_ref(), tally.skipped > 0)?;
+    let mut queue = queue::Queue::new(pending, search, store, fresh, options.early_stop.as_ref(), tally.skipped > 0)?;
     if options.parallel <= 1 {
         local::run(&mut queue, store, sinks, &mut tally)?;
     } else {

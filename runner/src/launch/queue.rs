@@ -1,9 +1,11 @@
 //! What a sweep trains next. Without early stopping: each pending trial
-//! once, to its end, in plan order. With `[sweep.early_stop]`: the
-//! trials in stretches from rung to rung, as [`early_stop`] decides, so
-//! the launchers ([`super::local`], [`super::workers`]) only ever ask for
-//! the next task and say how each ended.
+//! once, to its end, in plan order, then (`[sweep.search]`) each new
+//! suggestion. With `[sweep.early_stop]`: the trials in stretches from
+//! rung to rung, as [`early_stop`] decides, so the launchers
+//! ([`super::local`], [`super::workers`]) only ever ask for the next task
+//! and say how each ended.
 use super::early_stop::{Rules, Scheduler};
+use super::search::Searcher;
 use super::session::{Job, Sinks};
 use crate::store::Store;
 use crate::train::{Outcome, Stopped};
@@ -20,18 +22,41 @@ pub struct Task<'a> {
 }
 
 pub enum Queue<'a> {
-    Plain { jobs: std::vec::IntoIter<&'a Job<'a>>, fresh: bool },
+    Plain { new: Unstarted<'a>, fresh: bool },
     EarlyStop(Box<Scheduler<'a>>),
 }
 
+/// Trials not started yet: those listed, then a search's suggestions.
+pub struct Unstarted<'a> {
+    pub listed: std::collections::VecDeque<&'a Job<'a>>,
+    pub search: Option<Box<Searcher<'a>>>,
+}
+
+impl<'a> Unstarted<'a> {
+    pub fn next(&mut self, sinks: &Sinks) -> Result<Option<&'a Job<'a>>> {
+        match (self.listed.pop_front(), &mut self.search) {
+            (Some(job), _) => Ok(Some(job)),
+            (None, Some(search)) => search.next(sinks),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Nothing is left to start, nor to suggest.
+    pub fn is_empty(&self) -> bool {
+        self.listed.is_empty() && self.search.as_ref().is_none_or(|s| s.is_done())
+    }
+}
+
 impl<'a> Queue<'a> {
-    /// The queue of `pending` trials (those not completed), judged by
-    /// `rules` when the experiment stops trials early.
-    /// `completed_before`: some trial of the sweep was completed already.
-    pub fn new(pending: Vec<&'a Job<'a>>, store: &Store, fresh: bool, rules: Option<&Rules>, completed_before: bool) -> Result<Queue<'a>> {
+    /// The queue of `pending` trials (those not completed), then of the
+    /// `search`'s new suggestions; judged by `rules` when the experiment
+    /// stops trials early. `completed_before`: some trial of the sweep was
+    /// completed already.
+    pub fn new(pending: Vec<&'a Job<'a>>, search: Option<Searcher<'a>>, store: &Store, fresh: bool, rules: Option<&Rules>, completed_before: bool) -> Result<Queue<'a>> {
+        let search = search.map(Box::new);
         match rules {
-            Some(rules) => Ok(Queue::EarlyStop(Box::new(Scheduler::new(rules.clone(), pending, store, fresh, completed_before)?))),
-            None => Ok(Queue::Plain { jobs: pending.into_iter(), fresh }),
+            Some(rules) => Ok(Queue::EarlyStop(Box::new(Scheduler::new(rules.clone(), pending, search, store, fresh, completed_before)?))),
+            None => Ok(Queue::Plain { new: Unstarted { listed: pending.into(), search }, fresh }),
         }
     }
 
@@ -40,7 +65,7 @@ impl<'a> Queue<'a> {
     /// rung before it has more to give).
     pub fn next(&mut self, sinks: &Sinks, idle: bool) -> Result<Option<Task<'a>>> {
         match self {
-            Queue::Plain { jobs, fresh } => Ok(jobs.next().map(|job| Task { job, until: None, fresh: *fresh })),
+            Queue::Plain { new, fresh } => Ok(new.next(sinks)?.map(|job| Task { job, until: None, fresh: *fresh })),
             Queue::EarlyStop(scheduler) => scheduler.next(sinks, idle),
         }
     }

@@ -27,9 +27,10 @@ use tch::Device;
 /// the worker closed its output.
 type Message = (usize, Option<Event>);
 
-struct Running<'a> {
-    task: Task<'a>,
-    session: Session<'a>,
+/// `'q`: what the queue hands out; `'s`: the sinks a session records to.
+struct Running<'q, 's> {
+    task: Task<'q>,
+    session: Session<'s>,
     child: Child,
     device: Device,
     ending: Option<Result<crate::train::Outcome>>,
@@ -37,7 +38,7 @@ struct Running<'a> {
 
 use runfolder::names::WORKER_LOG;
 
-pub fn run<'a>(queue: &mut Queue<'a>, slots: usize, retries: u32, store: &Store, sinks: &Sinks<'a>, tally: &mut Tally) -> Result<()> {
+pub fn run<'q: 's, 's>(queue: &mut Queue<'q>, slots: usize, retries: u32, store: &Store, sinks: &Sinks<'s>, tally: &mut Tally) -> Result<()> {
     let mut running: HashMap<usize, Running> = HashMap::new();
     let result = schedule(queue, slots, retries, store, sinks, tally, &mut running);
     // Stopped early (the store failed): no worker may train on unwatched.
@@ -51,14 +52,14 @@ pub fn run<'a>(queue: &mut Queue<'a>, slots: usize, retries: u32, store: &Store,
 /// How often the scheduler looks for a stop request while it waits.
 const WATCH_EVERY: Duration = Duration::from_millis(200);
 
-fn schedule<'a>(
-    queue: &mut Queue<'a>,
+fn schedule<'q: 's, 's>(
+    queue: &mut Queue<'q>,
     slots: usize,
     retries: u32,
     store: &Store,
-    sinks: &Sinks<'a>,
+    sinks: &Sinks<'s>,
     tally: &mut Tally,
-    running: &mut HashMap<usize, Running<'a>>,
+    running: &mut HashMap<usize, Running<'q, 's>>,
 ) -> Result<()> {
     let threads = (tch::get_num_threads() / slots as i32).max(1);
     let gpus = tch::Cuda::device_count().max(1) as usize;

@@ -5,6 +5,7 @@ use super::axes::Space;
 use super::constraints::Constraints;
 use super::derive::Derivations;
 use super::keys::{Keys, SECTIONS};
+use super::search::Search;
 use crate::config::{DataSection, Loaded, TrainSection};
 use crate::error::InputError;
 use crate::model_dir::{self, ModelDir};
@@ -28,6 +29,8 @@ pub struct Expansion<'a> {
     /// The sections with their defaults, before any sweep value.
     base: Value,
     space: Space,
+    /// `[sweep.search]`: the points come from its suggestions instead.
+    search: Option<Search>,
     derivations: Derivations,
     constraints: Constraints,
     fixed: Fixed,
@@ -90,14 +93,20 @@ impl<'a> Expansion<'a> {
         let base = serde_json::to_value(&loaded.experiment).expect("experiment serialises");
         let keys = Keys::new(plugin, &base);
         let space = Space::build(loaded, &|key| keys.check(key))?;
-        let swept: Vec<&str> = space.keys().collect();
+        let search = search(loaded, &space, &keys)?;
+        let swept: Vec<&str> = space.keys().chain(search.iter().flat_map(Search::keys)).collect();
         let derivations = Derivations::build(loaded, &keys, &swept)?;
         let constraints = Constraints::build(loaded, &keys)?;
         let set: Vec<String> = swept.iter().copied().chain(derivations.keys()).map(String::from).collect();
         check_report_keys(loaded, &keys, &set)?;
         let touched = |section: &str| set.iter().any(|k| k.split_once('.').map(|(s, _)| s) == Some(section));
         let (model_touched, data_touched, train_touched) = (touched("model"), touched("data"), touched("train"));
-        let mut expansion = Expansion { loaded, plugin, base, space, derivations, constraints, fixed: Fixed::default() };
+        if search.is_some() && data_touched {
+            let key = set.iter().find(|k| k.starts_with("data.")).expect("touched");
+            let message = format!("`{key}` is a [data] key: a search's trials share one prepared corpus, so it searches model.* and train.* keys only");
+            return Err(loaded.error_at("sweep.search", message));
+        }
+        let mut expansion = Expansion { loaded, plugin, base, space, search, derivations, constraints, fixed: Fixed::default() };
         let none = Point::new();
         let fixed = Fixed {
             model: (!model_touched).then(|| expansion.model(expansion.base["model"].clone(), &none, &none)).transpose()?,
@@ -120,13 +129,35 @@ impl<'a> Expansion<'a> {
         &self.space
     }
 
+    /// The keys each point sets: the axes', or the search's.
+    pub fn swept_keys(&self) -> impl Iterator<Item = &str> {
+        self.space.keys().chain(self.search.iter().flat_map(Search::keys))
+    }
+
+    pub fn search(&self) -> Option<&Search> {
+        self.search.as_ref()
+    }
+
+    /// `[data]` when no sweep value touches it (always, for a search).
+    pub fn fixed_data(&self) -> Option<&DataSection> {
+        self.fixed.data.as_ref()
+    }
+
+    /// A search's suggestion once per seed (or dropped by a constraint).
+    pub fn suggestion(&self, point: Point) -> Result<Vec<Planned>, InputError> {
+        let resolved = self.resolve(&point)?;
+        Ok(self.seeded(resolved, point))
+    }
+
     pub fn seeds(&self) -> &[u64] {
         &self.loaded.experiment.experiment.seeds
     }
 
-    /// Points times seeds, before constraints drop any.
+    /// Points times seeds, before constraints drop any (a search's:
+    /// its suggestions times seeds).
     pub fn len(&self) -> u64 {
-        self.space.len().saturating_mul(self.seeds().len() as u64)
+        let points = self.search.as_ref().map_or(self.space.len(), |s| s.trials);
+        points.saturating_mul(self.seeds().len() as u64)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -330,8 +361,26 @@ impl<'a> Expansion<'a> {
         if let Some(group) = sweep.zip.iter().position(|z| z.contains_key(key)) {
             return self.loaded.entry_error(&["sweep", "zip", &group.to_string()], key, message);
         }
+        if sweep.search.contains_key(key) {
+            return self.loaded.entry_error(&["sweep", "search"], key, message);
+        }
         self.loaded.entry_error(&["sweep", "random"], key, message)
     }
+}
+
+/// `[sweep.search]`, checked; a search makes every point, so it takes no
+/// other axis.
+fn search(loaded: &Loaded, space: &Space, keys: &Keys) -> Result<Option<Search>, InputError> {
+    let table = ["sweep", "search"];
+    let search = Search::parse(&loaded.experiment.sweep.search, |key| keys.check(key)).map_err(|e| match e.key {
+        Some(key) => loaded.entry_error(&table, &key, e.message),
+        None => loaded.error_at("sweep.search", e.message),
+    })?;
+    if let (Some(_), Some(key)) = (&search, space.keys().next()) {
+        let message = format!("a search suggests every swept value, so `{key}` cannot be on another axis too: give it to [sweep.search] (a list as {{ choice = [...] }})");
+        return Err(loaded.error_at("sweep.search", message));
+    }
+    Ok(search)
 }
 
 /// Knobs a model started from a folder may change: they do not touch the
@@ -347,9 +396,10 @@ fn in_trial(point: &Point) -> String {
     format!(" (in the trial with {})", swept.join(", "))
 }
 
-/// The trials `run` trains, how many the constraints dropped, and how many
-/// repeated an earlier trial exactly (a `choice` drawing the same value
-/// twice) and so run once.
+/// The trials `run` trains (none for a search: it suggests them as it
+/// goes), how many the constraints dropped, and how many repeated an
+/// earlier trial exactly (a `choice` drawing the same value twice) and so
+/// run once.
 pub struct Expanded {
     pub trials: Vec<Trial>,
     pub dropped: usize,
@@ -362,6 +412,10 @@ pub struct Expanded {
 pub fn expand(loaded: &Loaded) -> Result<Expanded, InputError> {
     let expansion = Expansion::new(loaded)?;
     let mut expanded = Expanded { trials: Vec::new(), dropped: 0, duplicates: 0 };
+    if expansion.search().is_some() {
+        // Its trials come from its suggestions, as it runs.
+        return Ok(expanded);
+    }
     let mut seen = std::collections::HashSet::new();
     for planned in expansion.iter() {
         match planned? {

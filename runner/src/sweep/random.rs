@@ -73,6 +73,17 @@ impl Distribution {
         }
     }
 
+    /// `log_uniform [1e-05, 0.01]`, as written in the file.
+    pub fn describe(&self) -> String {
+        match self {
+            Distribution::Uniform { low, high } => format!("uniform [{low}, {high}]"),
+            Distribution::LogUniform { low, high } => format!("log_uniform [{low}, {high}]"),
+            Distribution::IntUniform { low, high } => format!("int_uniform [{low}, {high}]"),
+            Distribution::Choice(options) => format!("choice {}", Value::Array(options.clone())),
+            Distribution::Normal { mean, std, min, max } => format!("normal [{mean}, {std}] in [{min}, {max}]"),
+        }
+    }
+
     fn draw(&self, rng: &mut ChaCha8Rng) -> Result<Value, String> {
         Ok(match self {
             Distribution::Uniform { low, high } => Value::from(low + (high - low) * rng.random::<f64>()),
@@ -176,8 +187,8 @@ impl RandomAxis {
         RandomAxis { samples, draws }
     }
 
-    pub fn distributions(&self) -> impl Iterator<Item = &Distribution> {
-        self.draws.iter().map(|(_, d, _)| d)
+    pub fn distributions(&self) -> impl Iterator<Item = (&str, &Distribution)> {
+        self.draws.iter().map(|(k, d, _)| (k.as_str(), d))
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &str> {

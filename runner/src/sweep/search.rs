@@ -56,7 +56,7 @@ impl Search {
         let startup = count("startup", 1, Some(DEFAULT_STARTUP))?;
         let (seed, draws) = RandomAxis::draws(table, &SETTINGS, check_key)?;
         let random = RandomAxis::new(trials, draws);
-        let distributions: Vec<Distribution> = random.distributions().cloned().collect();
+        let distributions: Vec<Distribution> = random.distributions().map(|(_, d)| d.clone()).collect();
         Ok(Some(Search { trials, startup, seed, random, space: tpe::Space::new(&distributions) }))
     }
 
@@ -84,9 +84,10 @@ impl Search {
         self.keys().map(|k| point.iter().find(|(key, _)| key == k).map_or(Value::Null, |(_, v)| v.clone())).collect()
     }
 
-    /// `tpe over train.lr, model.dropout: 40 trials, the first 10 random (seed 0)`.
+    /// `tpe over train.lr log_uniform [1e-05, 0.01], model.layers choice
+    /// [2,4,6]: 40 suggestions, the first 10 random (seed 0)`.
     pub fn describe(&self) -> String {
-        let keys: Vec<&str> = self.keys().collect();
-        format!("tpe over {}: {} trials, the first {} random (seed {})", keys.join(", "), self.trials, self.startup.min(self.trials), self.seed)
+        let keys: Vec<String> = self.random.distributions().map(|(k, d)| format!("{k} {}", d.describe())).collect();
+        format!("tpe over {}: {} suggestions, the first {} random (seed {})", keys.join(", "), self.trials, self.startup.min(self.trials), self.seed)
     }
 }
