@@ -94,8 +94,18 @@ pub struct Lines {
     pub y: String,
     pub lines: Vec<Line>,
     pub legend: Vec<(String, RGBColor)>,
-    /// Connect the points (curves) or only mark them (scatter).
-    pub connect: bool,
+    pub marks: Marks,
+}
+
+/// How a line's points are drawn.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Marks {
+    /// Connected (curves).
+    Line,
+    /// Marked only (scatter).
+    Points,
+    /// Connected and marked (a trial's values at its rungs, one point or several).
+    Both,
 }
 
 fn padded(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
@@ -129,9 +139,10 @@ pub fn lines(spec: &Lines) -> Result<String> {
             .map_err(failed)?;
         for line in &spec.lines {
             let points: Vec<(f64, f64)> = line.points.iter().copied().filter(usable).map(|(x, y)| (x_of(x), y)).collect();
-            if spec.connect {
-                chart.draw_series(LineSeries::new(points, line.color.mix(0.85).stroke_width(2))).map_err(failed)?;
-            } else {
+            if spec.marks != Marks::Points {
+                chart.draw_series(LineSeries::new(points.clone(), line.color.mix(0.85).stroke_width(2))).map_err(failed)?;
+            }
+            if spec.marks != Marks::Line {
                 chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, line.color.filled()))).map_err(failed)?;
             }
         }
@@ -287,7 +298,7 @@ mod tests {
             y: "eval/loss".into(),
             lines: vec![Line { color: color(0, 2), points: vec![(0.0, 9.0), (10.0, 7.5), (20.0, 6.0)] }],
             legend: vec![("layers=2".into(), color(0, 2))],
-            connect: true,
+            marks: Marks::Line,
         };
         let svg = lines(&spec).unwrap();
         assert!(svg.starts_with("<svg class=\"chart\""), "{}", &svg[..80]);

@@ -2,7 +2,7 @@
 //! configuration table, failed trials, charts, baselines and provenance.
 //! [`crate::html`] and [`crate::markdown`] lay the same content out.
 use runfolder::names::column;
-use crate::charts::{self, Axis, Categories, Heatmap, Line, Lines};
+use crate::charts::{self, Axis, Categories, Heatmap, Line, Lines, Marks};
 use crate::configs::{Configuration, Configurations, Level};
 use crate::curves::{self, Curve};
 use crate::format;
@@ -93,6 +93,7 @@ pub fn build(runs: &Runs) -> Result<Content> {
     sections.push(heatmap_section(&configs, first.and_then(|i| i.report.heatmap.clone()))?);
     sections.push(marginal_section(&configs)?);
     sections.push(scaling_section(&configs, &palette)?);
+    sections.extend(crate::spending::section(runs, &metric, maximize)?);
 
     let baselines: Vec<Baseline> = runs.infos.iter().flatten().flat_map(|i| i.baseline.clone()).collect();
     let selection = crate::selection::table(&configs, &baselines, runs);
@@ -267,7 +268,7 @@ fn curve_section(configs: &Configurations, curves: &BTreeMap<String, Vec<Curve>>
             return Ok(());
         }
         let title = format!("{key} against {x}");
-        let spec = Lines { title: title.clone(), x: Axis { label: unit.to_string(), log: false }, y: key.to_string(), lines, legend: palette.legend(), connect: true };
+        let spec = Lines { title: title.clone(), x: Axis { label: unit.to_string(), log: false }, y: key.to_string(), lines, legend: palette.legend(), marks: Marks::Line };
         section.charts.push(Chart { name: format!("{}-by-{}", key.replace('/', "-"), x.replace(' ', "-")), title, svg: charts::lines(&spec)? });
         Ok(())
     };
@@ -399,7 +400,7 @@ fn scaling_section(configs: &Configurations, palette: &Palette) -> Result<Sectio
             return Ok(());
         }
         let title = format!("{} against {what}", configs.metric);
-        let spec = Lines { title: title.clone(), x: Axis { label: format!("{unit} (log scale)"), log: true }, y: configs.metric.clone(), lines, legend: palette.legend(), connect: false };
+        let spec = Lines { title: title.clone(), x: Axis { label: format!("{unit} (log scale)"), log: true }, y: configs.metric.clone(), lines, legend: palette.legend(), marks: Marks::Points };
         section.charts.push(Chart { name: format!("scaling-{}", what.replace(' ', "-")), title, svg: charts::lines(&spec)? });
         Ok(())
     };

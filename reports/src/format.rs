@@ -10,7 +10,11 @@ pub fn level(v: f64) -> String {
         let text = format!("{v:.6}");
         text.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{v:e}")
+        // Six significant digits at most: a drawn value (`[sweep.random]`,
+        // a search) is not shown to seventeen.
+        let text = format!("{v:.5e}");
+        let (mantissa, exponent) = text.split_once('e').expect("an exponent");
+        format!("{}e{exponent}", mantissa.trim_end_matches('0').trim_end_matches('.'))
     }
 }
 

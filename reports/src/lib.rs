@@ -2,7 +2,8 @@
 //! much and how surely across seeds, the learning curves, a heatmap over
 //! two swept keys, each key's marginal effect, scaling with parameters and
 //! FLOPs, published baselines alongside, fine-tuning's model selection
-//! ([`selection`]), and where the numbers came from.
+//! ([`selection`]), what early stopping and a search spent ([`spending`]),
+//! and where the numbers came from.
 //!
 //! [`tables`] reads the Parquet tables with polars, [`configs`] groups
 //! trials into configurations, [`curves`] averages their series,
@@ -17,6 +18,7 @@ pub mod html;
 pub mod markdown;
 pub mod run_info;
 pub mod selection;
+pub mod spending;
 pub mod tables;
 
 use anyhow::{Context, Result};

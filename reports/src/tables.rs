@@ -30,6 +30,8 @@ pub struct Runs {
     pub metrics: DataFrame,
     /// Trial id to the position of its run folder in `dirs`.
     run_of: HashMap<String, usize>,
+    /// Trial id to the steps it trained and the steps it was to train.
+    pub steps: HashMap<String, (i64, i64)>,
 }
 
 impl Runs {
@@ -84,7 +86,8 @@ pub fn load(dirs: &[PathBuf]) -> Result<Runs> {
     for (i, states) in folders.iter().enumerate() {
         metrics.vstack_mut_owned(curves_frame(states, i)?)?;
     }
-    Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics, run_of })
+    let steps = folders.iter().flatten().map(|s| (s.record.trial_id.clone(), (s.record.step, s.record.steps))).collect();
+    Ok(Runs { dirs: dirs.to_vec(), infos, trials, metrics, run_of, steps })
 }
 
 /// The rows of one run's trials, with the run's position as [`RUN`].

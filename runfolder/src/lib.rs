@@ -14,7 +14,7 @@
 //!                  batch-*.parquet  small parts merged ([`compaction`])
 //!   metrics.parquet/...            the metrics table, likewise
 //!   .tables-lock/             orders changes to the parts
-//!   early-stop.jsonl, search.jsonl  decisions, in order ([`journal`])
+//!   early-stop.jsonl, search.jsonl  decisions, in order ([`decisions`])
 //! ```
 //!
 //! Many processes, on one machine or several sharing the folder, can run
@@ -29,6 +29,7 @@ pub mod checkpoints;
 pub mod claim;
 pub mod compaction;
 pub mod curves;
+pub mod decisions;
 pub mod journal;
 pub mod migrate;
 pub mod names;

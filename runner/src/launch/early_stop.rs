@@ -31,10 +31,9 @@ use super::session::{Job, Sinks};
 use crate::config::early_stop::{EarlyStop, Method};
 use crate::store::{self, Store};
 use anyhow::Result;
+use runfolder::decisions::{self, EarlyStopEntry as Entry};
 use runfolder::journal::Journal;
-use runfolder::names::{EARLY_STOP_LOCK, EARLY_STOP_LOG};
 use runfolder::{RunFolder, TrialStatus};
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// What trials are judged by.
@@ -44,26 +43,6 @@ pub struct Rules {
     /// The experiment's metric (an evaluated one) and its goal.
     pub metric: String,
     pub maximize: bool,
-}
-
-/// One line of `early-stop.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Entry {
-    /// The trial reached the rung with this value (`None`: not a number).
-    Reached { trial: String, rung: i64, value: Option<f64> },
-    /// It goes on from the rung: among the best there, or (`finishing`)
-    /// the best left at the highest rung while no trial reached its end.
-    Promoted {
-        trial: String,
-        rung: i64,
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-        finishing: bool,
-    },
-    /// ASHA left it waiting there (pruned, until promoted).
-    Waits { trial: String, rung: i64 },
-    /// The median rule stopped it there for good.
-    Stopped { trial: String, rung: i64 },
 }
 
 /// The decisions so far, as the log replays them.
@@ -128,7 +107,7 @@ impl<'a> Scheduler<'a> {
     /// gone on, are ready; those waiting at a rung stay there.
     pub fn new(rules: Rules, pending: Vec<&'a Job<'a>>, search: Option<Box<Searcher<'a>>>, store: &Store, fresh: bool, finished_one: bool) -> Result<Scheduler<'a>> {
         let folder = store.folder.clone();
-        let log = Journal::new(&folder.root.join(EARLY_STOP_LOG), &folder.root.join(EARLY_STOP_LOCK));
+        let log = decisions::early_stop_log(&folder.root);
         if fresh {
             log.clear();
         }

@@ -17,25 +17,16 @@ use crate::sweep::tpe::{Observed, Outcome};
 use crate::sweep::{Expansion, Planned};
 use crate::trial::Trial;
 use anyhow::{bail, Result};
+use runfolder::decisions::{self, Suggestion};
 use runfolder::journal::Journal;
-use runfolder::names::{SEARCH_LOCK, SEARCH_LOG};
+use runfolder::names::SEARCH_LOG;
 use runfolder::{RunFolder, TrialStatus};
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use std::cell::OnceCell;
 use std::collections::VecDeque;
 
 /// Draws in a row the constraints may drop, or that repeat an earlier
 /// suggestion, before the search ends early: the space has no room left.
 const REDRAWS: u64 = 1000;
-
-/// One line of `search.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Suggestion {
-    draw: u64,
-    point: Map<String, Value>,
-    trials: Vec<String>,
-}
 
 /// A suggestion's trials as jobs: made once, as the suggestion is made or
 /// read back, and kept for the life of the run (the queue hands out
@@ -50,7 +41,7 @@ pub fn slots<'a>(expansion: &Expansion) -> Vec<OnceCell<Job<'a>>> {
 /// The points suggested so far in the run folder `root`, in order (for
 /// `plan`).
 pub fn suggested(root: &std::path::Path, search: &Search) -> Result<Vec<Point>> {
-    let mut log = Journal::new(&root.join(SEARCH_LOG), &root.join(SEARCH_LOCK));
+    let mut log = decisions::search_log(root);
     let entries: Vec<Suggestion> = log.read()?;
     Ok(entries.iter().map(|s| point_of(search, s)).collect())
 }
@@ -90,7 +81,7 @@ impl<'a> Searcher<'a> {
     ) -> Result<Searcher<'a>> {
         let search = expansion.search().expect("an experiment with [sweep.search]");
         let experiment = &expansion.loaded().experiment.experiment;
-        let log = Journal::new(&folder.root.join(SEARCH_LOG), &folder.root.join(SEARCH_LOCK));
+        let log = decisions::search_log(&folder.root);
         if fresh {
             log.clear();
         }
