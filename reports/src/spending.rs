@@ -1,8 +1,8 @@
 //! Where early stopping and a search spent the sweep's steps: the steps
 //! trained against every trial to its end ("31% of the steps of the full
 //! grid"), the rung chart (each trial's metric at the rungs it reached,
-//! joined where it was promoted), and a search's best so far against the
-//! suggestions made. Read from the run folders' decision logs
+//! joined where it was promoted), and a search's best so far against its
+//! trials. Read from the run folders' decision logs
 //! ([`runfolder::decisions`]); no section for a sweep that had neither.
 use crate::charts::{self, Axis, Line, Lines, Marks};
 use crate::configs::COMPLETED;
@@ -97,18 +97,18 @@ fn rung_chart(reached: &[(String, i64, Option<f64>)], finals: &HashMap<String, f
     Ok(Chart { name: format!("{}-by-rung", metric.replace('/', "-")), title, svg: charts::lines(&spec)? })
 }
 
-/// The best value after each suggestion, counting a suggestion once all
-/// its trials (one per seed) reached their end, at their mean.
+/// The best value after each trial, in the order the search suggested
+/// them (a suggestion's seeds one after another), counting the trials that
+/// reached their end.
 fn best_so_far(suggestions: &[Suggestion], finals: &HashMap<String, f64>, metric: &str, maximize: bool) -> Result<(Chart, String)> {
     let better = |a: f64, b: f64| if maximize { a > b } else { a < b };
     let mut best: Option<(f64, usize)> = None;
     let mut points = Vec::new();
-    for (i, suggestion) in suggestions.iter().enumerate() {
-        let values: Option<Vec<f64>> = suggestion.trials.iter().map(|t| finals.get(t).copied()).collect();
-        if let Some(values) = values.filter(|v| !v.is_empty()) {
-            let mean = values.iter().sum::<f64>() / values.len() as f64;
-            if best.is_none_or(|(b, _)| better(mean, b)) {
-                best = Some((mean, i + 1));
+    let trials: Vec<&String> = suggestions.iter().flat_map(|s| &s.trials).collect();
+    for (i, trial) in trials.iter().enumerate() {
+        if let Some(&value) = finals.get(*trial) {
+            if best.is_none_or(|(b, _)| better(value, b)) {
+                best = Some((value, i + 1));
             }
         }
         if let Some((b, _)) = best {
@@ -117,16 +117,17 @@ fn best_so_far(suggestions: &[Suggestion], finals: &HashMap<String, f64>, metric
     }
     let note = match best {
         Some((value, at)) => format!(
-            "After {} suggestions the best {metric} is {} (suggestion {at}); a suggestion counts once its trials reached their end.",
+            "After {} trials ({} suggestions) the best {metric} is {} (trial {at} in the order suggested); the curve counts the trials that reached their end.",
+            trials.len(),
             suggestions.len(),
             format::result(metric, value)
         ),
-        None => format!("None of the {} suggestions has reached its end yet.", suggestions.len()),
+        None => format!("None of the {} suggestions' trials has reached its end yet.", suggestions.len()),
     };
     let title = format!("best {metric} so far");
     let spec = Lines {
         title: title.clone(),
-        x: Axis { label: "suggestions".into(), log: false },
+        x: Axis { label: "trials, in the order suggested".into(), log: false },
         y: metric.to_string(),
         lines: vec![Line { color: charts::color(0, 1), points }],
         legend: Vec::new(),

@@ -157,3 +157,26 @@ fn early_stopping_keys_are_checked_with_their_line() {
     let error = rejected(dir.path(), &format!("[experiment]\nmetric = \"train/loss\"\n{}\n[sweep.early_stop]\nmethod = \"median\"\nmin_steps = 10\n", base.replace("[experiment]\n", "")), &[]);
     assert!(error.contains("bad.toml:2") && error.contains("experiment.metric") && error.contains("evaluated"), "{error}");
 }
+
+#[test]
+fn search_keys_are_checked_up_front_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny("corpus = [\"experiments/data/*.txt\"]", "hidden = 32\nheads = 2");
+    let search = |body: &str| format!("{base}\n[sweep.search]\nmethod = \"tpe\"\n{body}\n");
+    let lr = "\"train.lr\" = { log_uniform = [1e-5, 1e-2] }";
+    let cases = [
+        (search("trials = 4\n\"model.heads\" = { choice = [2, 3] }"), vec!["bad.toml:20", "sweep.search.\"model.heads\"", "value 3", "divisible"]),
+        (search(&format!("trials = 4\n{lr}\n\n[sweep.grid]\n\"model.layers\" = [1, 2]")), vec!["sweep.search", "`model.layers` cannot be on another axis"]),
+        (search("trials = 4\n\"data.seq_len\" = { choice = [16, 32] }"), vec!["sweep.search", "[data] key"]),
+        (search(&format!("trials = 0\n{lr}")), vec!["bad.toml:19", "sweep.search.trials", ">= 1"]),
+        (search(lr).replace("method = \"tpe\"", "method = \"bayes\"\ntrials = 4"), vec!["sweep.search.method", "bayes", "\"tpe\""]),
+    ];
+    for (text, says) in cases {
+        let error = rejected(dir.path(), &text, &[]);
+        assert!(says.iter().all(|s| error.contains(s)), "{says:?}: {error}");
+    }
+    let error = rejected(dir.path(), &search(&format!("trials = 4\n{lr}")), &["--trial", "abc"]);
+    assert!(error.contains("--trial") && error.contains("suggestions"), "{error}");
+    let error = rejected(dir.path(), &search(&format!("trials = 4\n{lr}")), &["--launcher", "slurm"]);
+    assert!(error.contains("sweep.search") && error.contains("not yet supported with --launcher slurm"), "{error}");
+}

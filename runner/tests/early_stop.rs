@@ -7,10 +7,8 @@
 //! rules allow.
 mod common;
 use common::*;
-use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::CommandExt;
+use std::collections::HashMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 const STEPS: i64 = 180;
 const TRIALS: i64 = 9;
@@ -24,24 +22,6 @@ const MEDIAN: &str = "[sweep.early_stop]\nmethod = \"median\"\nmin_steps = 20\ne
 
 fn run_into(file: &Path, out: &Path, args: &[&str]) -> Run {
     run(bertlab().arg("run").arg(file).arg("--out").arg(out).args(args))
-}
-
-/// Each trial's `train/loss` lines in its points log, every attempt
-/// counted: the steps it trained (`log_every = 1`), a step trained twice
-/// counted twice.
-fn steps_trained(out: &Path) -> BTreeMap<String, i64> {
-    let mut steps = BTreeMap::new();
-    for entry in std::fs::read_dir(out.join("trials")).unwrap() {
-        let entry = entry.unwrap();
-        let points = std::fs::read_to_string(entry.path().join("points.tsv")).unwrap_or_default();
-        let lines: Vec<i64> = points.lines().filter(|l| l.split('\t').nth(1) == Some("train/loss")).map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
-        let mut distinct = lines.clone();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), lines.len(), "{:?} trained a step twice", entry.file_name());
-        steps.insert(entry.file_name().into_string().unwrap(), lines.len() as i64);
-    }
-    steps
 }
 
 /// The best `eval/loss` of the completed trials.
@@ -119,24 +99,7 @@ fn a_run_killed_and_resumed_makes_the_same_decisions() {
     assert_eq!(run_into(&file, &reference, &[]).code, 1);
     let expected = decisions(&reference);
     let out = dir.path().join("out");
-    let mut seed = 7u64;
-    let mut kills = 0;
-    for _ in 0..30 {
-        let mut child = bertlab().arg("run").arg(&file).arg("--out").arg(&out).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).process_group(0).spawn().unwrap();
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let wait = Duration::from_millis(1500 + (seed >> 33) % 2500);
-        let started = Instant::now();
-        while started.elapsed() < wait && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        // SAFETY: kill(2) on the process group this test started.
-        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-        child.wait().unwrap();
-        kills += 1;
-    }
+    let kills = kill_at_random_instants(&file, &out, 7);
     let last = run_into(&file, &out, &[]);
     assert_eq!(last.code, 1, "{}", last.stderr);
     assert!(kills >= 3, "only {kills} kills landed");

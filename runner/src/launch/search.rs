@@ -136,7 +136,12 @@ impl<'a> Searcher<'a> {
             }
             let suggestion = Suggestion { draw, point: point.iter().cloned().collect(), trials: trials.iter().map(|t| t.id.clone()).collect() };
             self.log.append(&suggestion)?;
-            let how = if (observed.len() as u64) < self.search.startup { "random start-up draw".to_string() } else { format!("TPE over {} observed", observed.len()) };
+            let pending = observed.iter().filter(|o| o.outcome == Outcome::Pending).count();
+            let how = match (observed.len() as u64) < self.search.startup {
+                true => "random start-up draw".to_string(),
+                false if pending > 0 => format!("TPE over {} observed, {pending} of them still training", observed.len()),
+                false => format!("TPE over {} observed", observed.len()),
+            };
             let jobs = self.place(suggestion, trials)?;
             sinks.display.line(&format!("search suggestion {} of {} (draw {draw}, {how}): {}", self.made.len(), self.search.trials, jobs[0].trial.label()));
             self.queued.extend(jobs[1..].iter().copied());

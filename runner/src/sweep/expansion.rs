@@ -114,6 +114,13 @@ impl<'a> Expansion<'a> {
             train: (!train_touched).then(|| expansion.section(&expansion.base, "train", TrainSection::check, &none, &none)).transpose()?,
         };
         expansion.fixed = fixed;
+        if let Some(search) = &expansion.search {
+            // A value the search may draw that breaks the trial is found
+            // now, not after the trials before it trained.
+            for (key, value) in search.extremes() {
+                expansion.resolve(&vec![(key, value)])?;
+            }
+        }
         Ok(expansion)
     }
 
@@ -373,6 +380,7 @@ impl<'a> Expansion<'a> {
 fn search(loaded: &Loaded, space: &Space, keys: &Keys) -> Result<Option<Search>, InputError> {
     let table = ["sweep", "search"];
     let search = Search::parse(&loaded.experiment.sweep.search, |key| keys.check(key)).map_err(|e| match e.key {
+        Some(key) if Search::is_setting(&key) => loaded.error_at(&format!("sweep.search.{key}"), e.message),
         Some(key) => loaded.entry_error(&table, &key, e.message),
         None => loaded.error_at("sweep.search", e.message),
     })?;

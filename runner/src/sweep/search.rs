@@ -64,6 +64,27 @@ impl Search {
         self.random.keys()
     }
 
+    /// Whether `entry` of the table is a setting rather than a key to search.
+    pub fn is_setting(entry: &str) -> bool {
+        SETTINGS.contains(&entry) || entry == "seed"
+    }
+
+    /// Values worth trying before the search starts, one key at a time:
+    /// each option of a `choice`, the ends of a range.
+    pub fn extremes(&self) -> Vec<(String, Value)> {
+        let mut values = Vec::new();
+        for (key, distribution) in self.random.distributions() {
+            let ends: Vec<Value> = match distribution {
+                Distribution::Choice(options) => options.clone(),
+                Distribution::Uniform { low, high } | Distribution::LogUniform { low, high } => vec![Value::from(*low), Value::from(*high)],
+                Distribution::IntUniform { low, high } => vec![Value::from(*low), Value::from(*high)],
+                Distribution::Normal { .. } => Vec::new(),
+            };
+            values.extend(ends.into_iter().map(|v| (key.to_string(), v)));
+        }
+        values
+    }
+
     /// The point of draw `draw`, after `observed` (the suggestions kept so
     /// far, in order: the model is used once there are `startup` of them).
     pub fn suggest(&self, draw: u64, observed: &[Observed]) -> Result<Point, InputError> {

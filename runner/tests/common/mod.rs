@@ -119,6 +119,50 @@ pub fn read_table(path: &Path) -> DataFrame {
     polars::functions::concat_df_diagonal(&frames).unwrap()
 }
 
+/// Each trial's `train/loss` lines in its points log, every attempt
+/// counted: the steps it trained (`log_every = 1`). A step trained twice
+/// fails the test.
+pub fn steps_trained(out: &Path) -> BTreeMap<String, i64> {
+    let mut steps = BTreeMap::new();
+    for entry in std::fs::read_dir(out.join("trials")).unwrap() {
+        let entry = entry.unwrap();
+        let points = std::fs::read_to_string(entry.path().join("points.tsv")).unwrap_or_default();
+        let lines: Vec<i64> = points.lines().filter(|l| l.split('\t').nth(1) == Some("train/loss")).map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+        let mut distinct = lines.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), lines.len(), "{:?} trained a step twice", entry.file_name());
+        steps.insert(entry.file_name().into_string().unwrap(), lines.len() as i64);
+    }
+    steps
+}
+
+/// Runs `bertlab run FILE --out OUT` again and again, killing its process
+/// group (SIGKILL) at pseudo-random instants 1.5 to 4 s in (from `seed`),
+/// until a run ends by itself or 30 were killed; returns the kills.
+pub fn kill_at_random_instants(file: &Path, out: &Path, mut seed: u64) -> usize {
+    use std::os::unix::process::CommandExt;
+    use std::time::{Duration, Instant};
+    let mut kills = 0;
+    for _ in 0..30 {
+        let mut child = bertlab().arg("run").arg(file).arg("--out").arg(out).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).process_group(0).spawn().unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let wait = Duration::from_millis(1500 + (seed >> 33) % 2500);
+        let started = Instant::now();
+        while started.elapsed() < wait && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        // SAFETY: kill(2) on the process group this test started.
+        unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+        child.wait().unwrap();
+        kills += 1;
+    }
+    kills
+}
+
 /// The `status` column of run folder `out`'s trials table: empty while the
 /// sweep has not written a part yet.
 pub fn statuses(out: &Path) -> Vec<String> {
