@@ -41,6 +41,11 @@ pub struct Suggestion {
     pub trials: Vec<String>,
 }
 
+/// Every suggestion recorded in the run folder `root`, in order.
+pub fn suggestions(root: &Path) -> anyhow::Result<Vec<Suggestion>> {
+    search_log(root).read()
+}
+
 pub fn early_stop_log(root: &Path) -> Journal {
     Journal::new(&root.join(EARLY_STOP_LOG), &root.join(EARLY_STOP_LOCK))
 }

@@ -177,6 +177,4 @@ fn search_keys_are_checked_up_front_with_their_line() {
     }
     let error = rejected(dir.path(), &search(&format!("trials = 4\n{lr}")), &["--trial", "abc"]);
     assert!(error.contains("--trial") && error.contains("suggestions"), "{error}");
-    let error = rejected(dir.path(), &search(&format!("trials = 4\n{lr}")), &["--launcher", "slurm"]);
-    assert!(error.contains("sweep.search") && error.contains("not yet supported with --launcher slurm"), "{error}");
 }

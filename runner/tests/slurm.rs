@@ -253,3 +253,47 @@ fn submitting_twice_retry_failed_and_cancel_never_train_a_trial_twice() {
     assert_eq!(local.keys().map(|k| &k.0).collect::<std::collections::HashSet<_>>().len(), 2);
     assert_same_series(&completed_series(&out), &local, "the sweep through a cancel");
 }
+
+/// Early stopping and a search decide what trains as the sweep goes, so
+/// the array's tasks are workers sharing the run folder's decision logs.
+#[test]
+fn a_search_with_early_stopping_runs_on_workers() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let search = "[sweep.search]\nmethod = \"tpe\"\ntrials = 8\nstartup = 3\n\"train.lr\" = { log_uniform = [1e-5, 1e-1] }\n\n[sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 20\neta = 3";
+    let file = experiment_file(dir.path(), "adaptive", "steps = 180\neval_every = 20\ncheckpoint_every = 10", search, "max_parallel = 2");
+    let out = dir.path().join("slurm");
+    let done = submit(&cluster, &file, &out, &["--wait"]);
+    assert_eq!(done.code, 0, "{}{}\n{}", done.stdout, done.stderr, task_logs(&out));
+    assert!(done.stderr.contains("2 worker tasks"), "{}", done.stderr);
+    let script = std::fs::read_to_string(out.join("slurm/array-1.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1%2") && !script.contains("--trial"), "{script}");
+    // Eight distinct suggestions between the two workers, each trial
+    // judged once at each rung it reached, no step trained twice.
+    let suggested: Vec<serde_json::Value> = std::fs::read_to_string(out.join("search.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mut trials: Vec<String> = suggested.iter().map(|s| s["trials"][0].as_str().unwrap().to_string()).collect();
+    trials.sort();
+    trials.dedup();
+    assert_eq!(trials.len(), 8, "{suggested:?}");
+    let log = std::fs::read_to_string(out.join("early-stop.jsonl")).unwrap();
+    let mut reached: Vec<String> = log.lines().filter(|l| l.contains("\"reached\"")).map(|l| {
+        let e: serde_json::Value = serde_json::from_str(l).unwrap();
+        format!("{} {}", e["trial"], e["rung"])
+    }).collect();
+    let arrivals = reached.len();
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached.len(), arrivals, "a trial reached a rung twice:\n{log}");
+    for trial in &trials {
+        assert!(log.contains(&format!("\"trial\":\"{trial}\",\"rung\":20")), "{trial} never reached the first rung:\n{log}");
+    }
+    steps_trained(&out);
+    let statuses = statuses(&out);
+    assert_eq!(statuses.len(), 8);
+    assert!(statuses.iter().all(|s| s == "completed" || s == "pruned") && statuses.iter().any(|s| s == "completed"), "{statuses:?}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Search and early stopping"), "{report}");
+    // Nothing is left for workers to do.
+    let again = submit(&cluster, &file, &out, &[]);
+    assert!(again.stderr.contains("nothing to submit"), "{}", again.stderr);
+}

@@ -67,8 +67,9 @@ pub struct RunArgs {
     /// Train only this trial of the sweep (its id, as `plan` shows it).
     #[arg(long, value_name = "TRIAL_ID")]
     trial: Option<String>,
-    /// This process is an array task of a Slurm submission (internal).
-    #[arg(long, hide = true, requires = "trial")]
+    /// This process is an array task of a Slurm submission (internal):
+    /// with --trial, that trial; without, a worker of an adaptive sweep.
+    #[arg(long, hide = true)]
     slurm_task: bool,
 }
 
@@ -140,17 +141,21 @@ pub fn run(args: RunArgs) -> Result<i32> {
             metric: experiment.experiment.metric.clone(),
             maximize: experiment.experiment.goal.as_str() == "maximize",
         });
-        for table in ["early_stop", "search"] {
-            let set = if table == "search" { !experiment.sweep.search.is_empty() } else { early_stop.is_some() };
-            if set && submits {
-                return Err(plan.loaded.error_at(&format!("sweep.{table}"), "is not yet supported with --launcher slurm: run the sweep with the local launcher (--jobs N)").into());
-            }
-        }
         let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries, early_stop };
         let plan = &*plan;
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
         if submits {
+            if !plan.loaded.experiment.sweep.search.is_empty() {
+                // The tasks read the vocabulary trained here, from the cache.
+                let base = sweep::Expansion::new(&plan.loaded)?.iter().find_map(|p| match p {
+                    Ok(sweep::Planned::Run(trial)) => Some(trial),
+                    _ => None,
+                });
+                if let Some(trial) = base {
+                    SharedData::default().bind(plan, &cache, trial)?;
+                }
+            }
             worst = worst.max(submit_one(plan, &jobs, &args, &cache)?);
             continue;
         }
@@ -417,12 +422,17 @@ fn run_one<'a>(plan: &Checked, trials: Trials<'a>, options: &launch::Options, ta
         Trials::Listed(jobs) => (jobs.iter().collect(), plan.trials.iter().map(|trial| trial.id.clone()).collect()),
         Trials::Searched { slots, .. } => {
             let jobs: Vec<&Job> = slots.iter().filter_map(OnceCell::get).collect();
-            let ids = jobs.iter().map(|job| job.trial.id.clone()).collect();
+            // Other processes' suggestions too (Slurm workers share the search).
+            let ids = runfolder::decisions::suggestions(&plan.out)?.into_iter().flat_map(|s| s.trials).collect();
             (jobs, ids)
         }
     };
     run_info(plan, &jobs).write(&plan.out)?;
-    let settled = || sweep.iter().all(|id| matches!(store.status(id), Some(TrialStatus::Completed | TrialStatus::Failed)));
+    // Under early stopping a trial left at its rung is done with, once
+    // nothing else trains; a search, once it made every suggestion.
+    let adaptive = options.early_stop.is_some() || matches!(trials, Trials::Searched { .. });
+    let ended = |status| matches!(status, Some(TrialStatus::Completed | TrialStatus::Failed)) || (adaptive && status == Some(TrialStatus::Pruned));
+    let settled = || sweep.len() as u64 >= total && sweep.iter().all(|id| ended(store.status(id)));
     let report = if !task || settled() { Some(reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&sweep))?) } else { None };
     if let Some(tracker) = tracker {
         if let Some(report) = &report {
@@ -473,9 +483,19 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
     let run_dir = std::path::absolute(&plan.out)?;
     Store::open(&run_dir)?;
     run_info(plan, &jobs.iter().collect::<Vec<_>>()).write(&run_dir)?;
-    eprintln!("run   {} ({}): {} trials -> {} through Slurm", experiment.experiment.name, plan.loaded.path.display(), plan.trials.len(), plan.out.display());
+    // A search's trials are its suggestions, made by the workers as they go.
+    let search = sweep::Expansion::new(&plan.loaded)?.search().map(|s| s.trials * experiment.experiment.seeds.len() as u64);
+    let sweep_now = || -> Result<Vec<String>> {
+        match search {
+            Some(_) => Ok(runfolder::decisions::suggestions(&run_dir)?.into_iter().flat_map(|s| s.trials).collect()),
+            None => Ok(plan.trials.iter().map(|t| t.id.clone()).collect()),
+        }
+    };
+    let total = search.unwrap_or(plan.trials.len() as u64);
+    let up_to = if search.is_some() { "up to " } else { "" };
+    eprintln!("run   {} ({}): {up_to}{total} trials -> {} through Slurm", experiment.experiment.name, plan.loaded.path.display(), plan.out.display());
     // The parent run exists before any task logs under it.
-    if let Some(problem) = tracker(plan, jobs.len() as u64).and_then(Tracker::finish) {
+    if let Some(problem) = tracker(plan, total).and_then(Tracker::finish) {
         eprintln!("track MLflow did not answer ({problem}); each task tries again, and `bertlab sync` delivers what they could not");
     }
     let mut command = vec![std::env::current_exe()?.display().to_string(), "run".into(), std::path::absolute(&plan.loaded.path)?.display().to_string(), "--out".into(), run_dir.display().to_string()];
@@ -486,7 +506,11 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
         command.extend(["--device".to_string(), device.clone()]);
     }
     command.push("--slurm-task".into());
-    let sweep: Vec<String> = plan.trials.iter().map(|t| t.id.clone()).collect();
+    let sweep = sweep_now()?;
+    // Early stopping and a search decide what trains as the sweep goes: the
+    // array's tasks are workers.
+    let adaptive = experiment.sweep.early_stop.is_some() || search.is_some();
+    let workers = adaptive.then(|| experiment.launch.slurm.max_parallel.map_or(DEFAULT_WORKERS, |n| n as usize));
     let request = submit::Request {
         run_dir: &run_dir,
         trials: &sweep,
@@ -496,6 +520,8 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
         exports: task_environment(cache)?,
         workdir: std::env::current_dir()?,
         retry_failed: args.retry_failed,
+        workers,
+        search_left: search.is_some_and(|total| (sweep.len() as u64) < total),
     };
     let submitted = submit::submit(&request)?;
     let mut left = Vec::new();
@@ -505,12 +531,19 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
     if submitted.failed > 0 {
         left.push(format!("{} failed (--retry-failed submits them again)", submitted.failed));
     }
+    if submitted.pruned > 0 {
+        left.push(format!("{} pruned by early stopping", submitted.pruned));
+    }
     if !submitted.owned.is_empty() {
         let owners: Vec<String> = submitted.owned.iter().map(|(_, by)| by.clone()).collect();
         left.push(format!("{} owned by live jobs or processes ({})", submitted.owned.len(), owners.join(", ")));
     }
+    if let Some(job) = &submitted.workers_live {
+        left.push(format!("the workers of job {job} still run"));
+    }
     let left = if left.is_empty() { String::new() } else { format!("; left out: {}", left.join(", ")) };
     match &submitted.submission {
+        Some(submission) if submission.workers > 0 => eprintln!("slurm submitted job {}: {} worker tasks{left}; script {}", submission.job_id, submission.workers, submission.script.display()),
         Some(submission) => eprintln!("slurm submitted job {}: {} array tasks{left}; script {}", submission.job_id, submission.trials.len(), submission.script.display()),
         None => eprintln!("slurm nothing to submit{left}"),
     }
@@ -519,24 +552,29 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
         return Ok(0);
     }
     let job_ids = slurm::job_ids(&slurm::submissions(&run_dir)?);
-    let progress = Progress::new(sweep.len() as u64);
-    let followed = slurm::follow::follow(&run_dir, &job_ids, &sweep, &progress)?;
+    let progress = Progress::new(total);
+    let followed = slurm::follow::follow(&run_dir, &job_ids, &sweep_now, &progress)?;
     progress.finish();
     if let Followed::Stopped = followed {
         eprintln!("stop  following; the jobs go on (`bertlab status {}`, `bertlab cancel {}`)", plan.out.display(), plan.out.display());
         return Ok(0);
     }
     let store = Store::open(&run_dir)?;
+    let sweep = sweep_now()?;
     let count = |status: TrialStatus| sweep.iter().filter(|id| store.status(id) == Some(status)).count();
-    let (completed, failed) = (count(TrialStatus::Completed), count(TrialStatus::Failed));
-    let unfinished = sweep.len() - completed - failed;
+    let (completed, failed, pruned) = (count(TrialStatus::Completed), count(TrialStatus::Failed), count(TrialStatus::Pruned));
+    let unfinished = sweep.len() - completed - failed - pruned;
     let ids: HashSet<String> = sweep.iter().cloned().collect();
     let report = reports::write(std::slice::from_ref(&plan.out), &plan.out.join(runfolder::names::REPORT), Some(&ids))?;
     println!("{}", report.summary);
     let unfinished_note = if unfinished > 0 { format!(", {unfinished} unfinished (the jobs ended before them: submit again to resume them)") } else { String::new() };
-    println!("{completed} completed, {failed} failed{unfinished_note}. Results: {}/{}; report: {}", plan.out.display(), runfolder::names::TRIALS_TABLE, report.html.display());
+    let pruned_note = if pruned > 0 { format!(", {pruned} pruned by early stopping") } else { String::new() };
+    println!("{completed} completed, {failed} failed{pruned_note}{unfinished_note}. Results: {}/{}; report: {}", plan.out.display(), runfolder::names::TRIALS_TABLE, report.html.display());
     Ok(i32::from(failed > 0 || unfinished > 0))
 }
+
+/// Worker tasks of an adaptive sweep's array without `launch.slurm.max_parallel`.
+const DEFAULT_WORKERS: usize = 4;
 
 /// What an array task needs from this environment whatever sbatch's
 /// `--export` passes on: the keys set as `BERTLAB_SECTION__KEY`, the MLflow

@@ -44,7 +44,8 @@ pub struct SlurmSection {
     pub mem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpus_per_task: Option<u32>,
-    /// Tasks of the array running at once (`--array=...%N`).
+    /// Tasks of the array running at once (`--array=...%N`); with early
+    /// stopping or a search, the array's worker tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u32>,
     /// Seconds before the time limit at which Slurm warns the task

@@ -175,7 +175,7 @@ impl<'a> Scheduler<'a> {
             self.replay()?;
             let promotion = match self.promotable() {
                 Some(promotion) => Some((promotion, false)),
-                None if idle && self.new.is_empty() && !self.finished_one => self.last_standing().map(|p| (p, true)),
+                None if idle && self.new.is_empty() && !self.finished_one && !self.others_going() => self.last_standing().map(|p| (p, true)),
                 None => None,
             };
             if let Some(((job, rung), finishing)) = promotion {
@@ -190,6 +190,13 @@ impl<'a> Scheduler<'a> {
         let Some(job) = self.new.next(sinks)? else { return Ok(None) };
         self.jobs.insert(job.trial.id.clone(), job);
         Ok(Some(Task { job, until: self.after(job, 0), fresh: self.fresh }))
+    }
+
+    /// Whether another process sharing the folder (a Slurm worker, another
+    /// `run`) trains a trial of the sweep now, or has brought one to its
+    /// end: then the end-of-sweep rule below is not this process's to apply.
+    fn others_going(&self) -> bool {
+        self.jobs.keys().any(|id| self.folder.trial(id).is_some_and(|s| s.status == TrialStatus::Completed || (s.status == TrialStatus::Running && s.holder.is_some())))
     }
 
     /// ASHA at the end of a finite sweep: the best trial waiting at the

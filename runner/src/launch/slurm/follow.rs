@@ -25,19 +25,21 @@ pub enum Followed {
     Stopped,
 }
 
-pub fn follow(run_dir: &Path, job_ids: &[String], sweep: &[String], display: &dyn SweepDisplay) -> Result<Followed> {
+/// `sweep`: the sweep's trials as they stand (a search's grow as its
+/// workers suggest them).
+pub fn follow(run_dir: &Path, job_ids: &[String], sweep: &dyn Fn() -> Result<Vec<String>>, display: &dyn SweepDisplay) -> Result<Followed> {
     let folder = RunFolder::open(run_dir)?;
-    let mut settled: HashMap<&str, TrialStatus> = HashMap::new();
-    let mut bars: HashMap<&str, ProgressBar> = HashMap::new();
+    let mut settled: HashMap<String, TrialStatus> = HashMap::new();
+    let mut bars: HashMap<String, ProgressBar> = HashMap::new();
     let mut none_since: Option<Instant> = None;
     loop {
         // Asked first: a task that ended before this look has its record written.
         let live = queue::live(job_ids)?;
-        for id in sweep {
-            let Some(state) = folder.trial(id) else { continue };
+        for id in sweep()? {
+            let Some(state) = folder.trial(&id) else { continue };
             let record = &state.record;
             match state.status {
-                TrialStatus::Completed | TrialStatus::Failed if settled.get(id.as_str()) != Some(&state.status) => {
+                TrialStatus::Completed | TrialStatus::Failed if settled.get(&id) != Some(&state.status) => {
                     if let Some(bar) = bars.remove(id.as_str()) {
                         bar.finish_and_clear();
                     }
@@ -48,12 +50,13 @@ pub fn follow(run_dir: &Path, job_ids: &[String], sweep: &[String], display: &dy
                         _ => String::new(),
                     };
                     display.line(&format!("{word} {id} {}{detail}", record.label));
-                    if settled.insert(id, state.status).is_none() {
+                    if settled.insert(id.clone(), state.status).is_none() {
                         display.advance();
                     }
                 }
                 TrialStatus::Running => {
-                    let bar = bars.entry(id).or_insert_with(|| display.trial_bar(&format!("{id} {}", record.label), record.steps as u64));
+                    let label = format!("{id} {}", record.label);
+                    let bar = bars.entry(id).or_insert_with(|| display.trial_bar(&label, record.steps as u64));
                     bar.set_position(record.step as u64);
                 }
                 _ => {}

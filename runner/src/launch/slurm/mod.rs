@@ -5,7 +5,10 @@
 //! nothing is merged afterwards. What was submitted is kept in the run
 //! folder's `slurm/` ([`Submission`]); which tasks still live comes from
 //! `squeue` ([`queue`]), never from accounting. A task warned of its time
-//! limit, or preempted, checkpoints and requeues itself ([`task`]).
+//! limit, or preempted, checkpoints and requeues itself ([`task`]). With
+//! early stopping or a search, what trains next is decided as the sweep
+//! goes, so the array's tasks are workers instead: each runs the sweep's
+//! queue as a local run does, sharing its decision logs with the others.
 pub mod commands;
 pub mod follow;
 pub mod queue;
@@ -26,8 +29,13 @@ pub struct Submission {
     pub job_id: String,
     /// The batch script, re-submittable by hand.
     pub script: PathBuf,
-    /// The trial of each array task, by task index.
+    /// The trial of each array task, by task index; none for an array of
+    /// workers.
     pub trials: Vec<String>,
+    /// With early stopping or a search: the array's tasks are this many
+    /// workers, each training what the sweep gives it next.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub workers: usize,
     pub submitted_ms: i64,
 }
 
@@ -36,6 +44,10 @@ impl Submission {
     pub fn task(&self, index: usize) -> String {
         format!("{}_{index}", self.job_id)
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The run folder's `slurm/` folder.

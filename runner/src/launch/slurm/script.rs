@@ -12,8 +12,8 @@ pub struct Script<'a> {
     pub tasks: usize,
     /// Where `%A_%a.out` goes.
     pub logs: &'a Path,
-    /// One trial id per line, in task order.
-    pub trial_list: &'a Path,
+    /// One trial id per line, in task order; none for an array of workers.
+    pub trial_list: Option<&'a Path>,
     /// The folder the task starts in (the one `run` was given its paths in).
     pub workdir: &'a Path,
     /// Environment the task needs whatever sbatch's `--export` says.
@@ -24,11 +24,15 @@ pub struct Script<'a> {
 
 impl Script<'_> {
     pub fn render(&self, slurm: &SlurmSection) -> String {
+        let what = match self.trial_list {
+            Some(list) => format!("one array task per line of {}", list.display()),
+            None => "each array task is a worker that trains what the sweep's early stopping or search gives it next".into(),
+        };
         let mut lines = vec![
             "#!/bin/bash".to_string(),
-            format!("# Written by `bertlab run --launcher slurm`: one array task per line of {}.", self.trial_list.display()),
-            "# Re-submit by hand with `sbatch` on this file; tasks whose trial is completed or".into(),
-            "# held by another process exit at once.".into(),
+            format!("# Written by `bertlab run --launcher slurm`: {what}."),
+            "# Re-submit by hand with `sbatch` on this file; a task with nothing left to train".into(),
+            "# (its trials completed, or held by another process) exits at once.".into(),
             format!("#SBATCH --job-name={}", self.job_name),
             format!("#SBATCH --array=0-{}{}", self.tasks.saturating_sub(1), slurm.max_parallel.map(|n| format!("%{n}")).unwrap_or_default()),
             format!("#SBATCH --output={}/%A_%a.out", self.logs.display()),
@@ -55,9 +59,14 @@ impl Script<'_> {
             lines.push(format!("export {name}={}", quote(value)));
         }
         lines.push(format!("cd {}", quote(&self.workdir.display().to_string())));
-        lines.push(format!("trial=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {})", quote(&self.trial_list.display().to_string())));
         let command: Vec<String> = self.command.iter().map(|arg| quote(arg)).collect();
-        lines.push(format!("exec {} --trial \"$trial\"", command.join(" ")));
+        match self.trial_list {
+            Some(list) => {
+                lines.push(format!("trial=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {})", quote(&list.display().to_string())));
+                lines.push(format!("exec {} --trial \"$trial\"", command.join(" ")));
+            }
+            None => lines.push(format!("exec {}", command.join(" "))),
+        }
         lines.join("\n") + "\n"
     }
 }
@@ -83,7 +92,7 @@ mod tests {
             job_name: "bertlab-x",
             tasks: 4,
             logs: Path::new("/r/slurm/logs"),
-            trial_list: Path::new("/r/slurm/1.trials"),
+            trial_list: Some(Path::new("/r/slurm/1.trials")),
             workdir: Path::new("/w"),
             exports: &[("BERTLAB_TRAIN__STEPS".into(), "5".into())],
             command: &command,
