@@ -313,3 +313,35 @@ fn a_run_killed_mid_trial_and_run_again_logs_every_step_once_in_one_run() {
     };
     assert_eq!(steps(mlflow_histories(&server.uri, "killed")), steps(sorted(parquet_histories(&out.join("metrics.parquet")))));
 }
+
+#[test]
+fn trials_early_stopping_left_at_a_rung_end_killed_and_the_rest_finished() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let grid = "[sweep.grid]\n\"train.lr\" = [1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2]\n\n[sweep.early_stop]\nmethod = \"asha\"\nmin_steps = 20\neta = 3";
+    let file = write(dir.path(), "pruned.toml", &experiment("pruned", "steps = 60\neval_every = 20", grid));
+    let r = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out).env("MLFLOW_TRACKING_URI", &server.uri));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("all records delivered to MLflow"), "{}", r.stderr);
+    let trials = read_table(&out.join("trials.parquet"));
+    let status: HashMap<String, String> = strings(&trials, "trial_id").into_iter().zip(strings(&trials, "status")).collect();
+    assert!(status.values().any(|s| s == "pruned") && status.values().any(|s| s == "completed"), "{status:?}");
+    let client = Client::new(Endpoint::with_env_credentials(&server.uri), Duration::from_secs(30));
+    let experiment = client.experiment_id("pruned").unwrap();
+    let histories = parquet_histories(&out.join("metrics.parquet"));
+    let mut children = 0;
+    for run in client.runs_tagged(&experiment, "bertlab.experiment", "pruned").unwrap() {
+        let Some(trial) = run["data"]["tags"].as_array().unwrap().iter().find(|t| t["key"] == "bertlab.trial_id").and_then(|t| t["value"].as_str()) else { continue };
+        children += 1;
+        let want = if status[trial] == "pruned" { "KILLED" } else { "FINISHED" };
+        assert_eq!(run["info"]["status"], want, "{trial} ({})", status[trial]);
+        let run_id = run["info"]["run_id"].as_str().unwrap();
+        for (key, points) in &histories[trial] {
+            let mut logged: Vec<(i64, f64)> = client.metric_history(run_id, key).unwrap().iter().map(|m| (m.step, m.value)).collect();
+            logged.sort_by_key(|p| p.0);
+            assert_eq!(&logged, points, "{trial} {key}");
+        }
+    }
+    assert_eq!(children, 6);
+}

@@ -68,8 +68,11 @@ pub fn deliver(client: &Client, run_dir: &Path) -> Result<Delivered, CallError> 
                 client.log_batch(&run_id, &[], &[], &[KeyValue { key: "bertlab.error".into(), value: error }])?;
                 client.finish_run(&run_id, "FAILED", super::now_ms())?
             }
-            // Cut short, or paused by early stopping: kept pending until it ends.
-            TrialStatus::Running | TrialStatus::Interrupted | TrialStatus::Pruned => continue,
+            // Left at a rung: ended as MLflow's runs stopped early are. A
+            // promotion later goes on in the same run, FINISHED at its end.
+            TrialStatus::Pruned => client.finish_run(&run_id, "KILLED", trial.record.updated_ms)?,
+            // Cut short: kept pending until it ends.
+            TrialStatus::Running | TrialStatus::Interrupted => continue,
         }
         spool.clear(&trial_id);
         delivered.trials += 1;
