@@ -165,11 +165,12 @@ fn search_keys_are_checked_up_front_with_their_line() {
     let search = |body: &str| format!("{base}\n[sweep.search]\nmethod = \"tpe\"\n{body}\n");
     let lr = "\"train.lr\" = { log_uniform = [1e-5, 1e-2] }";
     let cases = [
-        (search("trials = 4\n\"model.heads\" = { choice = [2, 3] }"), vec!["bad.toml:20", "sweep.search.\"model.heads\"", "value 3", "divisible"]),
+        (search("trials = 2\n\"model.heads\" = { choice = [2, 3] }"), vec!["bad.toml:20", "sweep.search.\"model.heads\"", "value 3", "divisible"]),
         (search(&format!("trials = 4\n{lr}\n\n[sweep.grid]\n\"model.layers\" = [1, 2]")), vec!["sweep.search", "`model.layers` cannot be on another axis"]),
-        (search("trials = 4\n\"data.seq_len\" = { choice = [16, 32] }"), vec!["sweep.search", "[data] key"]),
+        (search("trials = 2\n\"data.seq_len\" = { choice = [16, 32] }"), vec!["sweep.search", "[data] key"]),
         (search(&format!("trials = 0\n{lr}")), vec!["bad.toml:19", "sweep.search.trials", ">= 1"]),
         (search(lr).replace("method = \"tpe\"", "method = \"bayes\"\ntrials = 4"), vec!["sweep.search.method", "bayes", "\"tpe\""]),
+        (search("trials = 7\n\"model.layers\" = { int_uniform = [1, 3] }\n\"train.batch_size\" = { choice = [8, 16] }"), vec!["sweep.search.trials", "space of 6 configurations"]),
     ];
     for (text, says) in cases {
         let error = rejected(dir.path(), &text, &[]);

@@ -170,6 +170,22 @@ impl<'a> Scheduler<'a> {
         if let Some(task) = self.ready.pop_front() {
             return Ok(Some(task));
         }
+        // Suggestions other processes made are trials to judge here too.
+        self.new.refresh()?;
+        if let Some(task) = self.promotion(sinks, idle)? {
+            return Ok(Some(task));
+        }
+        let Some(job) = self.new.next(sinks)? else {
+            // A search that just found no room left ends the sweep here:
+            // the end-of-sweep rule gets its turn.
+            return self.promotion(sinks, idle);
+        };
+        self.jobs.insert(job.trial.id.clone(), job);
+        Ok(Some(Task { job, until: self.after(job, 0), fresh: self.fresh }))
+    }
+
+    /// ASHA: a trial to promote now, if any (see the module's doc).
+    fn promotion(&mut self, sinks: &Sinks, idle: bool) -> Result<Option<Task<'a>>> {
         if self.rules.settings.method == Method::Asha {
             let _turn = self.lock()?;
             self.replay()?;
@@ -187,24 +203,29 @@ impl<'a> Scheduler<'a> {
                 return Ok(Some(Task { job, until: self.after(job, rung), fresh: false }));
             }
         }
-        let Some(job) = self.new.next(sinks)? else { return Ok(None) };
-        self.jobs.insert(job.trial.id.clone(), job);
-        Ok(Some(Task { job, until: self.after(job, 0), fresh: self.fresh }))
+        Ok(None)
+    }
+
+    /// A trial of the sweep by id: this process's, or a suggestion another
+    /// one made.
+    fn job(&self, id: &str) -> Option<&'a Job<'a>> {
+        self.jobs.get(id).copied().or_else(|| self.new.job(id))
     }
 
     /// Whether another process sharing the folder (a Slurm worker, another
     /// `run`) trains a trial of the sweep now, or has brought one to its
     /// end: then the end-of-sweep rule below is not this process's to apply.
     fn others_going(&self) -> bool {
-        self.jobs.keys().any(|id| self.folder.trial(id).is_some_and(|s| s.status == TrialStatus::Completed || (s.status == TrialStatus::Running && s.holder.is_some())))
+        let ids = self.jobs.values().copied().chain(self.new.suggested());
+        ids.map(|job| &job.trial.id).any(|id| self.folder.trial(id).is_some_and(|s| s.status == TrialStatus::Completed || (s.status == TrialStatus::Running && s.holder.is_some())))
     }
 
     /// ASHA at the end of a finite sweep: the best trial waiting at the
     /// highest rung that has one.
     fn last_standing(&self) -> Option<(&'a Job<'a>, i64)> {
         self.state.reached.iter().rev().find_map(|(&rung, arrivals)| {
-            let waiting = self.ranked(arrivals).into_iter().find(|t| !self.state.promoted.contains(&(t.to_string(), rung)) && self.jobs.contains_key(*t))?;
-            Some((self.jobs[waiting], rung))
+            let waiting = self.ranked(arrivals).into_iter().find(|t| !self.state.promoted.contains(&(t.to_string(), rung)) && self.job(t).is_some())?;
+            Some((self.job(waiting)?, rung))
         })
     }
 
@@ -216,7 +237,7 @@ impl<'a> Scheduler<'a> {
             let keep = arrivals.len() / self.rules.settings.eta as usize;
             for trial in best.into_iter().take(keep) {
                 if !self.state.promoted.contains(&(trial.to_string(), rung)) {
-                    if let Some(job) = self.jobs.get(trial) {
+                    if let Some(job) = self.job(trial) {
                         return Some((job, rung));
                     }
                 }

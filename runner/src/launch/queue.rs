@@ -45,6 +45,21 @@ impl<'a> Unstarted<'a> {
     pub fn is_empty(&self) -> bool {
         self.listed.is_empty() && self.search.as_ref().is_none_or(|s| s.is_done())
     }
+
+    /// Reads the suggestions other processes made since the last look.
+    pub fn refresh(&mut self) -> Result<()> {
+        self.search.as_mut().map_or(Ok(()), |s| s.refresh())
+    }
+
+    /// A suggested trial by id.
+    pub fn job(&self, id: &str) -> Option<&'a Job<'a>> {
+        self.search.as_ref()?.jobs().into_iter().find(|job| job.trial.id == id)
+    }
+
+    /// Every trial suggested so far.
+    pub fn suggested(&self) -> Vec<&'a Job<'a>> {
+        self.search.as_ref().map(|s| s.jobs()).unwrap_or_default()
+    }
 }
 
 impl<'a> Queue<'a> {

@@ -107,9 +107,15 @@ impl<'a> Searcher<'a> {
         self.made.iter().flat_map(|(_, jobs)| jobs.iter().copied()).collect()
     }
 
-    /// No suggestion is left to make.
+    /// No suggestion is left to make, nor a seed of one to give out.
     pub fn is_done(&self) -> bool {
-        self.done || self.made.len() as u64 >= self.search.trials
+        self.queued.is_empty() && (self.done || self.made.len() as u64 >= self.search.trials)
+    }
+
+    /// Reads the suggestions other processes made since the last look.
+    pub fn refresh(&mut self) -> Result<()> {
+        let _turn = self.log.lock()?;
+        self.replay()
     }
 
     /// The next trial to start: another seed of the last suggestion, or
@@ -137,7 +143,7 @@ impl<'a> Searcher<'a> {
             let suggestion = Suggestion { draw, point: point.iter().cloned().collect(), trials: trials.iter().map(|t| t.id.clone()).collect() };
             self.log.append(&suggestion)?;
             let pending = observed.iter().filter(|o| o.outcome == Outcome::Pending).count();
-            let how = match (observed.len() as u64) < self.search.startup {
+            let how = match ((observed.len() - pending) as u64) < self.search.startup {
                 true => "random start-up draw".to_string(),
                 false if pending > 0 => format!("TPE over {} observed, {pending} of them still training", observed.len()),
                 false => format!("TPE over {} observed", observed.len()),
@@ -156,7 +162,12 @@ impl<'a> Searcher<'a> {
     /// run) made since the last read.
     fn replay(&mut self) -> Result<()> {
         let entries: Vec<Suggestion> = self.log.read()?;
-        for suggestion in entries.into_iter().skip(self.made.len()) {
+        // Beyond the budget (lowered since they were made): not this sweep's.
+        let room = (self.search.trials as usize).saturating_sub(self.made.len());
+        for suggestion in entries.into_iter().skip(self.made.len()).take(room) {
+            if !same_keys(self.search, &suggestion) {
+                bail!("{}: suggestion {} sets {} but the search is over {}: the experiment changed since the search started; run it with --fresh, or into another --out", self.folder.root.join(SEARCH_LOG).display(), self.made.len() + 1, suggestion.point.keys().cloned().collect::<Vec<_>>().join(", "), self.search.keys().collect::<Vec<_>>().join(", "));
+            }
             let trials = trials_of(self.expansion, point_of(self.search, &suggestion))?;
             let ids: Vec<String> = trials.iter().map(|t| t.id.clone()).collect();
             if ids != suggestion.trials {
@@ -217,6 +228,15 @@ impl<'a> Searcher<'a> {
         let sign = if self.maximize { -1.0 } else { 1.0 };
         Ok(last.map(|(_, v)| sign * v).filter(|v| v.is_finite()))
     }
+}
+
+/// Whether `suggestion` sets exactly the search's keys.
+fn same_keys(search: &Search, suggestion: &Suggestion) -> bool {
+    let mut ours: Vec<&str> = search.keys().collect();
+    let mut theirs: Vec<&str> = suggestion.point.keys().map(String::as_str).collect();
+    ours.sort();
+    theirs.sort();
+    ours == theirs
 }
 
 /// A point's trials, one per seed; none when a constraint drops it.

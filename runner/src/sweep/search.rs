@@ -55,6 +55,16 @@ impl Search {
         let trials = count("trials", 1, None)?;
         let startup = count("startup", 1, Some(DEFAULT_STARTUP))?;
         let (seed, draws) = RandomAxis::draws(table, &SETTINGS, check_key)?;
+        // A space of only choices and whole numbers has so many points: a
+        // search never suggests one twice, so it cannot make more.
+        let sizes: Option<Vec<u64>> = draws.iter().map(|(_, d, _)| match d {
+            Distribution::Choice(options) => Some(options.len() as u64),
+            Distribution::IntUniform { low, high } => Some((high - low) as u64 + 1),
+            _ => None,
+        }).collect();
+        if let Some(points) = sizes.and_then(|s| s.into_iter().try_fold(1u64, u64::checked_mul)).filter(|&n| n < trials) {
+            return Err(InputError::at_key("trials", format!("{trials} suggestions from a space of {points} configurations: a search suggests each at most once (a grid would try them all)")));
+        }
         let random = RandomAxis::new(trials, draws);
         let distributions: Vec<Distribution> = random.distributions().map(|(_, d)| d.clone()).collect();
         Ok(Some(Search { trials, startup, seed, random, space: tpe::Space::new(&distributions) }))
@@ -86,10 +96,12 @@ impl Search {
     }
 
     /// The point of draw `draw`, after `observed` (the suggestions kept so
-    /// far, in order: the model is used once there are `startup` of them).
+    /// far, in order: the model is used once `startup` of them finished,
+    /// as Optuna counts, so parallel workers draw at random until then).
     pub fn suggest(&self, draw: u64, observed: &[Observed]) -> Result<Point, InputError> {
         let mut point = Point::new();
-        if (observed.len() as u64) < self.startup {
+        let finished = observed.iter().filter(|o| o.outcome != tpe::Outcome::Pending).count();
+        if (finished as u64) < self.startup {
             self.random.sample(draw, &mut point)?;
             return Ok(point);
         }

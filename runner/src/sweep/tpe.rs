@@ -14,15 +14,18 @@
 //! a distribution with one unit on the observed option and the prior's
 //! weight spread over all. 24 candidates drawn from "below" compete, and the
 //! one with the highest ratio below/above wins. Where the papers leave room,
-//! these are the choices Optuna's `TPESampler` makes (its defaults), so the
-//! comparison with it (`tests/tpe.rs`) compares like with like; and like it:
+//! these are the choices Optuna 5's `TPESampler` makes by default (joint
+//! kernels, its widths, weights and γ), so the comparison with it
+//! (`tests/tpe.rs`) compares like with like; and like it:
 //!
 //! - a trial stopped early ranks after every trial that reached its end,
 //!   the one that went further first, then by its value there;
-//! - a failed trial (its metric not a number) ranks after those: it tells
-//!   the search where not to look;
 //! - a pending trial (still training) is a "constant liar": it counts in
 //!   "above" only, so parallel workers are steered away from each other.
+//!
+//! Unlike it, a failed trial (its metric not a number: diverged) is not
+//! ignored: it is always in "above", which tells the search where not to
+//! look.
 use super::random::Distribution;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -95,7 +98,10 @@ impl Dimension {
                 // The prior is the normal itself; widths are measured
                 // against its central six standard deviations.
                 let (low, high) = ((mean - 3.0 * std).max(*min), (mean + 3.0 * std).min(*max));
-                Dimension::Numeric(Numeric { low: *min, high: *max, width: high - low, prior: (*mean, *std), log: false, integer: false })
+                // Bounds in the far tail leave the band empty: then six
+                // standard deviations.
+                let width = if high > low { high - low } else { 6.0 * std };
+                Dimension::Numeric(Numeric { low: *min, high: *max, width, prior: (*mean, *std), log: false, integer: false })
             }
             Distribution::Choice(options) => Dimension::Choice(options.clone()),
         }
@@ -309,12 +315,14 @@ fn split(observed: &[Observed]) -> (Vec<&Observed>, Vec<&Observed>) {
         _ => (2, 0, 0.0),
     };
     let mut finished: Vec<usize> = (0..observed.len()).filter(|&i| observed[i].outcome != Outcome::Pending).collect();
+    let failed = finished.iter().filter(|&&i| observed[i].outcome == Outcome::Failed).count();
     finished.sort_by(|&a, &b| {
         let (x, y) = (rank(&observed[a]), rank(&observed[b]));
         (x.0, x.1).cmp(&(y.0, y.1)).then(x.2.total_cmp(&y.2)).then(a.cmp(&b))
     });
     let mut is_below = vec![false; observed.len()];
-    for &i in finished.iter().take(below_count(finished.len())) {
+    // Failed trials rank last and are never among the best.
+    for &i in finished.iter().take(below_count(finished.len()).min(finished.len() - failed)) {
         is_below[i] = true;
     }
     let below = observed.iter().zip(&is_below).filter(|(_, b)| **b).map(|(o, _)| o).collect();
@@ -448,6 +456,9 @@ mod tests {
         let (below, above) = split(&observed);
         assert_eq!(below.len(), 1);
         assert!(above.iter().any(|o| o.outcome == Outcome::Pending));
+        // Only failures so far: none of them is taken for the best.
+        let (below, above) = split(&observed[..1]);
+        assert!(below.is_empty() && above.len() == 1);
     }
 
     #[test]

@@ -54,6 +54,13 @@ pub fn follow(run_dir: &Path, job_ids: &[String], sweep: &dyn Fn() -> Result<Vec
                         display.advance();
                     }
                 }
+                // Left at a rung: its bar goes (a promotion brings it back).
+                TrialStatus::Pruned => {
+                    if let Some(bar) = bars.remove(&id) {
+                        bar.finish_and_clear();
+                        display.line(&format!("rung  {id} {} pruned at step {}", record.label, record.step));
+                    }
+                }
                 TrialStatus::Running => {
                     let label = format!("{id} {}", record.label);
                     let bar = bars.entry(id).or_insert_with(|| display.trial_bar(&label, record.steps as u64));
