@@ -98,7 +98,7 @@ fn decisions(out: &Path) -> (String, String) {
 #[test]
 fn one_seed_gives_one_search_and_a_killed_run_resumes_it_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "search.toml", &searched("killed", 20, 3, ASHA));
+    let file = write(dir.path(), "search.toml", &searched("killed", 36, 3, ASHA));
     let reference = dir.path().join("reference");
     let done = run_into(&file, &reference, &[]);
     assert_eq!(done.code, 0, "{}", done.stderr);
