@@ -113,7 +113,8 @@ fn one_seed_gives_one_search_and_a_killed_run_resumes_it_exactly() {
     assert_eq!(last.code, 0, "{}", last.stderr);
     assert!(kills >= 3, "only {kills} kills landed");
     assert_eq!(decisions(&out), expected, "after {kills} kills");
-    steps_trained(&out);
+    // A SIGKILL between checkpoints loses the steps since the last one, so
+    // those are trained again: the series, not the point logs, must match.
     let keep = |s: Series| -> Series { s.into_iter().filter(|p| p.0 .1 != "perf/checkpoint_s").collect() };
     assert_same_series(&keep(series_of(&out)), &keep(series_of(&reference)), "the resumed search");
 }
