@@ -46,6 +46,11 @@ pub fn suggestions(root: &Path) -> anyhow::Result<Vec<Suggestion>> {
     search_log(root).read()
 }
 
+/// The trials of every suggestion recorded in `root`, in order.
+pub fn suggested_trials(root: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(suggestions(root)?.into_iter().flat_map(|s| s.trials).collect())
+}
+
 pub fn early_stop_log(root: &Path) -> Journal {
     Journal::new(&root.join(EARLY_STOP_LOG), &root.join(EARLY_STOP_LOCK))
 }

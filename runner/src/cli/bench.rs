@@ -47,11 +47,7 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     let expansion = sweep::Expansion::new(&loaded)?;
     let trials: Vec<Trial> = match expansion.search() {
         // A search has no trials before it runs: its base configuration.
-        Some(_) => expansion.iter().filter_map(|p| match p {
-            Ok(sweep::Planned::Run(trial)) => Some(Ok(trial)),
-            Ok(sweep::Planned::Dropped { .. }) => None,
-            Err(e) => Some(Err(e)),
-        }).take(1).collect::<Result<_, _>>()?,
+        Some(_) => expansion.base_trial()?.into_iter().collect(),
         None => sweep::expand(&loaded)?.trials,
     };
     let count = trials.len();

@@ -148,11 +148,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         if submits {
             if !plan.loaded.experiment.sweep.search.is_empty() {
                 // The tasks read the vocabulary trained here, from the cache.
-                let base = sweep::Expansion::new(&plan.loaded)?.iter().find_map(|p| match p {
-                    Ok(sweep::Planned::Run(trial)) => Some(trial),
-                    _ => None,
-                });
-                if let Some(trial) = base {
+                if let Some(trial) = sweep::Expansion::new(&plan.loaded)?.base_trial().ok().flatten() {
                     SharedData::default().bind(plan, &cache, trial)?;
                 }
             }
@@ -423,7 +419,7 @@ fn run_one<'a>(plan: &Checked, trials: Trials<'a>, options: &launch::Options, ta
         Trials::Searched { slots, .. } => {
             let jobs: Vec<&Job> = slots.iter().filter_map(OnceCell::get).collect();
             // Other processes' suggestions too (Slurm workers share the search).
-            let ids = runfolder::decisions::suggestions(&plan.out)?.into_iter().flat_map(|s| s.trials).collect();
+            let ids = runfolder::decisions::suggested_trials(&plan.out)?.into_iter().collect();
             (jobs, ids)
         }
     };
@@ -487,7 +483,7 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
     let search = sweep::Expansion::new(&plan.loaded)?.search().map(|s| s.trials * experiment.experiment.seeds.len() as u64);
     let sweep_now = || -> Result<Vec<String>> {
         match search {
-            Some(_) => Ok(runfolder::decisions::suggestions(&run_dir)?.into_iter().flat_map(|s| s.trials).collect()),
+            Some(_) => runfolder::decisions::suggested_trials(&run_dir),
             None => Ok(plan.trials.iter().map(|t| t.id.clone()).collect()),
         }
     };

@@ -53,7 +53,7 @@ impl<'a> Unstarted<'a> {
 
     /// A suggested trial by id.
     pub fn job(&self, id: &str) -> Option<&'a Job<'a>> {
-        self.search.as_ref()?.jobs().into_iter().find(|job| job.trial.id == id)
+        self.search.as_ref()?.job(id)
     }
 
     /// Every trial suggested so far.

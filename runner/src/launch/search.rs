@@ -107,6 +107,11 @@ impl<'a> Searcher<'a> {
         self.made.iter().flat_map(|(_, jobs)| jobs.iter().copied()).collect()
     }
 
+    /// A suggested trial by id.
+    pub fn job(&self, id: &str) -> Option<&'a Job<'a>> {
+        self.made.iter().flat_map(|(_, jobs)| jobs.iter().copied()).find(|job| job.trial.id == id)
+    }
+
     /// No suggestion is left to make, nor a seed of one to give out.
     pub fn is_done(&self) -> bool {
         self.queued.is_empty() && (self.done || self.made.len() as u64 >= self.search.trials)

@@ -150,6 +150,17 @@ impl<'a> Expansion<'a> {
         self.fixed.data.as_ref()
     }
 
+    /// The first trial of the first point the constraints keep: for a
+    /// search, its base configuration (no search key set).
+    pub fn base_trial(&self) -> Result<Option<Trial>, InputError> {
+        for planned in self.iter() {
+            if let Planned::Run(trial) = planned? {
+                return Ok(Some(trial));
+            }
+        }
+        Ok(None)
+    }
+
     /// A search's suggestion once per seed (or dropped by a constraint).
     pub fn suggestion(&self, point: Point) -> Result<Vec<Planned>, InputError> {
         let resolved = self.resolve(&point)?;
