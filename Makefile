@@ -7,7 +7,7 @@ export VENV
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BERTLAB := $(TARGET_DIR)/release/bertlab
 
-.PHONY: setup browser slurm build run test report-screenshot mlflow clean
+.PHONY: setup browser slurm gloo build run test report-screenshot mlflow clean
 
 ## setup: Python environment with torch==2.11.0 (libtorch) and .cargo/config.toml
 setup:
@@ -22,6 +22,11 @@ browser:
 slurm:
 	@bash scripts/setup-slurm.sh
 
+## gloo: Debian's libgloo-dev, the headers c10d's Gloo process groups
+## compile against (train.devices > 1); before the build that uses them
+gloo:
+	@bash scripts/setup-gloo.sh
+
 ## build: set-up, then the release build of bertlab, each phase timed
 ## (scripts/build.sh)
 build:
@@ -35,7 +40,7 @@ run: build
 ## test: every test of the workspace (same profile and features as `run`:
 ## after `make run` it compiles the tests and the project's crates, no
 ## dependency again)
-test: build browser slurm
+test: gloo build browser slurm
 	cargo test --release --workspace
 
 ## report-screenshot: the quickstart report as rendered by headless chromium

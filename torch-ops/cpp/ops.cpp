@@ -1,7 +1,7 @@
-// The libtorch calls bertlab needs that tch 0.24 does not bind. Each entry
-// point catches C++ exceptions and returns non-zero, leaving the message for
-// torch_ops_error(), so a libtorch error becomes a Rust error, not an abort.
+// The libtorch calls bertlab needs that tch 0.24 does not bind, but for
+// c10d's (distributed.cpp). Each entry point is guarded (guarded.h).
 // Tensors cross as `at::Tensor*`, the representation tch's C API uses.
+#include "guarded.h"
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 #include <ATen/DeviceAccelerator.h>
@@ -11,8 +11,12 @@
 #include <string>
 #include <vector>
 
-namespace {
+namespace torch_ops {
 thread_local std::string last_error;
+}
+
+namespace {
+using torch_ops::guarded;
 
 std::vector<at::Tensor> list(at::Tensor** tensors, int n) {
   std::vector<at::Tensor> out;
@@ -27,21 +31,11 @@ std::optional<at::Tensor> maybe(at::Tensor* t) {
 
 at::DeviceType device_type(int cuda) { return cuda ? at::kCUDA : at::kCPU; }
 
-template <typename F>
-int guarded(F f) {
-  try {
-    f();
-    return 0;
-  } catch (const std::exception& e) {
-    last_error = e.what();
-    return 1;
-  }
-}
 }  // namespace
 
 extern "C" {
 
-const char* torch_ops_error() { return last_error.c_str(); }
+const char* torch_ops_error() { return torch_ops::last_error.c_str(); }
 
 // Autocast state is per thread and per device type; `dtype` is a c10
 // ScalarType code (BFloat16 = 15, Half = 5). Entering reports the state it

@@ -4,7 +4,10 @@
 //! rather than zeroed, pinned host memory, autocast on a given
 //! device type with a given dtype (tch's `autocast` is CUDA-only and float16),
 //! TF32 matmuls, an accelerator's peak-memory counter, and the state of
-//! the default random generators (for exact resumes).
+//! the default random generators (for exact resumes); and c10d's stores,
+//! process groups and a bucketed gradient reducer ([`distributed`]).
+pub mod distributed;
+
 use std::ffi::{c_char, c_int, CStr};
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
