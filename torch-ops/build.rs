@@ -68,8 +68,11 @@ fn main() {
     match cuda.filter(|_| nccl.join("nccl.h").exists() && lib.join("libtorch_cuda.so").exists()) {
         Some(cuda) => {
             build.include(&nccl).include(cuda).define("BERTLAB_NCCL", None).file("cpp/nccl.cpp");
-            // ProcessGroupNCCL lives there; binaries force-link it anyway.
-            println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+            // ProcessGroupNCCL lives in libtorch_cuda, set_device in
+            // libc10_cuda: linked into everything that links this crate.
+            println!("cargo:rustc-link-search=native={}", lib.display());
+            println!("cargo:rustc-link-lib=dylib=torch_cuda");
+            println!("cargo:rustc-link-lib=dylib=c10_cuda");
         }
         None => println!("cargo:warning=NCCL's or CUDA's headers not found beside torch: train.devices > 1 on GPUs is unavailable in this build"),
     }

@@ -49,6 +49,12 @@ pub const POINTS: &str = "points.tsv";
 /// In a trial's folder: a `run --jobs` worker's standard error.
 pub const WORKER_LOG: &str = "worker.log";
 
+/// In a trial's folder: the standard error of rank `rank` (1 and up) of a
+/// trial on several devices (`rank-1.log`); rank 0's is the worker's.
+pub fn rank_log(rank: usize) -> String {
+    format!("rank-{rank}.log")
+}
+
 /// Columns of the trials table (besides the swept keys and the metrics).
 pub mod column {
     pub const TRIAL_ID: &str = "trial_id";

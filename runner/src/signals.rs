@@ -19,7 +19,7 @@ pub enum Signal {
 }
 
 impl Signal {
-    fn from_number(number: usize) -> Option<Signal> {
+    pub fn from_number(number: usize) -> Option<Signal> {
         match number as i32 {
             libc::SIGINT => Some(Signal::Interrupt),
             libc::SIGTERM => Some(Signal::Terminate),

@@ -6,6 +6,7 @@ use crate::error::InputError;
 use crate::sweep;
 use crate::trial::Trial;
 use crate::trial::bind;
+use crate::launch::ranks::{self, Assignment, Work};
 use crate::train::{benchmark, device, peak_flops};
 use anyhow::Result;
 use super::OutputFormat;
@@ -65,13 +66,20 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     if let Some(device) = &args.device {
         config.train.device = device.clone();
     }
-    let target = bind::device(config).map_err(|e| match &args.device {
-        Some(_) => e.key("--device"),
-        None => loaded.locate(e),
+    let devices = bind::devices(config).map_err(|e| match (&args.device, e.key.as_deref()) {
+        (Some(_), Some("train.device")) => e.key("--device"),
+        _ => loaded.locate(e),
     })?;
+    let target = devices[0];
 
-    // An out-of-memory at a large batch is an answer, not a crash.
-    let m = crate::launch::local::catch_panics(|| benchmark::measure(config, target, args.warmup, args.steps))?;
+    // An out-of-memory at a large batch is an answer, not a crash. Over
+    // several devices, the other ranks time the same steps beside this one.
+    let assignment = Assignment { config: config.clone(), work: Work::Bench { warmup: args.warmup, steps: args.steps } };
+    let threads = (tch::get_num_threads() / devices.len() as i32).max(1);
+    tch::set_num_threads(threads);
+    let m = crate::launch::local::catch_panics(|| {
+        ranks::lead(&assignment, &devices, threads, None, || Ok(()), |(), ranks| benchmark::measure(config, target, ranks, args.warmup, args.steps))
+    })?;
     let device_name = match target {
         tch::Device::Cuda(index) => device::gpu_names().get(index).cloned().unwrap_or_else(|| "CUDA device".into()),
         _ => cpu_model(),
@@ -99,6 +107,7 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
         "batch_size": config.train.batch_size,
         "micro_batch_size": config.train.micro_batch_rows(),
         "accumulation_steps": config.train.accumulation_steps(),
+        "devices": devices.iter().map(|&d| device::name(d)).collect::<Vec<_>>(),
         "seq_len": config.data.seq_len,
         "steps": args.steps,
         "warmup": args.warmup,

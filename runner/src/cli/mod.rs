@@ -9,6 +9,7 @@ mod forward;
 mod models;
 mod plan;
 mod progress;
+mod rank;
 mod report;
 mod run;
 mod status;
@@ -69,6 +70,9 @@ enum Command {
     /// One trial of `run --jobs N`, configured on stdin (internal).
     #[command(hide = true)]
     Worker(worker::WorkerArgs),
+    /// A rank other than 0 of a trial on several devices (internal).
+    #[command(hide = true)]
+    Rank(rank::RankArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -97,6 +101,7 @@ pub fn main() -> i32 {
         Command::Doctor => doctor::print().map(|_| 0),
         Command::Bench(args) => bench::bench(args),
         Command::Worker(args) => worker::serve(args),
+        Command::Rank(args) => rank::serve(args),
     };
     match result {
         Ok(code) => code,

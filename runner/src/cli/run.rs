@@ -141,7 +141,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             metric: experiment.experiment.metric.clone(),
             maximize: experiment.experiment.goal.as_str() == "maximize",
         });
-        let options = launch::Options { fresh: args.fresh, parallel: args.jobs, retries: args.retries, early_stop };
+        let options = launch::Options { fresh: args.fresh, parallel: args.jobs, devices: experiment.train.ranks(), retries: args.retries, early_stop };
         let plan = &*plan;
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
@@ -347,7 +347,7 @@ fn bind_one<'a>(plan: &Checked, data: &'a Dataset, mut trial: Trial) -> Result<J
     let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
     let locate = |e| plan.loaded.locate(e);
     bind::complete(&mut trial.config, &facts).map_err(locate)?;
-    let device = bind::device(&trial.config).map_err(locate)?;
+    let device = bind::devices(&trial.config).map_err(locate)?[0];
     Ok(Job { trial, data, device })
 }
 

@@ -8,9 +8,10 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct WorkerArgs {
-    /// The device the sweep placed this trial on: cpu or cuda:N.
-    #[arg(long)]
-    device: String,
+    /// The device the sweep placed this trial on: cpu or cuda:N; for a
+    /// trial on several, one per rank, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    device: Vec<String>,
     /// libtorch's intra-op threads: this worker's share of the machine.
     #[arg(long)]
     threads: i32,
@@ -27,6 +28,6 @@ pub struct WorkerArgs {
 
 pub fn serve(args: WorkerArgs) -> Result<i32> {
     crate::signals::install(crate::signals::Role::Worker)?;
-    let target = DeviceSpec::parse(&args.device).and_then(DeviceSpec::resolve).map_err(|m| anyhow!(m))?;
-    protocol::serve(target, args.threads, &args.dir, args.resume.as_deref(), args.until)
+    let devices = args.device.iter().map(|d| DeviceSpec::parse(d).and_then(DeviceSpec::resolve).map_err(|m| anyhow!(m))).collect::<Result<Vec<_>>>()?;
+    protocol::serve(&devices, args.threads, &args.dir, args.resume.as_deref(), args.until)
 }

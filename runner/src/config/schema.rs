@@ -246,6 +246,14 @@ pub struct TrainSection {
     pub budget: Option<String>,
     /// auto | cpu | cuda | cuda:N
     pub device: String,
+    /// Ranks one trial trains on at once, data-parallel, one device each
+    /// (`cuda:N` and the devices after it; each CPU rank a share of the
+    /// threads): each rank takes its share of every batch, and their
+    /// gradients are summed through c10d (NCCL, Gloo). Not part of a
+    /// trial's id, like `device`: the update is the whole batch's whatever
+    /// the ranks. Left out of the serialised config at 1.
+    #[serde(skip_serializing_if = "is_one")]
+    pub devices: i64,
     /// Checkpoint the whole training state every this many steps; unset:
     /// at every evaluation. Either way at least every
     /// [`CHECKPOINT_AT_LEAST_EVERY`] of training; 0 turns checkpoints off.
@@ -263,6 +271,10 @@ pub struct TrainSection {
 /// `train.checkpoint_every` says (unless it turns them off).
 pub const CHECKPOINT_AT_LEAST_EVERY: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 const DEFAULT_KEEP_CHECKPOINTS: i64 = 1;
+
+fn is_one(n: &i64) -> bool {
+    *n == 1
+}
 
 fn is_default_keep(keep: &i64) -> bool {
     *keep == DEFAULT_KEEP_CHECKPOINTS
@@ -290,6 +302,7 @@ impl Default for TrainSection {
             tf32: false,
             budget: None,
             device: "auto".into(),
+            devices: 1,
             checkpoint_every: None,
             keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS,
         }
@@ -385,30 +398,44 @@ impl DataSection {
 
 impl TrainSection {
     /// The section without what cannot change a trial's numbers: the
-    /// device it runs on, its checkpoint settings and its micro-batch. What a trial's id
-    /// and its checkpoints' fingerprint are made of.
+    /// devices it runs on, its checkpoint settings and its micro-batch.
+    /// What a trial's id and its checkpoints' fingerprint are made of.
     pub fn without_bookkeeping(&self) -> TrainSection {
-        TrainSection { device: String::new(), checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, micro_batch_size: None, ..self.clone() }
+        TrainSection { device: String::new(), devices: 1, checkpoint_every: None, keep_checkpoints: DEFAULT_KEEP_CHECKPOINTS, micro_batch_size: None, ..self.clone() }
     }
 
-    /// Examples per forward and backward pass: `micro_batch_size`, else
-    /// the whole batch.
+    /// Ranks the trial trains on (`devices`, at least 1).
+    pub fn ranks(&self) -> usize {
+        self.devices.max(1) as usize
+    }
+
+    /// Examples each rank takes of a batch: the batch split over the ranks.
+    pub fn rank_rows(&self) -> usize {
+        (self.batch_size.max(1) as usize).div_ceil(self.ranks())
+    }
+
+    /// Examples per forward and backward pass, on each rank:
+    /// `micro_batch_size`, else the rank's whole share of the batch.
     pub fn micro_batch_rows(&self) -> usize {
-        self.micro_batch_size.unwrap_or(self.batch_size).max(1) as usize
+        self.micro_batch_size.map_or(self.rank_rows(), |m| m.max(1) as usize)
     }
 
-    /// Forward and backward passes per optimiser step (1 without
-    /// `micro_batch_size`).
+    /// Forward and backward passes per optimiser step on each rank (1
+    /// without `micro_batch_size`).
     pub fn accumulation_steps(&self) -> usize {
-        (self.batch_size.max(1) as usize).div_ceil(self.micro_batch_rows())
+        self.rank_rows().div_ceil(self.micro_batch_rows())
     }
 
-    /// The step's batch in words: `32`, or with accumulation `4096 = 32 ×
-    /// 128` (micro-batches × their size), as `plan` and `bench` print it.
+    /// The step's batch in words, as `plan` and `bench` print it: `32`;
+    /// with accumulation `4096 = 32 × 128` (micro-batches × their size);
+    /// over several devices `4096 = 8 devices × 4 × 128`.
     pub fn batch_in_words(&self) -> String {
-        match self.micro_batch_size.filter(|_| self.accumulation_steps() > 1) {
-            Some(micro) => format!("{} = {} × {micro}", self.batch_size, self.accumulation_steps()),
-            None => self.batch_size.to_string(),
+        let cut = self.accumulation_steps() > 1;
+        match (self.ranks(), cut) {
+            (1, false) => self.batch_size.to_string(),
+            (1, true) => format!("{} = {} × {}", self.batch_size, self.accumulation_steps(), self.micro_batch_rows()),
+            (ranks, false) => format!("{} = {ranks} devices × {}", self.batch_size, self.rank_rows()),
+            (ranks, true) => format!("{} = {ranks} devices × {} × {}", self.batch_size, self.accumulation_steps(), self.micro_batch_rows()),
         }
     }
 
@@ -422,8 +449,18 @@ impl TrainSection {
         require(self.steps > 0, "train.steps", || format!("must be > 0, got {}", self.steps))?;
         require(self.epochs.is_none_or(|e| e > 0), "train.epochs", || format!("must be > 0, got {}", self.epochs.unwrap_or(0)))?;
         require(self.batch_size > 0, "train.batch_size", || format!("must be > 0, got {}", self.batch_size))?;
-        require(self.micro_batch_size.is_none_or(|m| m > 0 && self.batch_size % m == 0), "train.micro_batch_size", || {
-            format!("{} does not divide train.batch_size = {}", self.micro_batch_size.unwrap_or_default(), self.batch_size)
+        require(self.devices >= 1, "train.devices", || format!("must be at least 1, got {}", self.devices))?;
+        require(self.batch_size % self.devices == 0, "train.devices", || {
+            format!("{} devices do not split train.batch_size = {} evenly", self.devices, self.batch_size)
+        })?;
+        let rank_rows = self.batch_size / self.devices;
+        require(self.micro_batch_size.is_none_or(|m| m > 0 && rank_rows % m == 0), "train.micro_batch_size", || match self.devices {
+            1 => format!("{} does not divide train.batch_size = {}", self.micro_batch_size.unwrap_or_default(), self.batch_size),
+            devices => format!(
+                "{} does not divide the {rank_rows} examples each of train.devices = {devices} takes of train.batch_size = {}",
+                self.micro_batch_size.unwrap_or_default(),
+                self.batch_size
+            ),
         })?;
         require(self.lr > 0.0 && self.lr.is_finite(), "train.lr", || format!("must be > 0, got {}", self.lr))?;
         // With `epochs`, the steps are known once the examples are read.

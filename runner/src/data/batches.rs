@@ -56,40 +56,57 @@ impl Batch {
         self.map(Tensor::shallow_clone)
     }
 
+    /// Sequences in the batch.
+    pub fn rows_len(&self) -> usize {
+        self.input.input_ids.size()[0] as usize
+    }
+
     /// The batch, on the host, cut into micro-batches of `rows` consecutive
     /// rows (the last may be shorter), for gradient accumulation: each
     /// keeps its own masked positions, renumbered from its first row.
     /// Nothing is drawn again, so together they are exactly the batch.
     pub fn split(self, rows: usize) -> Vec<Batch> {
-        let [all, seq_len] = self.input.input_ids.size()[..] else { unreachable!("input ids are [batch, seq]") };
-        let rows = rows.max(1) as i64;
+        let all = self.rows_len();
+        let rows = rows.max(1);
         if rows >= all {
             return vec![self];
         }
         let positions = Vec::<i64>::try_from(&self.positions).expect("positions are int64 on the host");
-        (0..all)
-            .step_by(rows as usize)
-            .map(|first| {
-                let count = rows.min(all - first);
-                let flat = (first * seq_len)..((first + count) * seq_len);
-                // Positions are ascending, so a part's are one run of them.
-                let start = positions.partition_point(|p| *p < flat.start) as i64;
-                let end = positions.partition_point(|p| *p < flat.end) as i64;
-                let rows_of = |t: &Tensor| t.narrow(0, first, count).contiguous();
-                let attention_mask = self.input.attention_mask.as_ref().map(rows_of);
-                let tokens = match &attention_mask {
-                    Some(mask) => mask.sum(tch::Kind::Int64).int64_value(&[]) as usize,
-                    None => (count * seq_len) as usize,
-                };
-                Batch {
-                    input: EncoderInput { input_ids: rows_of(&self.input.input_ids), token_type_ids: rows_of(&self.input.token_type_ids), attention_mask },
-                    positions: self.positions.narrow(0, start, end - start) - flat.start,
-                    targets: self.targets.narrow(0, start, end - start).contiguous(),
-                    next_labels: self.next_labels.as_ref().map(rows_of),
-                    tokens,
-                }
-            })
-            .collect()
+        (0..all).step_by(rows).map(|first| self.part(&positions, first..(first + rows).min(all))).collect()
+    }
+
+    /// The consecutive rows `range` of the batch, on the host (a rank's
+    /// share of it), cut as [`Batch::split`] cuts.
+    pub fn rows(self, range: std::ops::Range<usize>) -> Batch {
+        if range == (0..self.rows_len()) {
+            return self;
+        }
+        let positions = Vec::<i64>::try_from(&self.positions).expect("positions are int64 on the host");
+        self.part(&positions, range)
+    }
+
+    /// Rows `range`, with the masked positions among `positions` (the
+    /// batch's, read once for all its parts) that fall in them.
+    fn part(&self, positions: &[i64], range: std::ops::Range<usize>) -> Batch {
+        let seq_len = self.input.input_ids.size()[1];
+        let (first, count) = (range.start as i64, range.len() as i64);
+        let flat = (first * seq_len)..((first + count) * seq_len);
+        // Positions are ascending, so a part's are one run of them.
+        let start = positions.partition_point(|p| *p < flat.start) as i64;
+        let end = positions.partition_point(|p| *p < flat.end) as i64;
+        let rows_of = |t: &Tensor| t.narrow(0, first, count).contiguous();
+        let attention_mask = self.input.attention_mask.as_ref().map(rows_of);
+        let tokens = match &attention_mask {
+            Some(mask) => mask.sum(tch::Kind::Int64).int64_value(&[]) as usize,
+            None => (count * seq_len) as usize,
+        };
+        Batch {
+            input: EncoderInput { input_ids: rows_of(&self.input.input_ids), token_type_ids: rows_of(&self.input.token_type_ids), attention_mask },
+            positions: self.positions.narrow(0, start, end - start) - flat.start,
+            targets: self.targets.narrow(0, start, end - start).contiguous(),
+            next_labels: self.next_labels.as_ref().map(rows_of),
+            tokens,
+        }
     }
 
     /// The batch in pinned (page-locked) host memory, from which a copy to a

@@ -16,7 +16,8 @@ pub fn run(queue: &mut Queue, store: &Store, sinks: &Sinks, tally: &mut Tally) -
         let Some(mut session) = Session::open(&job.trial, store, task.fresh, sinks, tally)? else { continue };
         let dir = store.folder.trial_dir(&job.trial.id);
         let resume = session.resume.as_ref().map(|r| r.path.clone());
-        let result = catch_panics(|| train::train(&job.trial.config, job.data, job.device, &dir, resume.as_deref(), task.until, &mut session));
+        let placement = train::Placement { device: job.device, ranks: None, dir: &dir, resume: resume.as_deref(), until: task.until };
+        let result = catch_panics(|| train::train(&job.trial.config, job.data, &placement, &mut session));
         let ended = Ended::of(&result);
         session.close(result, sinks, tally)?;
         queue.ended(&task, ended, sinks)?;

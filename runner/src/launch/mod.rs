@@ -7,10 +7,13 @@
 //! trial through the same session. What to train next comes from
 //! [`queue`]: every trial once, or stretches between early stopping's
 //! rungs ([`early_stop`]); a [`search`] adds trials as it suggests them.
+//! A trial on several devices trains in a worker, which starts its other
+//! ranks ([`ranks`]).
 pub mod early_stop;
 pub mod local;
 pub mod protocol;
 pub mod queue;
+pub mod ranks;
 pub mod search;
 pub mod session;
 pub mod slurm;
@@ -27,6 +30,9 @@ pub struct Options {
     pub fresh: bool,
     /// Trials at once (more than one: each in a worker process).
     pub parallel: usize,
+    /// Ranks each trial trains on (`train.devices`; more than one: each
+    /// trial in a worker process, which starts the other ranks).
+    pub devices: usize,
     /// Times a trial whose worker died is given to a new one.
     pub retries: u32,
     /// `[sweep.early_stop]`'s rules, when the experiment has them.
@@ -49,7 +55,7 @@ pub fn run<'a>(jobs: &[&'a Job<'a>], search: Option<search::Searcher<'a>>, store
         }
     }
     let mut queue = queue::Queue::new(pending, search, store, fresh, options.early_stop.as_ref(), tally.skipped > 0)?;
-    if options.parallel <= 1 {
+    if options.parallel <= 1 && options.devices <= 1 {
         local::run(&mut queue, store, sinks, &mut tally)?;
     } else {
         workers::run(&mut queue, options.parallel, options.retries, store, sinks, &mut tally)?;

@@ -2,11 +2,14 @@
 //! the sweep that started it say to each other: the worker reads its trial's
 //! resolved configuration as JSON on stdin and writes one JSON event per
 //! line on stdout (metric points, progress, checkpoints written, then how
-//! the trial ended). Its stderr goes to the trial's `worker.log`.
+//! the trial ended). Its stderr goes to the trial's `worker.log`. A trial
+//! on several devices trains in this worker as rank 0, with the other ranks
+//! it starts ([`super::ranks`]).
 use super::local::catch_panics;
+use super::ranks::{self, Assignment, Work};
 use crate::data::{self, cache::Cache};
 use crate::trial::TrialConfig;
-use crate::train::{self, Observer, Outcome, Stopped};
+use crate::train::{self, Observer, Outcome, Placement, Stopped};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::BTreeMap;
@@ -87,18 +90,29 @@ impl Event {
 }
 
 /// The worker's side: trains the trial on stdin into `trial_dir` and
-/// reports on stdout. A pretraining trial's tokenizer and packed data come
-/// from the cache the sweep filled before starting workers; a fine-tuning
-/// trial reads and tokenizes its labelled examples again.
-pub fn serve(device: Device, threads: i32, trial_dir: &Path, resume: Option<&Path>, until: Option<i64>) -> Result<i32> {
+/// reports on stdout, on `devices` (one per rank; `threads` shared between
+/// them). A pretraining trial's tokenizer and packed data come from the
+/// cache the sweep filled before starting workers; a fine-tuning trial
+/// reads and tokenizes its labelled examples again.
+pub fn serve(devices: &[Device], threads: i32, trial_dir: &Path, resume: Option<&Path>, until: Option<i64>) -> Result<i32> {
+    let threads = (threads / devices.len().max(1) as i32).max(1);
     tch::set_num_threads(threads);
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input).context("reading the trial configuration")?;
     let config: TrialConfig = serde_json::from_str(&input).context("parsing the trial configuration")?;
     let mut out = Emitter(std::io::stdout().lock());
+    let work = Work::Train { dir: trial_dir.to_owned(), resume: resume.map(Path::to_owned), until };
+    let assignment = Assignment { config, work };
+    let config = &assignment.config;
     let result = catch_panics(|| {
-        let data = data::prepare(config.task, &config.data, &Cache::from_env())?;
-        train::train(&config, &data, device, trial_dir, resume, until, &mut out)
+        ranks::lead(
+            &assignment,
+            devices,
+            threads,
+            Some(trial_dir),
+            || Ok(data::prepare(config.task, &config.data, &Cache::from_env())?),
+            |data, ranks| train::train(config, &data, &Placement { device: devices[0], ranks, dir: trial_dir, resume, until }, &mut out),
+        )
     });
     out.emit(&match result {
         Err(e) if e.downcast_ref::<Stopped>().is_some() => Event::Stopped { stopped: e.downcast::<Stopped>().expect("checked") },

@@ -110,9 +110,10 @@ impl<'a> Session<'a> {
         }))
     }
 
-    /// The worker training this trial died: a new one goes on from the
-    /// newest checkpoint (or from the start), in a new attempt.
-    pub fn retry(&mut self, sinks: &Sinks) -> Result<()> {
+    /// The worker training this trial died (`why`, in words): a new one
+    /// goes on from the newest checkpoint (or from the start), in a new
+    /// attempt.
+    pub fn retry(&mut self, why: &str, sinks: &Sinks) -> Result<()> {
         let dir = self.folder.trial_dir(&self.trial.id);
         checkpoints::remove_partial(&dir);
         self.resume = store::newest_checkpoint(&dir);
@@ -121,7 +122,7 @@ impl<'a> Session<'a> {
         }
         let step = self.resume.as_ref().map(|r| r.step);
         self.writer.retried(step)?;
-        let line = format!("retry {} {} from step {} (its worker died)", self.trial.id, self.trial.label(), step.unwrap_or(0));
+        let line = format!("retry {} {} from step {} ({why})", self.trial.id, self.trial.label(), step.unwrap_or(0));
         self.folder.log(&self.trial.id, &line);
         sinks.display.line(&line);
         Ok(())

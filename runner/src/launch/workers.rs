@@ -1,16 +1,18 @@
 //! Runs up to N trials at once, each in its own worker process
 //! (`bertlab worker`), so trials never share libtorch state and a crash
 //! costs one trial. Placement: trials on `auto`/`cuda` go to the GPU running
-//! the fewest workers (several small trials may share one); the workers
-//! split this machine's CPU threads between them. This process holds the
-//! trials' claims and is the only writer of their records, the display and
-//! MLflow: workers report over a pipe, and this process puts their
-//! checkpoints in place. A worker that dies (killed, out of memory) is
-//! replaced by one that goes on from the trial's checkpoint, up to
-//! `--retries` times; a stop request is passed on to every worker.
+//! the fewest workers (several small trials may share one); a trial on
+//! several devices gets as many GPUs of its own, waiting until they are
+//! free; the workers split this machine's CPU threads between them. This
+//! process holds the trials' claims and is the only writer of their
+//! records, the display and MLflow: workers report over a pipe, and this
+//! process puts their checkpoints in place. A worker that dies (killed,
+//! out of memory), or whose trial lost a rank, is replaced by one that
+//! goes on from the trial's checkpoint, up to `--retries` times; a stop
+//! request is passed on to every worker.
 use super::protocol::Event;
 use super::queue::{Ended, Queue, Task};
-use super::session::{Job, Session, Sinks, Tally};
+use super::session::{Session, Sinks, Tally};
 use crate::store::Store;
 use crate::train::{device, Stopped};
 use anyhow::{anyhow, bail, Context, Result};
@@ -32,7 +34,8 @@ struct Running<'q, 's> {
     task: Task<'q>,
     session: Session<'s>,
     child: Child,
-    device: Device,
+    /// One per rank.
+    devices: Vec<Device>,
     ending: Option<Result<crate::train::Outcome>>,
 }
 
@@ -66,6 +69,8 @@ fn schedule<'q: 's, 's>(
     let (sender, receiver) = channel::<Message>();
     let mut next = 0;
     let mut forwarded = false;
+    // A trial claimed but waiting for enough free GPUs.
+    let mut waiting: Option<(Task<'q>, Session<'s>)> = None;
     loop {
         let stop = crate::signals::requested();
         if let Some(signal) = stop.filter(|_| !forwarded) {
@@ -76,17 +81,30 @@ fn schedule<'q: 's, 's>(
             }
             forwarded = true;
         }
+        if let Some((_, session)) = waiting.take_if(|_| stop.is_some()) {
+            session.close(Err(Stopped::Signal(stop.expect("checked").name().into()).into()), sinks, tally)?;
+        }
         while stop.is_none() && running.len() < slots {
-            // Early stopping may have nothing to give now but a promotion
-            // once a running trial reaches its rung: asked again then.
-            let Some(task) = queue.next(sinks, running.is_empty())? else { break };
+            let (task, session) = match waiting.take() {
+                Some(claimed) => claimed,
+                None => {
+                    // Early stopping may have nothing to give now but a promotion
+                    // once a running trial reaches its rung: asked again then.
+                    let Some(task) = queue.next(sinks, running.is_empty())? else { break };
+                    let Some(session) = Session::open(&task.job.trial, store, task.fresh, sinks, tally)? else { continue };
+                    (task, session)
+                }
+            };
             let job = task.job;
-            let Some(session) = Session::open(&job.trial, store, task.fresh, sinks, tally)? else { continue };
-            let placed = place(job, running.values().map(|w| w.device), gpus);
+            let busy = running.values().flat_map(|w| w.devices.iter().copied());
+            let Some(placed) = place(job.device, &job.trial.config.train.device, job.trial.config.train.ranks(), busy, gpus) else {
+                waiting = Some((task, session));
+                break;
+            };
             let resume = session.resume.as_ref().map(|r| r.path.clone());
-            match spawn(&task, placed, threads, resume.as_deref(), store, next, sender.clone()) {
+            match spawn(&task, &placed, threads, resume.as_deref(), store, next, sender.clone()) {
                 Ok(child) => {
-                    running.insert(next, Running { task, session, child, device: placed, ending: None });
+                    running.insert(next, Running { task, session, child, devices: placed, ending: None });
                 }
                 Err(e) => {
                     session.close(Err(e), sinks, tally)?;
@@ -122,13 +140,18 @@ fn schedule<'q: 's, 's>(
                 if std::fs::metadata(&log).is_ok_and(|m| m.len() == 0) {
                     let _ = std::fs::remove_file(&log);
                 }
-                let died = worker.ending.is_none();
-                if died && crate::signals::requested().is_none() && worker.session.retries() < retries {
-                    // Killed, out of memory: not the trial's fault, so a
-                    // new worker goes on from its checkpoint.
-                    worker.session.retry(sinks)?;
+                // Killed, out of memory, or one of its ranks was: not the
+                // trial's fault.
+                let died = match worker.ending.as_ref().map(|ending| ending.as_ref().err().and_then(|e| e.downcast_ref::<Stopped>())) {
+                    None => Some("its worker died".to_string()),
+                    Some(Some(Stopped::Peer(lost))) => Some(lost.clone()),
+                    Some(_) => None,
+                };
+                if let Some(why) = died.filter(|_| crate::signals::requested().is_none() && worker.session.retries() < retries) {
+                    // A new worker goes on from its checkpoint.
+                    worker.session.retry(&why, sinks)?;
                     let resume = worker.session.resume.as_ref().map(|r| r.path.clone());
-                    match spawn(&worker.task, worker.device, threads, resume.as_deref(), store, index, sender.clone()) {
+                    match spawn(&worker.task, &worker.devices, threads, resume.as_deref(), store, index, sender.clone()) {
                         Ok(child) => {
                             running.insert(index, Running { child, ending: None, ..worker });
                             continue;
@@ -151,25 +174,39 @@ fn schedule<'q: 's, 's>(
     }
 }
 
-/// The device a new worker trains on: for trials that let bertlab choose
-/// (`auto`, `cuda`), the GPU running the fewest workers; the named one
-/// otherwise.
-fn place(job: &Job, busy: impl Iterator<Item = Device>, gpus: usize) -> Device {
-    match (job.device, job.trial.config.train.device.as_str()) {
-        (Device::Cuda(_), "auto" | "cuda") => {
-            let mut load = vec![0usize; gpus];
-            for device in busy {
-                if let Device::Cuda(index) = device {
-                    load[index.min(gpus - 1)] += 1;
-                }
-            }
-            Device::Cuda((0..gpus).min_by_key(|&i| load[i]).unwrap_or(0))
+/// The devices a new worker's `ranks` train on, given the devices the
+/// running workers use (`busy`) among `gpus`: for trials that let bertlab
+/// choose (`train.device` `auto` or `cuda`, resolved to `first`), the GPUs
+/// running the fewest workers; the named one (and those after it)
+/// otherwise; the CPU for each rank on the CPU. `None` while a trial on
+/// several GPUs would share one with another trial (every collective of
+/// its ranks would wait on the slowest): it waits for them to be free.
+fn place(first: Device, spec: &str, ranks: usize, busy: impl Iterator<Item = Device>, gpus: usize) -> Option<Vec<Device>> {
+    let Device::Cuda(first) = first else { return Some(vec![first; ranks]) };
+    let gpus = gpus.max(first + ranks);
+    let mut load = vec![0usize; gpus];
+    for device in busy {
+        if let Device::Cuda(index) = device {
+            load[index.min(gpus - 1)] += 1;
         }
-        (placed, _) => placed,
     }
+    let chosen: Vec<usize> = match spec {
+        "auto" | "cuda" => {
+            let mut order: Vec<usize> = (0..gpus).collect();
+            order.sort_by_key(|&i| (load[i], i));
+            order.truncate(ranks);
+            order.sort();
+            order
+        }
+        _ => (first..first + ranks).collect(),
+    };
+    if ranks > 1 && chosen.iter().any(|&i| load[i] > 0) {
+        return None;
+    }
+    Some(chosen.into_iter().map(Device::Cuda).collect())
 }
 
-fn spawn(task: &Task, placed: Device, threads: i32, resume: Option<&Path>, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
+fn spawn(task: &Task, placed: &[Device], threads: i32, resume: Option<&Path>, store: &Store, index: usize, sender: Sender<Message>) -> Result<Child> {
     let job = task.job;
     let dir = store.folder.trial_dir(&job.trial.id);
     let log_path = dir.join(WORKER_LOG);
@@ -180,7 +217,8 @@ fn spawn(task: &Task, placed: Device, threads: i32, resume: Option<&Path>, store
     let exe = if cfg!(target_os = "linux") { PathBuf::from("/proc/self/exe") } else { named.clone() };
     let mut command = Command::new(exe);
     // What `ps` and `nvidia-smi` show: bertlab, not /proc/self/exe.
-    command.arg0(&named).arg("worker").arg("--device").arg(device::name(placed)).arg("--threads").arg(threads.to_string()).arg("--dir").arg(&dir);
+    let devices: Vec<String> = placed.iter().map(|&d| device::name(d)).collect();
+    command.arg0(&named).arg("worker").arg("--device").arg(devices.join(",")).arg("--threads").arg(threads.to_string()).arg("--dir").arg(&dir);
     if let Some(resume) = resume {
         command.arg("--resume").arg(resume);
     }
@@ -219,4 +257,29 @@ fn spawn(task: &Task, placed: Device, threads: i32, resume: Option<&Path>, store
         let _ = sender.send((index, None));
     });
     Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuda(indices: &[usize]) -> Vec<Device> {
+        indices.iter().map(|&i| Device::Cuda(i)).collect()
+    }
+
+    #[test]
+    fn one_device_trials_share_the_least_busy_gpu() {
+        assert_eq!(place(Device::Cuda(0), "auto", 1, cuda(&[0, 0, 1]).into_iter(), 3), Some(cuda(&[2])));
+        assert_eq!(place(Device::Cuda(0), "cuda", 1, cuda(&[0, 1, 2]).into_iter(), 3), Some(cuda(&[0])), "shared when every GPU is busy");
+        assert_eq!(place(Device::Cuda(1), "cuda:1", 1, cuda(&[1]).into_iter(), 3), Some(cuda(&[1])), "a named GPU is taken as named");
+        assert_eq!(place(Device::Cpu, "cpu", 2, std::iter::empty(), 0), Some(vec![Device::Cpu, Device::Cpu]));
+    }
+
+    #[test]
+    fn a_trial_on_several_gpus_gets_free_ones_or_waits() {
+        assert_eq!(place(Device::Cuda(0), "auto", 2, cuda(&[0, 3]).into_iter(), 4), Some(cuda(&[1, 2])));
+        assert_eq!(place(Device::Cuda(0), "auto", 2, cuda(&[0, 1, 3]).into_iter(), 4), None, "one GPU free, two needed");
+        assert_eq!(place(Device::Cuda(2), "cuda:2", 2, cuda(&[0]).into_iter(), 4), Some(cuda(&[2, 3])));
+        assert_eq!(place(Device::Cuda(2), "cuda:2", 2, cuda(&[3]).into_iter(), 4), None, "the named GPUs are busy");
+    }
 }

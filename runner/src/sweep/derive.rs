@@ -20,7 +20,7 @@ impl Derivations {
         let mut parsed: Vec<(String, Expr)> = Vec::new();
         for (key, source) in &loaded.experiment.derive {
             let fail = |m: String| loaded.entry_error(&table, key, m);
-            keys.check(key).map_err(fail)?;
+            keys.check_settable(key).map_err(fail)?;
             if swept.contains(&key.as_str()) {
                 return Err(fail(format!("`{key}` is both swept and derived: keep one")));
             }

@@ -92,7 +92,7 @@ impl<'a> Expansion<'a> {
         let plugin = find_plugin(loaded)?;
         let base = serde_json::to_value(&loaded.experiment).expect("experiment serialises");
         let keys = Keys::new(plugin, &base);
-        let space = Space::build(loaded, &|key| keys.check(key))?;
+        let space = Space::build(loaded, &|key| keys.check_settable(key))?;
         let search = search(loaded, &space, &keys)?;
         let swept: Vec<&str> = space.keys().chain(search.iter().flat_map(Search::keys)).collect();
         let derivations = Derivations::build(loaded, &keys, &swept)?;
@@ -390,7 +390,7 @@ impl<'a> Expansion<'a> {
 /// other axis.
 fn search(loaded: &Loaded, space: &Space, keys: &Keys) -> Result<Option<Search>, InputError> {
     let table = ["sweep", "search"];
-    let search = Search::parse(&loaded.experiment.sweep.search, |key| keys.check(key)).map_err(|e| match e.key {
+    let search = Search::parse(&loaded.experiment.sweep.search, |key| keys.check_settable(key)).map_err(|e| match e.key {
         Some(key) if Search::is_setting(&key) => loaded.error_at(&format!("sweep.search.{key}"), e.message),
         Some(key) => loaded.entry_error(&table, &key, e.message),
         None => loaded.error_at("sweep.search", e.message),

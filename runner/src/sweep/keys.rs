@@ -32,6 +32,18 @@ impl<'a> Keys<'a> {
         Err(format!("`{key}` is not a key of [{section}]{hint}"))
     }
 
+    /// `Ok` if a sweep, a search or a derivation may set `key`: a setting
+    /// that is part of what trials are, not of where one trains. Trials
+    /// differing only in `train.devices` would be the same trial (its id
+    /// leaves the devices out), so it is set for the whole run instead.
+    pub fn check_settable(&self, key: &str) -> Result<(), String> {
+        self.check(key)?;
+        match key {
+            "train.devices" => Err("is where each trial trains, not what it trains: trials differing only in it would be one trial. Set it for the whole run (in [train], or --set train.devices=N)".into()),
+            _ => Ok(()),
+        }
+    }
+
     fn names(&self, section: &str) -> Vec<&'a str> {
         match section {
             // `init` sweeps starting weights (a glob in `model.init` is such a sweep).

@@ -1,8 +1,11 @@
 //! Times training steps of one configuration (`bertlab bench`): the same
 //! step the trainer takes, on random full-length sequences (a benchmark
 //! measures the step, not a corpus), after untimed warm-up steps that let
-//! libtorch pick its kernels and fill its allocator's cache.
+//! libtorch pick its kernels and fill its allocator's cache. Over several
+//! ranks each takes its share of every batch, as in training, and rank 0's
+//! measurement is the step's.
 use super::precision::Precision;
+use super::ranks::Ranks;
 use super::step::Stepper;
 use super::trainer::pretraining_step;
 use crate::data::batches::{prefetched, TrainBatches};
@@ -33,12 +36,12 @@ pub struct Measurement {
     pub final_loss: f64,
 }
 
-pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) -> Result<Measurement> {
+pub fn measure(config: &TrialConfig, device: Device, ranks: Option<&Ranks>, warmup: i64, steps: i64) -> Result<Measurement> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let vocab = config.model.get("vocab_size").and_then(|v| v.as_i64()).context("model.vocab_size is set")? as u32;
     let seq_len = config.data.seq_len as usize;
     let (vs, model) = super::trainer::build(config, device)?;
-    let mut stepper = Stepper::new(&vs, &config.train, plugin)?;
+    let mut stepper = Stepper::new(&vs, &config.train, plugin, ranks)?;
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(config.seed);
     let ids = (0..ROWS * seq_len).map(|_| rng.random_range(SPECIAL_IDS..vocab)).collect();
@@ -53,7 +56,7 @@ pub fn measure(config: &TrialConfig, device: Device, warmup: i64, steps: i64) ->
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         let micro = config.train.micro_batch_rows();
-        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, micro, device, lr);
+        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, micro, device, ranks, lr);
         for _ in 0..warmup {
             let _loss = step()?;
         }

@@ -8,8 +8,12 @@
 //! ([`runfolder::checkpoints`]); its metadata carries a fingerprint of the
 //! trial (resolved configuration, plugin, examples, this format's version),
 //! and a checkpoint whose fingerprint differs from the trial's is refused,
-//! saying what differs.
+//! saying what differs. A trial trained on several ranks
+//! ([`super::ranks`]) is checkpointed by rank 0 with every rank's
+//! generators, and resumes on as many ranks.
+use super::ranks::Ranks;
 use super::trainer::Observer;
+use super::Stopped;
 use crate::config::schema::CHECKPOINT_AT_LEAST_EVERY;
 use crate::trial::TrialConfig;
 use anyhow::{bail, Context, Result};
@@ -29,6 +33,8 @@ const FORMAT: u32 = 1;
 const FINGERPRINT: &str = "bertlab.fingerprint";
 const PLACE: &str = "bertlab.place";
 const CURSOR: &str = "bertlab.cursor";
+/// The ranks that trained it, when more than one.
+const RANKS: &str = "bertlab.ranks";
 
 /// Where the training loop stood.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -52,6 +58,8 @@ pub struct Plan {
     fingerprint: serde_json::Value,
     /// An early-stopping rung this attempt ends at, with a checkpoint.
     pause_at: Option<i64>,
+    /// The ranks the trial trains on (`train.devices`).
+    ranks: usize,
 }
 
 impl Plan {
@@ -69,7 +77,7 @@ impl Plan {
             "train": config.train.without_bookkeeping(),
             "examples": examples,
         });
-        Plan { dir: dir.to_owned(), every: config.train.checkpoint_every, fingerprint, pause_at: None }
+        Plan { dir: dir.to_owned(), every: config.train.checkpoint_every, fingerprint, pause_at: None, ranks: config.train.ranks() }
     }
 
     /// The same plan, ending the attempt at step `rung` (a checkpoint
@@ -103,16 +111,28 @@ impl Plan {
     /// (reporting the seconds it took as `perf/checkpoint_s`) and hands it
     /// to `observer`, which puts it in place once the points up to this
     /// step are durable. `tensors` are the objective's (weights,
-    /// optimiser, scaler); the random generators are added here.
-    pub fn save(&self, place: &Place, cursor: &serde_json::Value, mut tensors: Vec<(String, Tensor)>, device: Device, observer: &mut dyn Observer) -> Result<()> {
+    /// optimiser, scaler); the random generators are added here, every
+    /// rank's over `ranks` (whose rank 0 alone writes: the rest of the
+    /// state is the same on every rank).
+    pub fn save(&self, place: &Place, cursor: &serde_json::Value, mut tensors: Vec<(String, Tensor)>, device: Device, ranks: Option<&Ranks>, observer: &mut dyn Observer) -> Result<()> {
         for generator in generators(device) {
-            tensors.push((generator_name(generator), torch_ops::rng_state(generator)?));
+            let state = torch_ops::rng_state(generator)?;
+            match ranks {
+                None => tensors.push((generator_name(generator, 0), state)),
+                Some(ranks) => tensors.extend(ranks.gather(&state)?.into_iter().enumerate().map(|(rank, state)| (generator_name(generator, rank), state))),
+            }
         }
-        let metadata = BTreeMap::from([
+        if ranks.is_some_and(|r| !r.leads()) {
+            return Ok(());
+        }
+        let mut metadata = BTreeMap::from([
             (FINGERPRINT.to_string(), self.fingerprint.to_string()),
             (PLACE.to_string(), serde_json::to_string(place)?),
             (CURSOR.to_string(), cursor.to_string()),
         ]);
+        if self.ranks > 1 {
+            metadata.insert(RANKS.to_string(), self.ranks.to_string());
+        }
         // Each tensor contiguous on the CPU, its bytes borrowed from there.
         let on_cpu: Vec<(String, Tensor)> = tensors.into_iter().map(|(name, t)| (name, t.to_device(Device::Cpu).contiguous())).collect();
         let stored = on_cpu.iter().map(|(name, t)| as_stored(name, t)).collect::<Result<Vec<_>>>()?;
@@ -124,7 +144,9 @@ impl Plan {
     }
 
     /// Reads the checkpoint at `path` for this trial: refused when it was
-    /// made for another (its fingerprint differs) or is damaged.
+    /// made for another (its fingerprint differs) or is damaged; and, kept
+    /// for a run that can, when it was trained on another number of ranks
+    /// (their dropout draws could not go on exactly).
     pub fn load(&self, path: &Path) -> Result<Saved> {
         let step = checkpoints::step_of(path).with_context(|| format!("{} is not named as a checkpoint", path.display()))?;
         let checkpoint = checkpoints::read(step, path)?;
@@ -136,6 +158,17 @@ impl Plan {
                 path.display(),
                 differences(&theirs, &self.fingerprint)
             );
+        }
+        let ranks: usize = checkpoint.metadata.get(RANKS).map_or(Ok(1), |n| n.parse())?;
+        if ranks != self.ranks {
+            let word = |n: usize| if n == 1 { "1 device".to_string() } else { format!("{n} devices") };
+            return Err(Stopped::Resume(format!(
+                "{} was trained on {} and this run has train.devices = {}: set train.devices = {ranks} to resume it exactly, or start over with --fresh",
+                path.display(),
+                word(ranks),
+                self.ranks
+            ))
+            .into());
         }
         let place: Place = serde_json::from_str(meta(PLACE)?)?;
         let cursor: serde_json::Value = serde_json::from_str(meta(CURSOR)?)?;
@@ -160,8 +193,8 @@ pub struct Saved {
 impl Saved {
     /// Copies the saved values into `targets` (the live tensors the
     /// objective's state names: weights, moments, scaler) and sets the
-    /// random generators of `device` back.
-    pub fn restore(&mut self, targets: Vec<(String, Tensor)>, device: Device) -> Result<()> {
+    /// random generators of `device` back to rank `rank`'s.
+    pub fn restore(&mut self, targets: Vec<(String, Tensor)>, device: Device, rank: usize) -> Result<()> {
         tch::no_grad(|| -> Result<()> {
             for (name, mut target) in targets {
                 let saved = self.tensors.remove(&name).with_context(|| format!("{} holds no {name}", self.path.display()))?;
@@ -173,7 +206,7 @@ impl Saved {
             Ok(())
         })?;
         for generator in generators(device) {
-            let name = generator_name(generator);
+            let name = generator_name(generator, rank);
             let state = self.tensors.remove(&name).with_context(|| format!("{} holds no {name}", self.path.display()))?;
             torch_ops::set_rng_state(generator, &state)?;
         }
@@ -203,10 +236,13 @@ fn generators(device: Device) -> Vec<Device> {
     }
 }
 
-fn generator_name(device: Device) -> String {
-    match device {
-        Device::Cuda(_) => "rng/cuda".into(),
-        _ => "rng/cpu".into(),
+/// `rng/cpu`, `rng/cuda` for rank 0 (and a trial on one device);
+/// `rng/cpu/1`, ... for the other ranks.
+fn generator_name(device: Device, rank: usize) -> String {
+    let kind = if device.is_cuda() { "rng/cuda" } else { "rng/cpu" };
+    match rank {
+        0 => kind.to_string(),
+        rank => format!("{kind}/{rank}"),
     }
 }
 
@@ -247,7 +283,7 @@ mod tests {
     use super::*;
 
     fn plan(every: Option<i64>) -> Plan {
-        Plan { dir: PathBuf::new(), every, fingerprint: serde_json::Value::Null, pause_at: None }
+        Plan { dir: PathBuf::new(), every, fingerprint: serde_json::Value::Null, pause_at: None, ranks: 1 }
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! set with the task's metrics (`eval/<metric>`) and its GLUE score
 //! (`eval/score`: the mean of those metrics, in points out of 100).
 use super::out_of_memory;
+use super::ranks::Ranks;
 use super::step::Stepper;
-use super::trainer::{run_steps, state_of, Checkpoints, Objective, Observer, Outcome};
-use crate::data::labeled::batches::{batch, LabeledBatch, TrainRows};
+use super::trainer::{run_steps, state_of, Checkpoints, Objective, Observer, Outcome, Placement};
+use crate::data::labeled::batches::{batch, tokens, LabeledBatch, TrainRows};
 use crate::data::labeled::{Labeled, Labels, Split};
 use crate::data::Vocab;
 use crate::model_dir::{self, ModelDir};
@@ -15,7 +16,6 @@ use crate::trial::TrialConfig;
 use anyhow::{Context, Result};
 use models::heads::{self, SequenceClassifier};
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 use tch::{nn::VarStore, Device, Kind, Reduction, Tensor};
 
 /// The class names of a fine-tuned classifier, in output order.
@@ -28,7 +28,8 @@ const EVAL_BATCH: usize = 128;
 struct FineTuner<'a> {
     model: &'a SequenceClassifier,
     vs: &'a VarStore,
-    stepper: Stepper,
+    stepper: Stepper<'a>,
+    ranks: Option<&'a Ranks>,
     labeled: &'a Labeled,
     rows: TrainRows,
     regression: bool,
@@ -42,18 +43,24 @@ struct FineTuner<'a> {
 impl Objective for FineTuner<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let rows = self.rows.next_rows();
-        let (model, regression, device, train, stepper) = (self.model, self.regression, self.device, &self.labeled.train, &mut self.stepper);
-        out_of_memory::with_retries(&mut self.micro, device, |micro| {
-            if micro >= rows.len() {
+        let (model, regression, device, train, stepper, ranks) = (self.model, self.regression, self.device, &self.labeled.train, &mut self.stepper, self.ranks);
+        let whole = tokens(train, &rows);
+        // Over several ranks, this rank's rows (the last batch of an epoch
+        // may leave a rank none).
+        let mine = match ranks {
+            Some(ranks) => &rows[ranks.shard(rows.len())],
+            None => &rows[..],
+        };
+        out_of_memory::with_retries(&mut self.micro, device, ranks.is_none(), |micro| {
+            if micro >= rows.len() && ranks.is_none() {
                 let batch = batch(train, &rows, regression, device);
-                return Ok((stepper.step(1, |_| loss(model, &batch, regression, Reduction::Mean), lr)?, batch.tokens));
+                return Ok((stepper.step(1, |_| loss(model, &batch, regression, Reduction::Mean), lr)?, whole));
             }
             // Gradient accumulation: each micro-batch's summed loss over the
             // whole batch's examples (the last batch of an epoch may be short).
-            let batches: Vec<LabeledBatch> = rows.chunks(micro).map(|chunk| batch(train, chunk, regression, device)).collect();
+            let batches: Vec<LabeledBatch> = mine.chunks(micro).map(|chunk| batch(train, chunk, regression, device)).collect();
             let share = |b: &LabeledBatch| loss(model, b, regression, Reduction::Sum) / rows.len() as f64;
-            let loss = stepper.step(batches.len(), |i| share(&batches[i]), lr)?;
-            Ok((loss, batches.iter().map(|b| b.tokens).sum()))
+            Ok((stepper.step(batches.len(), |i| share(&batches[i]), lr)?, whole))
         })
     }
 
@@ -79,25 +86,33 @@ impl Objective for FineTuner<'_> {
     }
 }
 
-pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, device: Device, trial_dir: &Path, (plan, mut saved): Checkpoints, observer: &mut dyn Observer) -> Result<Outcome> {
+pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, placement: &Placement, (plan, mut saved): Checkpoints, observer: &mut dyn Observer) -> Result<Outcome> {
     let regression = labeled.labels == Labels::Values;
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
+    let device = placement.device;
     let (vs, model) = build(config, plugin, labeled.labels.outputs(), saved.is_none(), device)?;
-    let stepper = Stepper::new(&vs, &config.train, plugin)?;
+    if let Some(ranks) = placement.ranks {
+        ranks.seed_dropout(config.seed);
+    }
+    let stepper = Stepper::new(&vs, &config.train, plugin, placement.ranks)?;
     let mut rows = TrainRows::new(&labeled.train, config.train.batch_size as usize, config.seed);
     if let Some(saved) = &mut saved {
-        saved.restore(state_of(&vs, &stepper), device)?;
+        saved.restore(state_of(&vs, &stepper), device, placement.rank())?;
         rows.restore(&saved.cursor()?)?;
     }
     let micro = config.train.micro_batch_rows();
-    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, micro, last: BTreeMap::new() };
-    let trained = run_steps(&config.train, device, &mut objective, plan, saved.map(|s| s.place), observer)?;
+    let ranks = placement.ranks;
+    let mut objective = FineTuner { model: &model, vs: &vs, stepper, ranks, labeled, rows, regression, device, micro, last: BTreeMap::new() };
+    let trained = run_steps(&config.train, device, ranks, &mut objective, plan, saved.map(|s| s.place), observer)?;
     let last = objective.last;
-    model_dir::save_weights(&vs, trial_dir)?;
-    vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
-    if let Labels::Classes(classes) = &labeled.labels {
-        // What each output means, for `bertlab export`'s id2label.
-        std::fs::write(trial_dir.join(LABELS), serde_json::to_string(classes)?).context("saving the class names")?;
+    let dir = placement.dir;
+    if placement.leads() {
+        model_dir::save_weights(&vs, dir)?;
+        vocab.save(&dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
+        if let Labels::Classes(classes) = &labeled.labels {
+            // What each output means, for `bertlab export`'s id2label.
+            std::fs::write(dir.join(LABELS), serde_json::to_string(classes)?).context("saving the class names")?;
+        }
     }
 
     let params = vs.trainable_variables().iter().map(Tensor::numel).sum::<usize>() as i64;

@@ -76,7 +76,8 @@ impl AdamW {
         out
     }
 
-    fn params(&self) -> impl Iterator<Item = &Tensor> {
+    /// The trainable parameters, in the optimiser's order.
+    pub fn params(&self) -> impl Iterator<Item = &Tensor> {
         self.groups.iter().flat_map(|g| g.params.iter())
     }
 

@@ -3,7 +3,10 @@
 //! only then does the trial fail, saying so. libtorch reports the lack as an
 //! error of CUDA's caching allocator or of the CPU's; tch turns it into a
 //! panic inside an op, and the ops bertlab binds into an error. Both are
-//! told apart from every other failure by libtorch's words for it.
+//! told apart from every other failure by libtorch's words for it. A rank
+//! of a trial on several devices cannot halve alone (the reducer already
+//! summed some of its gradients with its peers'): there running out of
+//! memory fails the trial, saying which micro-batch to set.
 use anyhow::{bail, Result};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use tch::Device;
@@ -21,7 +24,8 @@ fn is_out_of_memory(message: &str) -> bool {
 /// steps after) and runs it again. A step's attempt must start from a clean
 /// slate: [`super::step::Stepper::step`] clears the gradients first, and
 /// nothing is updated before the last backward pass has succeeded.
-pub fn with_retries<T>(micro: &mut usize, device: Device, mut attempt: impl FnMut(usize) -> Result<T>) -> Result<T> {
+/// Unless `alone`, the step is not run again.
+pub fn with_retries<T>(micro: &mut usize, device: Device, alone: bool, mut attempt: impl FnMut(usize) -> Result<T>) -> Result<T> {
     quiet_out_of_memory_panics();
     loop {
         let message = match catch_unwind(AssertUnwindSafe(|| attempt(*micro))) {
@@ -34,6 +38,13 @@ pub fn with_retries<T>(micro: &mut usize, device: Device, mut attempt: impl FnMu
             },
         };
         let first_line = summary(&message);
+        if !alone {
+            bail!(
+                "out of memory on {device:?} with micro-batches of {micro}, one of train.devices: a rank cannot halve its micro-batches alone; set train.micro_batch_size = {} ({first_line})",
+                (*micro / 2).max(1),
+                micro = *micro
+            );
+        }
         if *micro <= 1 {
             bail!("out of memory on {device:?} even with micro-batches of 1 example: the model does not fit there ({first_line})");
         }
@@ -83,7 +94,7 @@ mod tests {
         // A real allocation failure: a tensor no machine can hold.
         let mut micro = 8;
         let mut tried = Vec::new();
-        let done = with_retries(&mut micro, Device::Cpu, |m| {
+        let done = with_retries(&mut micro, Device::Cpu, true, |m| {
             tried.push(m);
             let elements = if m > 2 { 1i64 << 50 } else { 4 };
             Ok(tch::Tensor::zeros([elements], (tch::Kind::Float, Device::Cpu)).numel())
@@ -91,11 +102,15 @@ mod tests {
         .unwrap();
         assert_eq!((done, micro, tried), (4, 2, vec![8, 4, 2]));
         let mut micro = 1;
-        let err = with_retries(&mut micro, Device::Cpu, |_| Ok(tch::Tensor::zeros([1i64 << 50], (tch::Kind::Float, Device::Cpu)).numel())).unwrap_err();
+        let err = with_retries(&mut micro, Device::Cpu, true, |_| Ok(tch::Tensor::zeros([1i64 << 50], (tch::Kind::Float, Device::Cpu)).numel())).unwrap_err();
         assert!(format!("{err}").contains("even with micro-batches of 1 example"), "{err}");
         let mut micro = 4;
-        let other = with_retries(&mut micro, Device::Cpu, |_| -> Result<()> { bail!("train/loss is NaN") }).unwrap_err();
+        let other = with_retries(&mut micro, Device::Cpu, true, |_| -> Result<()> { bail!("train/loss is NaN") }).unwrap_err();
         assert_eq!((format!("{other}"), micro), ("train/loss is NaN".to_string(), 4));
+        let mut micro = 8;
+        let rank = with_retries(&mut micro, Device::Cpu, false, |_| Ok(tch::Tensor::zeros([1i64 << 50], (tch::Kind::Float, Device::Cpu)).numel())).unwrap_err();
+        assert!(format!("{rank}").contains("set train.micro_batch_size = 4"), "{rank}");
+        assert_eq!(micro, 8, "not halved alone");
     }
 
     #[test]

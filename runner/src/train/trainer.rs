@@ -8,11 +8,14 @@
 //! them, and a trial resumed from one goes on exactly where it stood; a
 //! signal stops the loop after its step, with a checkpoint. Pretraining
 //! lives here (masked batches drawn on another thread); fine-tuning in
-//! [`super::finetune`], on the same loop.
+//! [`super::finetune`], on the same loop. Over several ranks
+//! ([`super::ranks`]) every rank runs this loop in step with the others,
+//! and rank 0 records and writes.
 use super::checkpoint::{Place, Plan, Saved};
 use super::objective::{EvalResult, Pretraining};
 use super::schedule::Schedule;
 use super::out_of_memory;
+use super::ranks::{Agreed, Ranks};
 use super::step::Stepper;
 use crate::data::batches::{eval_batches, prefetched, Batch, TrainBatches};
 use crate::data::epochs::Cursor;
@@ -60,6 +63,12 @@ pub enum Stopped {
     /// Early stopping's rung (a step) was reached and checkpointed: the
     /// sweep decides whether the trial goes on.
     Rung(i64),
+    /// A rank of a trial on several devices died or hung (which one and
+    /// how): the others stop, and the trial goes on from its checkpoint.
+    Peer(String),
+    /// Its checkpoint cannot be resumed by this run exactly (trained on
+    /// another number of devices): kept, for a run that can.
+    Resume(String),
 }
 
 impl std::fmt::Display for Stopped {
@@ -68,6 +77,7 @@ impl std::fmt::Display for Stopped {
             Stopped::Signal(signal) => write!(f, "stopped by {signal}"),
             Stopped::Storage(error) => f.write_str(error),
             Stopped::Rung(step) => write!(f, "reached the rung at step {step}"),
+            Stopped::Peer(what) | Stopped::Resume(what) => f.write_str(what),
         }
     }
 }
@@ -98,16 +108,39 @@ pub struct Outcome {
 /// step's loss is too noisy to compare trials by.
 const FINAL_LOSS_WINDOW: usize = 10;
 
+/// Where and how a trial trains: on `device`, alone or as one of `ranks`;
+/// its files in `dir`; from the checkpoint `resume` when given; to the
+/// early-stopping rung `until` when given (then it ends with
+/// [`Stopped::Rung`]).
+pub struct Placement<'a> {
+    pub device: Device,
+    pub ranks: Option<&'a Ranks>,
+    pub dir: &'a Path,
+    pub resume: Option<&'a Path>,
+    pub until: Option<i64>,
+}
+
+impl Placement<'_> {
+    /// Whether this process writes the trial's files (alone, or rank 0).
+    pub fn leads(&self) -> bool {
+        self.ranks.is_none_or(Ranks::leads)
+    }
+
+    /// This process's rank (0 alone).
+    pub fn rank(&self) -> usize {
+        self.ranks.map_or(0, Ranks::rank)
+    }
+}
+
 /// Trains the trial on its examples: masked-LM pretraining on a corpus, or
-/// fine-tuning ([`super::finetune`]) on labelled examples; from the
-/// checkpoint `resume` when given; to the early-stopping rung `until` when
-/// given (then it ends with [`Stopped::Rung`]).
-pub fn train(config: &TrialConfig, data: &Dataset, device: Device, trial_dir: &Path, resume: Option<&Path>, until: Option<i64>, observer: &mut dyn Observer) -> Result<Outcome> {
-    let plan = Plan::new(config, &data.digest, trial_dir).pausing_at(until);
-    let saved = resume.map(|path| plan.load(path)).transpose()?;
+/// fine-tuning ([`super::finetune`]) on labelled examples, as `placement`
+/// says.
+pub fn train(config: &TrialConfig, data: &Dataset, placement: &Placement, observer: &mut dyn Observer) -> Result<Outcome> {
+    let plan = Plan::new(config, &data.digest, placement.dir).pausing_at(placement.until);
+    let saved = placement.resume.map(|path| plan.load(path)).transpose()?;
     match &data.examples {
-        Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), device, trial_dir, (&plan, saved), observer),
-        Examples::Labeled(labeled) => super::finetune::train(config, &data.vocab, labeled, device, trial_dir, (&plan, saved), observer),
+        Examples::Pretraining { train, eval } => pretrain(config, data, (train, eval), placement, (&plan, saved), observer),
+        Examples::Labeled(labeled) => super::finetune::train(config, &data.vocab, labeled, placement, (&plan, saved), observer),
     }
 }
 
@@ -143,7 +176,8 @@ pub(super) fn state_of(vs: &VarStore, stepper: &Stepper) -> Vec<(String, Tensor)
 struct Pretrainer<'a> {
     model: &'a Pretraining,
     vs: &'a VarStore,
-    stepper: Stepper,
+    stepper: Stepper<'a>,
+    ranks: Option<&'a Ranks>,
     next_batch: &'a mut dyn FnMut() -> (Batch, Cursor),
     cursor: Cursor,
     held_out: &'a [Batch],
@@ -158,8 +192,8 @@ impl Objective for Pretrainer<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let (batch, cursor) = (self.next_batch)();
         self.cursor = cursor;
-        let (tokens, model, device, stepper) = (batch.tokens, self.model, self.device, &mut self.stepper);
-        let loss = out_of_memory::with_retries(&mut self.micro, device, |micro| pretraining_step(stepper, model, batch.shallow_clone(), micro, device, lr))?;
+        let (tokens, model, device, stepper, ranks) = (batch.tokens, self.model, self.device, &mut self.stepper, self.ranks);
+        let loss = out_of_memory::with_retries(&mut self.micro, device, ranks.is_none(), |micro| pretraining_step(stepper, model, batch.shallow_clone(), micro, device, ranks, lr))?;
         Ok((loss, tokens))
     }
 
@@ -189,12 +223,20 @@ impl Objective for Pretrainer<'_> {
 }
 
 /// One optimisation step of masked-LM pretraining on `batch` (drawn on the
-/// host), moved to `device`; cut into micro-batches of `micro` rows when it
-/// has more, each trained on as its share of the whole batch's loss.
-pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, micro: usize, device: Device, lr: f64) -> Result<Tensor> {
+/// host), moved to `device`; over `ranks`, on this rank's rows of it; cut
+/// into micro-batches of `micro` rows when it has more, each trained on as
+/// its share of the whole batch's loss.
+pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, micro: usize, device: Device, ranks: Option<&Ranks>, lr: f64) -> Result<Tensor> {
     let whole = (batch.masked(), batch.pairs());
-    let parts = batch.split(micro);
-    if parts.len() == 1 {
+    let mine = match ranks {
+        Some(ranks) => {
+            let rows = batch.rows_len();
+            batch.rows(ranks.shard(rows))
+        }
+        None => batch,
+    };
+    let parts = mine.split(micro);
+    if parts.len() == 1 && ranks.is_none() {
         let batch = parts.into_iter().next().expect("one part").to(device);
         return stepper.step(1, |_| model.loss(&batch), lr);
     }
@@ -207,14 +249,17 @@ fn pretrain(
     config: &TrialConfig,
     data: &Dataset,
     (train_set, eval_set): (&Packed, &Packed),
-    device: Device,
-    trial_dir: &Path,
+    placement: &Placement,
     (plan, mut saved): Checkpoints,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let plugin = models::registry::find(&config.plugin).context("unknown plugin")?;
     let train = &config.train;
+    let device = placement.device;
     let (vs, model) = build(config, device)?;
+    if let Some(ranks) = placement.ranks {
+        ranks.seed_dropout(config.seed);
+    }
     if let Some(init) = config.init.as_ref().filter(|_| saved.is_none()) {
         let report = ModelDir::find(init)?.load(&vs)?;
         if !report.fresh.is_empty() {
@@ -223,7 +268,7 @@ fn pretrain(
     }
     let params = Pretraining::param_count(plugin, &config.model, config.data.nsp)?;
     let flops_per_token = plugin.flops_per_token(&config.model, config.data.seq_len)?;
-    let stepper = Stepper::new(&vs, train, plugin)?;
+    let stepper = Stepper::new(&vs, train, plugin, placement.ranks)?;
 
     let vocab = &data.vocab;
     let masker = Masker::new(config.data.mask_prob, vocab.mask, vocab.size() as u32, &vocab.special);
@@ -231,18 +276,21 @@ fn pretrain(
     let held_out = eval_batches(eval_set, &masker, batch_size, device);
     let mut source = TrainBatches::new(train_set, &masker, batch_size, config.seed);
     if let Some(saved) = &mut saved {
-        saved.restore(state_of(&vs, &stepper), device)?;
+        saved.restore(state_of(&vs, &stepper), device, placement.rank())?;
         source.restore(&saved.cursor()?)?;
     }
     let cursor = source.cursor();
     let place = saved.map(|s| s.place);
     let (trained, last) = prefetched(source, device, |next_batch| -> Result<_> {
-        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, micro: train.micro_batch_rows(), last: None };
-        let trained = run_steps(train, device, &mut objective, plan, place, observer)?;
+        let ranks = placement.ranks;
+        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, ranks, next_batch, cursor, held_out: &held_out, device, micro: train.micro_batch_rows(), last: None };
+        let trained = run_steps(train, device, ranks, &mut objective, plan, place, observer)?;
         Ok((trained, objective.last.expect("the loop evaluates at the end")))
     })?;
-    model_dir::save_weights(&vs, trial_dir)?;
-    data.vocab.save(&trial_dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
+    if placement.leads() {
+        model_dir::save_weights(&vs, placement.dir)?;
+        data.vocab.save(&placement.dir.join(model_dir::TOKENIZER)).context("saving the tokenizer")?;
+    }
 
     let mut metrics = trained.metrics(train);
     metrics.insert("eval/loss".into(), last.loss);
@@ -273,7 +321,7 @@ impl Trained {
     /// set, or halved after running out of memory).
     pub fn metrics(&self, train: &TrainSection) -> BTreeMap<String, f64> {
         let mut metrics = BTreeMap::from([("train/loss".to_string(), self.final_loss), ("perf/tokens_per_s".to_string(), self.tokens_per_s)]);
-        if (self.micro_batch as i64) < train.batch_size {
+        if self.micro_batch < train.rank_rows() {
             metrics.insert(MICRO_BATCH_METRIC.to_string(), self.micro_batch as f64);
         }
         metrics
@@ -288,10 +336,14 @@ impl Trained {
 /// count against the budget or the throughput. Checkpoints follow `plan`;
 /// from a checkpoint's `place` the loop goes on where it stood. A stop
 /// request (a signal) ends it after the current step, with a checkpoint;
-/// so does the plan's rung, which is always an evaluation step.
+/// so does the plan's rung, which is always an evaluation step. Over
+/// `ranks`, the stop request and the clock (the budget's, the schedule's,
+/// the checkpoints') are agreed after each step, so every rank takes the
+/// same decisions at the same step.
 pub(super) fn run_steps(
     train: &TrainSection,
     device: Device,
+    ranks: Option<&Ranks>,
     objective: &mut dyn Objective,
     plan: &Plan,
     place: Option<Place>,
@@ -309,10 +361,12 @@ pub(super) fn run_steps(
     let schedule = Schedule::new(train);
     let mut done = resumed.step;
     let mut micro_batch = objective.micro_batch();
-    let mut last_checkpoint = Instant::now();
     let training = |eval_time: Duration| trained_before + started.elapsed() - eval_time;
-    while !schedule.finished(done, training(eval_time)) {
-        let lr = schedule.lr(done, training(eval_time));
+    // The training time the schedule, the budget and the checkpoints go by.
+    let mut clock = trained_before;
+    let mut last_checkpoint = clock;
+    while !schedule.finished(done, clock) {
+        let lr = schedule.lr(done, clock);
         let (loss, batch_tokens) = objective.step(lr)?;
         tokens += batch_tokens;
         done += 1;
@@ -322,7 +376,9 @@ pub(super) fn run_steps(
         }
         losses.push(done, loss, lr);
         observer.step_done(done);
-        let last = schedule.finished(done, training(eval_time));
+        let agreed = agree(ranks, training(eval_time))?;
+        clock = agreed.clock;
+        let last = schedule.finished(done, clock);
         let evaluates = train.eval_every > 0 && done % train.eval_every == 0 && !last;
         if losses.pending() >= LOSS_READ_EVERY || evaluates || last {
             losses.read(train.log_every, last, observer)?;
@@ -334,20 +390,22 @@ pub(super) fn run_steps(
             // This attempt's throughput: tokens and time since it began.
             observer.metric(done, "perf/tokens_per_s", (tokens - resumed.tokens) as f64 / (training(eval_time) - trained_before).as_secs_f64());
         }
-        let stop = crate::signals::requested();
         let rung = !last && plan.pauses_at(done);
-        if !last && (rung || plan.enabled() && (stop.is_some() || plan.due(done, evaluates, last_checkpoint.elapsed()))) {
+        if !last && (rung || plan.enabled() && (agreed.stop.is_some() || plan.due(done, evaluates, clock.saturating_sub(last_checkpoint)))) {
             losses.read(train.log_every, false, observer)?;
             super::device::synchronize(device);
-            let place = Place { step: done, tokens, trained_s: training(eval_time).as_secs_f64(), wall_s: resumed.wall_s + started.elapsed().as_secs_f64(), recent_losses: losses.recent.clone() };
-            plan.save(&place, &objective.cursor(), objective.state(), device, observer).map_err(|e| Stopped::Storage(format!("{e:#}")))?;
-            last_checkpoint = Instant::now();
+            let place = Place { step: done, tokens, trained_s: clock.as_secs_f64(), wall_s: resumed.wall_s + started.elapsed().as_secs_f64(), recent_losses: losses.recent.clone() };
+            plan.save(&place, &objective.cursor(), objective.state(), device, ranks, observer).map_err(|e| match e.downcast::<Stopped>() {
+                Ok(lost) => lost,
+                Err(e) => Stopped::Storage(format!("{e:#}")),
+            })?;
+            last_checkpoint = clock;
         }
         if rung {
             return Err(Stopped::Rung(done).into());
         }
-        if let Some(signal) = stop.filter(|_| !last) {
-            return Err(Stopped::Signal(signal.name().into()).into());
+        if let Some(signal) = agreed.stop.filter(|_| !last) {
+            return Err(Stopped::Signal(signal).into());
         }
     }
     super::device::synchronize(device);
@@ -356,6 +414,16 @@ pub(super) fn run_steps(
     let tokens_per_s = (tokens - resumed.tokens) as f64 / training_time.as_secs_f64();
     observer.metric(done, "perf/tokens_per_s", tokens_per_s);
     Ok(Trained { tokens, tokens_per_s, final_loss: losses.final_loss(), micro_batch })
+}
+
+/// After a step: whether to stop, and the training clock, as this process
+/// sees them alone, or as the ranks agree (rank 0's clock).
+fn agree(ranks: Option<&Ranks>, clock: Duration) -> Result<Agreed> {
+    let signal = crate::signals::requested();
+    match ranks {
+        None => Ok(Agreed { stop: signal.map(|s| s.name().to_string()), clock }),
+        Some(ranks) => ranks.agree(signal, clock),
+    }
 }
 
 /// The trial's model with its initial weights, on `device`. The weights are

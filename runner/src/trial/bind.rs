@@ -1,7 +1,7 @@
 //! Completing a trial with what only its data and the machine know: the
 //! vocabulary size (unless the experiment sets it), the steps
 //! `train.epochs` take over the training examples (and so the steps of
-//! `train.warmup_fraction`), and the device it trains on. `run` binds each
+//! `train.warmup_fraction`), and the devices it trains on. `run` binds each
 //! trial to its prepared dataset; `plan` and `bench`, which read no corpus,
 //! bind to the vocabulary size they can know. Every error names its key.
 use super::TrialConfig;
@@ -52,4 +52,25 @@ pub fn given_vocab(config: &TrialConfig) -> Option<i64> {
 pub fn device(config: &TrialConfig) -> Result<Device, InputError> {
     let problem = |m| InputError::at_key("train.device", m);
     DeviceSpec::parse(&config.train.device).map_err(problem)?.resolve().map_err(problem)
+}
+
+/// The devices of the trial's `train.devices` ranks, on this machine:
+/// all on the CPU, or `train.device`'s GPU and the ones after it.
+pub fn devices(config: &TrialConfig) -> Result<Vec<Device>, InputError> {
+    let first = device(config)?;
+    let ranks = config.train.ranks();
+    let problem = |m: String| Err(InputError::at_key("train.devices", m));
+    if ranks > 1 && !torch_ops::distributed::has_gloo() {
+        return problem("this bertlab was built without Gloo's headers, which c10d's process groups need: install Debian's libgloo-dev (`make gloo`, or apt-get install libgloo-dev) and build again".into());
+    }
+    match first {
+        Device::Cuda(index) => {
+            let count = tch::Cuda::device_count().max(0) as usize;
+            if index + ranks > count {
+                return problem(format!("{ranks} devices from cuda:{index} are cuda:{index} to cuda:{}; this machine has {count} GPUs", index + ranks - 1));
+            }
+            Ok((index..index + ranks).map(Device::Cuda).collect())
+        }
+        other => Ok(vec![other; ranks]),
+    }
 }

@@ -31,7 +31,7 @@ pub fn batch(split: &Split, rows: &[usize], regression: bool, device: Device) ->
             mask.push(i64::from(i < example.len()));
         }
     }
-    let tokens = rows.iter().map(|&r| split.ids[r].len()).sum::<usize>();
+    let tokens = tokens(split, rows);
     let labels: Vec<f64> = rows.iter().map(|&r| split.labels[r]).collect();
     let labels = Tensor::from_slice(&labels).to_kind(if regression { Kind::Float } else { Kind::Int64 });
     LabeledBatch {
@@ -43,6 +43,11 @@ pub fn batch(split: &Split, rows: &[usize], regression: bool, device: Device) ->
         labels: labels.to(device),
         tokens,
     }
+}
+
+/// The real (non-padding) tokens of the examples `rows` of `split`.
+pub fn tokens(split: &Split, rows: &[usize]) -> usize {
+    rows.iter().map(|&r| split.ids[r].len()).sum()
 }
 
 /// Endless training batches: every example once per epoch, in an order

@@ -1,0 +1,210 @@
+//! One trial trained on several devices at once (`train.devices`): this
+//! process's rank among the trial's ranks, and what they do together
+//! through PyTorch's c10d ([`torch_ops::distributed`]). Every rank draws
+//! the same global batch and trains on its own consecutive rows of it
+//! ([`Ranks::shard`]); a [`Reducer`] sums the gradients in buckets while
+//! the backward pass runs; the step's loss is summed too, so each rank
+//! holds the whole batch's and the replicas stay identical without ever
+//! sending weights. After each step the ranks agree on when to stop and
+//! on rank 0's clock ([`Ranks::agree`]), so a signal or a time budget ends
+//! them at the same step; rank 0 records, evaluates (every rank evaluates
+//! the same held-out set, in step, with no collective) and writes the
+//! checkpoints, which carry every rank's random generator states
+//! ([`Ranks::gather`]).
+//!
+//! Collectives time out after [`COLLECTIVE_TIMEOUT`], not c10d's 30
+//! minutes: a rank that died fails its peers' next collective at once, one
+//! that hangs fails it then. Either way the trial stops with
+//! [`Stopped::Peer`], naming the rank: a re-run resumes it from its last
+//! checkpoint.
+use super::Stopped;
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+use tch::{Device, Kind, Tensor};
+use torch_ops::distributed::{Group, Reducer, Store};
+
+/// How long a rank waits in a collective for the others: longer than a
+/// checkpoint takes to write (rank 0 writes, the others wait; BERT-Base
+/// is 4 s) and short enough that a hung rank ends the trial within a minute.
+pub const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// How long the ranks of a trial may take to all start (libtorch loading,
+/// data from the cache).
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// DDP's bucket sizes: a small first bucket, so communication starts early
+/// in the backward pass, then 25 MiB.
+const FIRST_BUCKET_BYTES: usize = 1 << 20;
+const BUCKET_BYTES: usize = 25 << 20;
+
+/// Says which peer is gone when its process is this one's to watch (the
+/// ranks a worker started), waiting up to the given time for one to be;
+/// `None` where it cannot know (ranks started by torchrun or srun).
+pub type Watch = Box<dyn Fn(Duration) -> Option<String> + Send>;
+
+/// How long a failed collective waits to learn which peer process ended:
+/// its connections close a moment before it can be reaped.
+const WATCH_GRACE: Duration = Duration::from_secs(2);
+
+/// What the ranks agreed on after a step.
+pub struct Agreed {
+    /// The signal that asked a rank to stop, by its name, if any did.
+    pub stop: Option<String>,
+    /// Rank 0's training clock: what `train.budget`, the schedule and the
+    /// checkpoints follow on every rank.
+    pub clock: Duration,
+}
+
+/// This process's place among a trial's ranks.
+pub struct Ranks {
+    rank: usize,
+    size: usize,
+    /// Gradients and losses, on the training device: NCCL between GPUs,
+    /// Gloo between CPU processes.
+    data: Group,
+    /// Host values (stop requests, the clock, generator states): Gloo,
+    /// which never makes a GPU stream wait.
+    control: Group,
+    /// The trial's store, where each rank counts the collectives it entered.
+    store: Store,
+    /// Collectives this rank has entered.
+    entered: std::cell::Cell<i64>,
+    watch: Watch,
+}
+
+/// The store key where `rank` counts the collectives it entered: when one
+/// hangs, the rank that never entered it is the one to blame.
+fn progress_key(rank: usize) -> String {
+    format!("entered/{rank}")
+}
+
+impl Ranks {
+    /// Joins the trial's ranks at `store` (the trial's own namespace) as
+    /// rank `rank` of `size`, training on `device`: waits until all have
+    /// come (asking `watch` between looks whether one ended first), then
+    /// connects the groups.
+    pub fn join(store: Store, rank: usize, size: usize, device: Device, watch: Watch) -> Result<Ranks> {
+        store.add("joined", 1).context("joining the trial's ranks")?;
+        let started = Instant::now();
+        while store.add("joined", 0)? < size as i64 {
+            if let Some(gone) = watch(Duration::ZERO) {
+                anyhow::bail!("{gone} before all {size} ranks had started");
+            }
+            if started.elapsed() > JOIN_TIMEOUT {
+                anyhow::bail!("not all {size} ranks started within {}s", JOIN_TIMEOUT.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let control = Group::gloo(&store.prefixed("control")?, rank, size, COLLECTIVE_TIMEOUT)?;
+        let data = match device {
+            Device::Cuda(index) => Group::nccl(&store.prefixed("data")?, rank, size, index, COLLECTIVE_TIMEOUT)?,
+            _ => Group::gloo(&store.prefixed("data")?, rank, size, COLLECTIVE_TIMEOUT)?,
+        };
+        Ok(Ranks { rank, size, data, control, store, entered: std::cell::Cell::new(0), watch })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Rank 0 records the trial and writes its files.
+    pub fn leads(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// Called once the model is drawn (the same on every rank, from the
+    /// trial's seed): gives this rank a dropout stream of its own. Rank 0
+    /// keeps the trial's, as it would alone.
+    pub fn seed_dropout(&self, seed: u64) {
+        if self.rank > 0 {
+            tch::manual_seed((seed ^ (self.rank as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)) as i64);
+        }
+    }
+
+    /// This rank's rows of a batch of `rows`: consecutive, as even as they
+    /// go (the last batch of a fine-tuning epoch may not split evenly, and
+    /// a rank may get none).
+    pub fn shard(&self, rows: usize) -> std::ops::Range<usize> {
+        let per = rows.div_ceil(self.size);
+        let start = (self.rank * per).min(rows);
+        start..(start + per).min(rows)
+    }
+
+    /// A reducer of the gradients of `params` over the ranks.
+    pub fn reducer(&self, params: &[&Tensor]) -> Result<Reducer> {
+        Reducer::new(&self.data, params, FIRST_BUCKET_BYTES, BUCKET_BYTES).map_err(|e| self.lost(e))
+    }
+
+    /// After the step's last backward pass: waits until `reducer` has
+    /// summed every gradient over the ranks, having said in the store that
+    /// this rank got there.
+    pub fn exchange(&self, reducer: &Reducer) -> Result<()> {
+        self.collective(|| reducer.finish())
+    }
+
+    /// Sums `tensor` (on the training device) over the ranks, in place.
+    pub fn sum(&self, tensor: &Tensor) -> Result<()> {
+        self.collective(|| self.data.all_reduce(tensor))
+    }
+
+    /// Runs a collective, counting it in the store first; its failure is
+    /// the trial's end ([`Ranks::lost`]).
+    fn collective<T>(&self, f: impl FnOnce() -> torch_ops::Result<T>) -> Result<T> {
+        self.entered.set(self.entered.get() + 1);
+        self.store.set(&progress_key(self.rank), self.entered.get().to_string().as_bytes()).map_err(|e| self.lost(e))?;
+        f().map_err(|e| self.lost(e))
+    }
+
+    /// After a step: agrees with the other ranks on whether to stop
+    /// (`signal`: this rank's request) and on rank 0's `clock`.
+    pub fn agree(&self, signal: Option<crate::signals::Signal>, clock: Duration) -> Result<Agreed> {
+        // One entry per rank for its signal's number, then rank 0's clock.
+        let mut values = vec![0.0f64; self.size + 1];
+        values[self.rank] = signal.map_or(0.0, |s| f64::from(s.number()));
+        if self.leads() {
+            values[self.size] = clock.as_secs_f64();
+        }
+        let agreed = Tensor::from_slice(&values);
+        self.collective(|| self.control.all_reduce(&agreed))?;
+        let values = Vec::<f64>::try_from(&agreed)?;
+        let stop = values[..self.size].iter().position(|&n| n != 0.0).map(|rank| {
+            let name = crate::signals::Signal::from_number(values[rank] as usize).map_or("a signal", |s| s.name());
+            if rank == self.rank { name.to_string() } else { format!("{name} to rank {rank}") }
+        });
+        Ok(Agreed { stop, clock: Duration::from_secs_f64(values[self.size]) })
+    }
+
+    /// Every rank's `state` (a CPU byte tensor of one size on all ranks,
+    /// such as a random generator's), in rank order.
+    pub fn gather(&self, state: &Tensor) -> Result<Vec<Tensor>> {
+        let state = state.to_device(Device::Cpu).to_kind(Kind::Uint8);
+        self.collective(|| self.control.all_gather(&state))
+    }
+
+    /// A failed collective as the trial's end: which rank is gone, from
+    /// the processes this one watches, else from how far each rank got.
+    fn lost(&self, error: impl std::fmt::Display) -> anyhow::Error {
+        let blamed = (self.watch)(WATCH_GRACE).or_else(|| self.laggards());
+        let who = blamed.unwrap_or_else(|| "a rank of the trial was lost".into());
+        Stopped::Peer(format!("{who} (rank {} of {}: {error})", self.rank, self.size)).into()
+    }
+
+    /// The ranks behind the others, from the gradient exchanges each
+    /// entered; rank 0 when the store it holds is gone.
+    fn laggards(&self) -> Option<String> {
+        let quick = Duration::from_millis(500);
+        let counts: Vec<Option<i64>> = (0..self.size)
+            .map(|rank| self.store.get(&progress_key(rank), quick).ok().and_then(|b| String::from_utf8(b).ok()?.parse().ok()))
+            .collect();
+        if counts.iter().all(Option::is_none) {
+            return Some("rank 0 stopped answering (the trial's store, which it holds, is gone)".into());
+        }
+        let ahead = counts.iter().flatten().max().copied().unwrap_or(0);
+        let behind: Vec<String> = counts.iter().enumerate().filter(|(_, n)| n.is_none_or(|n| n < ahead)).map(|(rank, _)| format!("rank {rank}")).collect();
+        (!behind.is_empty()).then(|| format!("{} stopped answering (never entered the collective the others waited in)", behind.join(" and ")))
+    }
+}
