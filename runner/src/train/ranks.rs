@@ -19,6 +19,8 @@
 //! checkpoint.
 use super::Stopped;
 use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use torch_ops::distributed::{Group, Reducer, Store};
@@ -46,6 +48,12 @@ pub type Watch = Box<dyn Fn(Duration) -> Option<String> + Send>;
 /// its connections close a moment before it can be reaped.
 const WATCH_GRACE: Duration = Duration::from_secs(2);
 
+/// How often each rank's heartbeat counts in the store, and how long a
+/// failed collective watches the counts for one that stands still (a rank
+/// stopped, or gone).
+const BEAT_EVERY: Duration = Duration::from_millis(250);
+const BEATS_WATCHED: Duration = Duration::from_millis(1500);
+
 /// What the ranks agreed on after a step.
 pub struct Agreed {
     /// The signal that asked a rank to stop, by its name, if any did.
@@ -65,11 +73,24 @@ pub struct Ranks {
     /// Host values (stop requests, the clock, generator states): Gloo,
     /// which never makes a GPU stream wait.
     control: Group,
-    /// The trial's store, where each rank counts the collectives it entered.
-    store: Store,
+    /// The trial's store, where each rank counts the collectives it entered
+    /// and its heartbeats.
+    store: Arc<Store>,
     /// Collectives this rank has entered.
     entered: std::cell::Cell<i64>,
+    /// Cleared to stop the heartbeat.
+    beating: Arc<AtomicBool>,
     watch: Watch,
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        self.beating.store(false, Ordering::Relaxed);
+    }
+}
+
+fn beats_key(rank: usize) -> String {
+    format!("beats/{rank}")
 }
 
 /// The store key where `rank` counts the collectives it entered: when one
@@ -100,7 +121,16 @@ impl Ranks {
             Device::Cuda(index) => Group::nccl(&store.prefixed("data")?, rank, size, index, COLLECTIVE_TIMEOUT)?,
             _ => Group::gloo(&store.prefixed("data")?, rank, size, COLLECTIVE_TIMEOUT)?,
         };
-        Ok(Ranks { rank, size, data, control, store, entered: std::cell::Cell::new(0), watch })
+        // A heartbeat apart from the training thread: a rank whose count
+        // stands still is stopped or gone, whatever it was doing.
+        let (store, beating) = (Arc::new(store), Arc::new(AtomicBool::new(true)));
+        let (beat_store, beat_flag, key) = (Arc::clone(&store), Arc::clone(&beating), beats_key(rank));
+        std::thread::spawn(move || {
+            while beat_flag.load(Ordering::Relaxed) && beat_store.add(&key, 1).is_ok() {
+                std::thread::sleep(BEAT_EVERY);
+            }
+        });
+        Ok(Ranks { rank, size, data, control, store, entered: std::cell::Cell::new(0), beating, watch })
     }
 
     pub fn rank(&self) -> usize {
@@ -193,16 +223,25 @@ impl Ranks {
         Stopped::Peer(format!("{who} (rank {} of {}: {error})", self.rank, self.size)).into()
     }
 
-    /// The ranks behind the others, from the gradient exchanges each
+    /// The ranks to blame, from the store: those whose heartbeat stands
+    /// still, else those behind the others in the collectives they
     /// entered; rank 0 when the store it holds is gone.
     fn laggards(&self) -> Option<String> {
+        let beats = || -> Option<Vec<i64>> { (0..self.size).map(|rank| self.store.add(&beats_key(rank), 0).ok()).collect() };
+        let Some(before) = beats() else {
+            return Some("rank 0 stopped answering (the trial's store, which it holds, is gone)".into());
+        };
+        std::thread::sleep(BEATS_WATCHED);
+        if let Some(after) = beats() {
+            let still: Vec<String> = (0..self.size).filter(|&r| r != self.rank && after[r] == before[r]).map(|r| format!("rank {r}")).collect();
+            if !still.is_empty() {
+                return Some(format!("{} stopped answering (stopped, or gone)", still.join(" and ")));
+            }
+        }
         let quick = Duration::from_millis(500);
         let counts: Vec<Option<i64>> = (0..self.size)
             .map(|rank| self.store.get(&progress_key(rank), quick).ok().and_then(|b| String::from_utf8(b).ok()?.parse().ok()))
             .collect();
-        if counts.iter().all(Option::is_none) {
-            return Some("rank 0 stopped answering (the trial's store, which it holds, is gone)".into());
-        }
         let ahead = counts.iter().flatten().max().copied().unwrap_or(0);
         let behind: Vec<String> = counts.iter().enumerate().filter(|(_, n)| n.is_none_or(|n| n < ahead)).map(|(rank, _)| format!("rank {rank}")).collect();
         (!behind.is_empty()).then(|| format!("{} stopped answering (never entered the collective the others waited in)", behind.join(" and ")))

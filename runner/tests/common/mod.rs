@@ -79,6 +79,89 @@ device = "cpu"
     )
 }
 
+/// [`experiment`] without dropout (so that how a step is cut cannot change
+/// its numbers) for 20 steps, evaluated every 10, with `data.nsp` as given.
+pub fn pretraining_without_dropout(name: &str, nsp: bool) -> String {
+    experiment(name, "steps = 20\neval_every = 10\nlog_every = 1", "")
+        .replace("[model]\n", "[model]\ndropout = 0.0\nattention_dropout = 0.0\n")
+        .replace("seq_len = 32\n", &format!("seq_len = 32\nnsp = {nsp}\n"))
+}
+
+/// Fine-tuning without dropout, one epoch of the topic sentences in
+/// batches of 48 (each epoch ends on a batch of 24), from a model
+/// pretrained for 5 steps in `dir`.
+pub fn fine_tuning_without_dropout(dir: &Path) -> String {
+    let pretrained = run_experiment(dir, "pretrained", &experiment("pretrained", "steps = 5\neval_every = 0", ""), &[]);
+    let init = std::fs::read_dir(pretrained.join("trials")).unwrap().next().unwrap().unwrap().path();
+    format!(
+        r#"[experiment]
+name = "topics"
+task = "classification"
+metric = "eval/accuracy"
+goal = "maximize"
+
+[model]
+init = {:?}
+dropout = 0.0
+attention_dropout = 0.0
+
+{TOPICS_DATA}
+[train]
+epochs = 1
+batch_size = 48
+lr = 1e-3
+eval_every = 5
+log_every = 1
+device = "cpu"
+"#,
+        init.display().to_string()
+    )
+}
+
+/// Runs `text` as `dir/<name>.toml` into `dir/<name>` with `--set` flags
+/// `sets`, asserting success; the run folder.
+pub fn run_experiment(dir: &Path, name: &str, text: &str, sets: &[&str]) -> PathBuf {
+    let file = write(dir, &format!("{name}.toml"), text);
+    let out = dir.join(name);
+    let mut cmd = bertlab();
+    cmd.arg("run").arg(&file).arg("--out").arg(&out);
+    for set in sets {
+        cmd.arg("--set").arg(set);
+    }
+    let r = run(&mut cmd);
+    assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+    out
+}
+
+/// Every point of `key`, by step, of the one trial of run folder `out`.
+pub fn one_series(out: &Path, key: &str) -> Vec<(i64, f64)> {
+    let id = &strings(&read_table(&out.join("trials.parquet")), "trial_id")[0];
+    series(&read_table(&out.join("metrics.parquet")), id, key)
+}
+
+/// Two series of the same steps, each value within 1e-5 of the other,
+/// relative.
+pub fn assert_close(expected: &[(i64, f64)], got: &[(i64, f64)], what: &str) {
+    assert_eq!(expected.len(), got.len(), "{what}: {expected:?} / {got:?}");
+    for ((step, a), (other, b)) in expected.iter().zip(got) {
+        assert_eq!(step, other, "{what}");
+        assert!((a - b).abs() <= 1e-5 * a.abs(), "{what} at step {step}: {a} expected, {b} got");
+    }
+}
+
+/// Two run folders of one trial, trained differently (cut into
+/// micro-batches, over several devices): the same trial id, and each of
+/// `keys` the same series within 1e-5.
+pub fn assert_same_trial_close(expected: &Path, got: &Path, keys: &[&str], what: &str) {
+    let id = |out: &Path| strings(&read_table(&out.join("trials.parquet")), "trial_id");
+    assert_eq!(id(expected), id(got), "{what}: how a step is cut or where it runs is not part of the trial's id");
+    for key in keys {
+        let (a, b) = (one_series(expected, key), one_series(got, key));
+        assert!(a.len() >= 3, "{what} {key}: {a:?}");
+        assert_close(&a, &b, &format!("{what} {key}"));
+    }
+}
+
 /// The `[data]` section of fine-tuning on the bundled topic sentences
 /// (600 training rows, 200 dev rows, two classes).
 pub const TOPICS_DATA: &str = r#"[data]
