@@ -43,6 +43,19 @@ fn bench_times_an_accumulated_step_over_the_same_tokens() {
 }
 
 #[test]
+fn bench_times_a_step_over_two_ranks_that_trains_what_one_does() {
+    let no_dropout = ["--set", "model.dropout=0", "--set", "model.attention_dropout=0"];
+    let alone = bench_json(&no_dropout);
+    let two = bench_json(&[&no_dropout[..], &["--set", "train.devices=2"]].concat());
+    assert_eq!(two["devices"], serde_json::json!(["cpu", "cpu"]), "{two}");
+    assert_eq!((two["batch_size"].as_i64(), two["micro_batch_size"].as_i64()), (Some(8), Some(4)), "each rank takes 4 of the 8: {two}");
+    let (a, b) = (alone["final_loss"].as_f64().unwrap(), two["final_loss"].as_f64().unwrap());
+    assert!((a - b).abs() <= 1e-5 * a.abs(), "the same steps: {a} alone, {b} on two ranks");
+    let (tokens_per_s, step_ms) = (two["tokens_per_s"].as_f64().unwrap(), two["step_ms"].as_f64().unwrap());
+    assert!((tokens_per_s * step_ms / 1000.0 - 256.0).abs() < 1.0, "tokens/s of the whole batch: {two}");
+}
+
+#[test]
 fn bench_takes_the_first_trial_of_a_sweep_and_mixed_precision() {
     let json = bench_json(&["--set", "train.precision=bf16", "--set", "sweep.grid={\"model.hidden\"=[64, 32]}"]);
     assert_eq!(json["precision"], "bf16");

@@ -23,6 +23,16 @@ fn malformed_files_are_refused_with_file_key_and_line() {
         ("unknown key", "[train]\nstpes = 3\n", "train.stpes", 8, "did you mean `steps`"),
         ("wrong type", "[train]\nsteps = \"many\"\n", "train.steps", 8, "expected i64"),
         ("micro-batch not dividing the batch", "[train]\nbatch_size = 16\nmicro_batch_size = 6\n", "train.micro_batch_size", 9, "6 does not divide train.batch_size = 16"),
+        ("no devices", "[train]\ndevices = 0\n", "train.devices", 8, "must be at least 1"),
+        ("devices not splitting the batch", "[train]\nbatch_size = 16\ndevices = 3\n", "train.devices", 9, "3 devices do not split train.batch_size = 16"),
+        (
+            "micro-batch not dividing a device's share",
+            "[train]\nbatch_size = 16\ndevices = 2\nmicro_batch_size = 3\n",
+            "train.micro_batch_size",
+            10,
+            "3 does not divide the 8 examples each of train.devices = 2 takes",
+        ),
+        ("devices on a sweep axis", "[sweep.grid]\n\"train.devices\" = [1, 2]\n", "sweep.grid.\"train.devices\"", 8, "where each trial trains, not what"),
         ("not a duration", "[train]\nbudget = \"a day\"\n", "train.budget", 8, "not a duration like"),
         ("unknown precision", "[train]\nprecision = \"fp8\"\n", "train.precision", 8, "not one of fp32, bf16, fp16, auto"),
         ("out-of-range value", "[model]\ndropout = 1.5\n", "model.dropout", 8, "out of range"),
@@ -239,6 +249,13 @@ fn the_fine_tuning_and_cramming_recipes_plan() {
     assert_eq!((trial["batch_size"].as_i64(), trial["micro_batch_size"].as_i64(), trial["accumulation_steps"].as_i64()), (Some(4096), Some(128), Some(32)), "{trial}");
     let table = run(bertlab().arg("plan").arg(workspace_root().join("experiments/cramming-geiping2022.toml")));
     assert!(table.stdout.contains("| 4096 = 32 × 128 |"), "{}", table.stdout);
+    // On 8 devices each takes 512 of the batch, in 4 micro-batches.
+    let eight = plan_json(&workspace_root().join("experiments/cramming-geiping2022.toml"), &["--set", "train.devices=8"], &[]);
+    let trial = &eight["trials"][0];
+    assert_eq!((trial["devices"].as_i64(), trial["micro_batch_size"].as_i64(), trial["accumulation_steps"].as_i64()), (Some(8), Some(128), Some(4)), "{trial}");
+    assert_eq!(trial["trial_id"], cramming["trials"][0]["trial_id"], "devices are not part of the trial");
+    let table = run(bertlab().arg("plan").arg(workspace_root().join("experiments/cramming-geiping2022.toml")).args(["--set", "train.devices=8"]));
+    assert!(table.stdout.contains("| 4096 = 8 devices × 4 × 128 |"), "{}", table.stdout);
 
     // Fine-tuning without labelled examples is refused before anything runs.
     let file = write(dir.path(), "ft.toml", &format!("{BASE}\n[model]\ninit = \"{}/checkpoints/bert_uncased_L-2_H-128_A-2\"\n", dir.path().display()));

@@ -272,7 +272,13 @@ impl Renderer<'_> {
                 }
                 let status = if done { "completed" } else { "new" };
                 let train = &config.train;
-                let batch = Batching { words: train.batch_in_words(), batch_size: train.batch_size, micro: train.micro_batch_rows(), accumulation: train.accumulation_steps() };
+                let batch = Batching {
+                    words: train.batch_in_words(),
+                    batch_size: train.batch_size,
+                    devices: train.ranks(),
+                    micro: train.micro_batch_rows(),
+                    accumulation: train.accumulation_steps(),
+                };
                 Row { id: Some(trial.id), swept: trial.swept, derived: trial.derived, seed: config.seed, params: Some((params, flops)), batch: Some(batch), status, dropped_by: None }
             }
             Planned::Dropped { swept, derived, seed, constraint } => {
@@ -302,7 +308,9 @@ struct Batching {
     /// [`crate::config::TrainSection::batch_in_words`], for the table.
     words: String,
     batch_size: i64,
-    /// Examples per forward pass ([`crate::config::TrainSection::micro_batch_rows`]).
+    /// Ranks the batch is split over (`train.devices`).
+    devices: usize,
+    /// Examples per forward pass on each rank ([`crate::config::TrainSection::micro_batch_rows`]).
     micro: usize,
     accumulation: usize,
 }
@@ -336,6 +344,7 @@ impl Row {
         }
         if let Some(batch) = &self.batch {
             row["batch_size"] = batch.batch_size.into();
+            row["devices"] = batch.devices.into();
             row["micro_batch_size"] = batch.micro.into();
             row["accumulation_steps"] = batch.accumulation.into();
         }
