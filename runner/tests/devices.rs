@@ -6,7 +6,8 @@
 //! are all killed and resumed repeats the uninterrupted series exactly; a
 //! rank killed, or hung, ends the trial within a minute with a message
 //! naming it, and a re-run resumes it from its checkpoint (on as many
-//! devices: another count is refused, the checkpoint kept).
+//! devices: another count is refused, the checkpoint kept). Under torchrun
+//! the processes it starts are the ranks of every trial of the sweep.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,36 @@ fn a_hung_rank_ends_the_trial_within_a_minute_naming_it() {
     let error = strings(&read_table(&out.join("trials.parquet")), "error").remove(0);
     assert!(error.contains("rank 1 stopped answering"), "{error}");
     assert!(!Path::new(&format!("/proc/{rank}")).exists() || std::fs::read_to_string(format!("/proc/{rank}/stat")).is_ok_and(|s| s.contains(") Z ")), "the hung rank was ended");
+}
+
+#[test]
+fn torchrun_starts_the_ranks_of_every_trial_of_a_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = pretraining_without_dropout("torchrun", false) + "\n[sweep.grid]\n\"train.lr\" = [2e-3, 1e-3]\n";
+    let file = write(dir.path(), "torchrun.toml", &text);
+    let torchrun = Path::new(&venv_python()).with_file_name("torchrun");
+    let launch = |out: &Path, sets: &[&str]| {
+        let mut cmd = launching_bertlab(&torchrun);
+        cmd.args(["--nproc-per-node", "2", "--no-python", env!("CARGO_BIN_EXE_bertlab"), "run"]).arg(&file).arg("--out").arg(out);
+        run(cmd.args(sets.iter().flat_map(|set| ["--set", set])))
+    };
+    let out = dir.path().join("ranks");
+    let r = launch(&out, &["train.devices=2"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(statuses(&out), ["completed", "completed"]);
+    let alone = dir.path().join("alone");
+    assert_eq!(run(bertlab().arg("run").arg(&file).arg("--out").arg(&alone)).code, 0);
+    let (metrics, expected) = (read_table(&out.join("metrics.parquet")), read_table(&alone.join("metrics.parquet")));
+    for id in strings(&read_table(&alone.join("trials.parquet")), "trial_id") {
+        for key in ["train/loss", "eval/loss"] {
+            assert_close(&series(&expected, &id, key), &series(&metrics, &id, key), &format!("{id} {key}"));
+        }
+    }
+    let r = launch(&out, &["train.devices=2"]);
+    assert_eq!((r.code, r.stderr.matches("skip").count()), (0, 2), "a re-run skips both: {}", r.stderr);
+    let r = launch(&dir.path().join("refused"), &[]);
+    assert_ne!(r.code, 0);
+    assert!(r.stderr.contains("train.devices: is 1, but this run is one of 2 ranks torchrun started") && r.stderr.contains("set train.devices = 2"), "{}", r.stderr);
 }
 
 fn start(file: &Path, out: &Path, args: &[&str]) -> Child {

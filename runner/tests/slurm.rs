@@ -3,7 +3,8 @@
 //! for bit; a task requeued mid-trial and a trial longer than its time slot
 //! resume from their checkpoints and end with the uninterrupted series;
 //! submitting twice, `--retry-failed` and `cancel` never train a trial
-//! twice. Tasks get one CPU each, and the local runs they are compared with
+//! twice; a trial on two devices is an array task of two srun tasks, its
+//! ranks. Tasks get one CPU each, and the local runs they are compared with
 //! use `--jobs 2` on this 2-core machine, also one thread per trial: the
 //! thread count is part of the arithmetic.
 mod common;
@@ -137,6 +138,22 @@ fn a_sweep_submitted_with_wait_equals_a_local_run() {
     assert_eq!(again.code, 0, "{}", again.stderr);
     assert!(again.stderr.contains("nothing to submit; left out: 4 completed"), "{}", again.stderr);
     assert_eq!(submissions(&out).len(), 1);
+}
+
+#[test]
+fn a_trial_on_two_devices_trains_on_two_tasks_as_one_process_does() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let text = pretraining_without_dropout("two", false) + "\n[launch.slurm]\ncpus_per_task = 1\n";
+    let file = write(dir.path(), "two.toml", &text);
+    let out = dir.path().join("slurm");
+    let done = run(cluster.bertlab().arg("run").arg(&file).arg("--out").arg(&out).args(["--launcher", "slurm", "--wait", "--set", "train.devices=2"]));
+    assert_eq!(done.code, 0, "{}{}\n{}", done.stdout, done.stderr, task_logs(&out));
+    assert_eq!(statuses(&out), ["completed"]);
+    let script = std::fs::read_to_string(out.join("slurm/array-1.sbatch")).unwrap();
+    assert!(script.lines().any(|l| l == "#SBATCH --ntasks=2") && script.contains("exec srun --kill-on-bad-exit=1 "), "{script}");
+    let alone = run_experiment(dir.path(), "alone", &text, &[]);
+    assert_same_trial_close(&alone, &out, &["train/loss", "eval/loss"], "two srun tasks");
 }
 
 #[test]

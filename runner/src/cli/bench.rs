@@ -66,7 +66,7 @@ pub fn bench(args: BenchArgs) -> Result<i32> {
     if let Some(device) = &args.device {
         config.train.device = device.clone();
     }
-    let devices = bind::devices(config).map_err(|e| match (&args.device, e.key.as_deref()) {
+    let devices = bind::devices(config, false).map_err(|e| match (&args.device, e.key.as_deref()) {
         (Some(_), Some("train.device")) => e.key("--device"),
         _ => loaded.locate(e),
     })?;

@@ -10,6 +10,7 @@ use crate::data::{self, cache::Cache, Dataset, Examples};
 use crate::error::InputError;
 use crate::launch::slurm::{self, follow::Followed, submit, task::Task};
 use crate::launch::search::{self as searching, Searcher, Slots};
+use crate::launch::world::{Launched, World};
 use crate::launch::{self, Job, Sinks, Tally};
 use crate::store::Store;
 use crate::sweep;
@@ -84,6 +85,8 @@ struct Checked {
     dropped: usize,
     duplicates: usize,
     out: PathBuf,
+    /// Its ranks are processes torchrun or srun started.
+    launched: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<i32> {
@@ -123,14 +126,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
             return Err(InputError::new(format!("has no trial {id} (`bertlab plan` lists its trials; was the file changed after the trial was submitted?)")).in_file(file).into());
         }
         let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&loaded.experiment.experiment.name));
-        planned.push(Checked { loaded, trials, selected, dropped, duplicates, out });
+        planned.push(Checked { loaded, trials, selected, dropped, duplicates, out, launched: false });
     }
     let submits = !args.slurm_task && planned.iter().any(|p| p.loaded.experiment.launch.launcher == Launcher::Slurm);
     check_launch_flags(&args, submits)?;
-    let task = if args.slurm_task { Some(Task::from_env()?) } else { None };
-    if let Some(cpus) = task.as_ref().and(Task::cpus()) {
+    if let Some(cpus) = Task::cpus().filter(|_| args.slurm_task) {
         tch::set_num_threads(cpus);
     }
+    // Started by torchrun or srun as one of several ranks: rank 0 runs the
+    // sweep, the others train beside it.
+    let launched = Launched::from_env()?;
+    if let Some(launched) = &launched {
+        check_world(launched, &planned, &args, submits)?;
+        planned.iter_mut().for_each(|plan| plan.launched = true);
+    }
+    let world = launched.map(Launched::meet).transpose()?;
+    if let Some(world) = world.as_ref().filter(|w| w.launched.rank > 0) {
+        return world.follow();
+    }
+    let _dismiss = world.as_ref().map(Dismiss);
+    let task = if args.slurm_task { Some(Task::from_env()?) } else { None };
 
     let cache = Cache::from_env();
     let mut worst = 0;
@@ -141,7 +156,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             metric: experiment.experiment.metric.clone(),
             maximize: experiment.experiment.goal.as_str() == "maximize",
         });
-        let options = launch::Options { fresh: args.fresh, parallel: args.jobs, devices: experiment.train.ranks(), retries: args.retries, early_stop };
+        let options = launch::Options { fresh: args.fresh, parallel: args.jobs, devices: experiment.train.ranks(), retries: args.retries, early_stop, world: world.as_ref() };
         let plan = &*plan;
         let prepared = prepare_data(plan, &cache)?;
         let jobs = bind(plan, &prepared)?;
@@ -177,6 +192,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
         }
     }
     Ok(worst)
+}
+
+/// Under torchrun or srun: every experiment's trials train on all the
+/// ranks, one trial at a time, here.
+fn check_world(world: &Launched, planned: &[Checked], args: &RunArgs, submits: bool) -> Result<(), InputError> {
+    let refuse = |flag: &str, why: String| Err(InputError::new(why).key(flag.to_string()));
+    if args.jobs > 1 {
+        return refuse("--jobs", format!("under {} every trial trains on all {} ranks it started, one trial at a time", world.launcher, world.size));
+    }
+    if submits {
+        return refuse("--launcher", format!("submits to Slurm; under {} the trials train on the ranks it started", world.launcher));
+    }
+    for plan in planned {
+        world.check(&plan.loaded.experiment.train).map_err(|m| plan.loaded.error_at("train.devices", m))?;
+    }
+    Ok(())
+}
+
+/// Tells the other ranks the sweep is over however rank 0's run ends.
+struct Dismiss<'a>(&'a World);
+
+impl Drop for Dismiss<'_> {
+    fn drop(&mut self) {
+        self.0.dismiss();
+    }
 }
 
 /// Flags that only one launcher takes, refused with the other.
@@ -347,7 +387,7 @@ fn bind_one<'a>(plan: &Checked, data: &'a Dataset, mut trial: Trial) -> Result<J
     let facts = bind::Facts { vocab: data.vocab.size() as i64, train_examples };
     let locate = |e| plan.loaded.locate(e);
     bind::complete(&mut trial.config, &facts).map_err(locate)?;
-    let device = bind::devices(&trial.config).map_err(locate)?[0];
+    let device = bind::devices(&trial.config, plan.launched).map_err(locate)?[0];
     Ok(Job { trial, data, device })
 }
 
@@ -516,6 +556,7 @@ fn submit_one(plan: &Checked, jobs: &[Job], args: &RunArgs, cache: &Cache) -> Re
         exports: task_environment(cache)?,
         workdir: std::env::current_dir()?,
         retry_failed: args.retry_failed,
+        ranks: experiment.train.ranks(),
         workers,
         search_left: search.is_some_and(|total| (sweep.len() as u64) < total),
     };

@@ -2,22 +2,32 @@
 //! fails (a NaN loss, a libtorch error, even a panic inside libtorch's
 //! bindings), so one bad configuration never costs the rest of the sweep.
 //! A stop request (a signal) ends the trial in training and starts no other.
+//! Under torchrun or srun each trial trains on every process they started,
+//! this one rank 0 ([`World`]).
 use super::queue::{Ended, Queue};
 use super::session::{Session, Sinks, Tally};
+use super::world::World;
 use crate::store::Store;
 use crate::train;
 use anyhow::Result;
 use std::panic::{self, AssertUnwindSafe};
 
-pub fn run(queue: &mut Queue, store: &Store, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
+pub fn run(queue: &mut Queue, store: &Store, world: Option<&World>, sinks: &Sinks, tally: &mut Tally) -> Result<()> {
     while crate::signals::requested().is_none() {
         let Some(task) = queue.next(sinks, true)? else { break };
         let job = task.job;
         let Some(mut session) = Session::open(&job.trial, store, task.fresh, sinks, tally)? else { continue };
         let dir = store.folder.trial_dir(&job.trial.id);
         let resume = session.resume.as_ref().map(|r| r.path.clone());
-        let placement = train::Placement { device: job.device, ranks: None, dir: &dir, resume: resume.as_deref(), until: task.until };
-        let result = catch_panics(|| train::train(&job.trial.config, job.data, &placement, &mut session));
+        let (config, resume, until) = (&job.trial.config, resume.as_deref(), task.until);
+        let result = catch_panics(|| match world {
+            None => train::train(config, job.data, &train::Placement { device: job.device, ranks: None, dir: &dir, resume, until }, &mut session),
+            Some(world) => {
+                let device = world.device(job.device);
+                let ranks = world.lead(World::assignment(config, &dir, resume, until), device)?;
+                train::train(config, job.data, &train::Placement { device, ranks: Some(&ranks), dir: &dir, resume, until }, &mut session)
+            }
+        });
         let ended = Ended::of(&result);
         session.close(result, sinks, tally)?;
         queue.ended(&task, ended, sinks)?;

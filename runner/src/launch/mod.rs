@@ -8,7 +8,8 @@
 //! [`queue`]: every trial once, or stretches between early stopping's
 //! rungs ([`early_stop`]); a [`search`] adds trials as it suggests them.
 //! A trial on several devices trains in a worker, which starts its other
-//! ranks ([`ranks`]).
+//! ranks ([`ranks`]); or here, with the processes torchrun or srun started
+//! beside this one ([`world`]).
 pub mod early_stop;
 pub mod local;
 pub mod protocol;
@@ -18,6 +19,7 @@ pub mod search;
 pub mod session;
 pub mod slurm;
 pub mod workers;
+pub mod world;
 
 use crate::store::Store;
 use runfolder::TrialStatus;
@@ -25,7 +27,7 @@ use anyhow::Result;
 pub use session::{Job, Sinks, SweepDisplay, Tally};
 
 /// How a sweep runs its trials.
-pub struct Options {
+pub struct Options<'w> {
     /// Run completed trials again, and unfinished ones from the start.
     pub fresh: bool,
     /// Trials at once (more than one: each in a worker process).
@@ -37,6 +39,9 @@ pub struct Options {
     pub retries: u32,
     /// `[sweep.early_stop]`'s rules, when the experiment has them.
     pub early_stop: Option<early_stop::Rules>,
+    /// The processes torchrun or srun started, this one their rank 0:
+    /// every trial trains here with them.
+    pub world: Option<&'w world::World>,
 }
 
 /// Runs `jobs`, then the `search`'s new suggestions, as `options` say.
@@ -55,8 +60,8 @@ pub fn run<'a>(jobs: &[&'a Job<'a>], search: Option<search::Searcher<'a>>, store
         }
     }
     let mut queue = queue::Queue::new(pending, search, store, fresh, options.early_stop.as_ref(), tally.skipped > 0)?;
-    if options.parallel <= 1 && options.devices <= 1 {
-        local::run(&mut queue, store, sinks, &mut tally)?;
+    if options.parallel <= 1 && (options.devices <= 1 || options.world.is_some()) {
+        local::run(&mut queue, store, options.world, sinks, &mut tally)?;
     } else {
         workers::run(&mut queue, options.parallel, options.retries, store, sinks, &mut tally)?;
     }

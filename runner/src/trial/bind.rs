@@ -55,13 +55,18 @@ pub fn device(config: &TrialConfig) -> Result<Device, InputError> {
 }
 
 /// The devices of the trial's `train.devices` ranks, on this machine:
-/// all on the CPU, or `train.device`'s GPU and the ones after it.
-pub fn devices(config: &TrialConfig) -> Result<Vec<Device>, InputError> {
+/// all on the CPU, or `train.device`'s GPU and the ones after it. When a
+/// launcher started the ranks as processes of their own (`spread`), only
+/// this one's, the first.
+pub fn devices(config: &TrialConfig, spread: bool) -> Result<Vec<Device>, InputError> {
     let first = device(config)?;
     let ranks = config.train.ranks();
     let problem = |m: String| Err(InputError::at_key("train.devices", m));
     if ranks > 1 && !torch_ops::distributed::has_gloo() {
         return problem("this bertlab was built without Gloo's headers, which c10d's process groups need: install Debian's libgloo-dev (`make gloo`, or apt-get install libgloo-dev) and build again".into());
+    }
+    if spread {
+        return Ok(vec![first]);
     }
     match first {
         Device::Cuda(index) => {

@@ -25,7 +25,13 @@ pub fn venv_python() -> String {
 
 /// `bertlab` with its cache shared by all tests of this build.
 pub fn bertlab() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bertlab"));
+    launching_bertlab(env!("CARGO_BIN_EXE_bertlab"))
+}
+
+/// `program` (a launcher that starts `bertlab`, or `bertlab` itself) in
+/// the environment the tests give `bertlab`.
+pub fn launching_bertlab(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
     cmd.current_dir(workspace_root())
         .env("BERTLAB_CACHE_DIR", Path::new(env!("CARGO_TARGET_TMPDIR")).join("bertlab-cache"))
         .env_remove("BERTLAB_LOG")

@@ -1,8 +1,10 @@
 //! The batch script of one job array: `#SBATCH` lines from
 //! `[launch.slurm]`, then the task's trial picked from the array's trial
 //! list by `SLURM_ARRAY_TASK_ID` and `exec bertlab run ... --slurm-task`,
-//! so the task's process is the one Slurm signals. Readable, and
-//! re-submittable by hand with `sbatch`.
+//! so the task's process is the one Slurm signals. A trial on several
+//! devices is a job step of as many tasks (`exec srun bertlab run ...`):
+//! srun passes the signal on to each, and they meet as the ranks of
+//! `launch::world`. Readable, and re-submittable by hand with `sbatch`.
 use crate::config::launch::SlurmSection;
 use std::path::Path;
 
@@ -10,6 +12,8 @@ use std::path::Path;
 pub struct Script<'a> {
     pub job_name: &'a str,
     pub tasks: usize,
+    /// Processes per array task: the ranks of its trial (`train.devices`).
+    pub ranks: usize,
     /// Where `%A_%a.out` goes.
     pub logs: &'a Path,
     /// One trial id per line, in task order; none for an array of workers.
@@ -39,9 +43,10 @@ impl Script<'_> {
             // A requeued task writes on after its earlier runs.
             "#SBATCH --open-mode=append".into(),
             "#SBATCH --requeue".into(),
-            // B: the batch shell, which is bertlab itself (exec below).
+            // B: the batch shell, which is bertlab itself, or srun, which
+            // passes it on to each rank (exec below).
             format!("#SBATCH --signal=B:USR1@{}", slurm.signal_lead),
-            "#SBATCH --ntasks=1".into(),
+            format!("#SBATCH --ntasks={}", self.ranks),
         ];
         let optional = [
             ("partition", slurm.partition.clone()),
@@ -59,7 +64,11 @@ impl Script<'_> {
             lines.push(format!("export {name}={}", quote(value)));
         }
         lines.push(format!("cd {}", quote(&self.workdir.display().to_string())));
-        let command: Vec<String> = self.command.iter().map(|arg| quote(arg)).collect();
+        let mut command: Vec<String> = self.command.iter().map(|arg| quote(arg)).collect();
+        if self.ranks > 1 {
+            // One rank per task; a rank that fails ends the step.
+            command.splice(0..0, ["srun".to_string(), "--kill-on-bad-exit=1".to_string()]);
+        }
         match self.trial_list {
             Some(list) => {
                 lines.push(format!("trial=$(sed -n \"$((SLURM_ARRAY_TASK_ID + 1))p\" {})", quote(&list.display().to_string())));
@@ -91,6 +100,7 @@ mod tests {
         let script = Script {
             job_name: "bertlab-x",
             tasks: 4,
+            ranks: 1,
             logs: Path::new("/r/slurm/logs"),
             trial_list: Some(Path::new("/r/slurm/1.trials")),
             workdir: Path::new("/w"),
@@ -103,5 +113,15 @@ mod tests {
         }
         assert!(script.contains(r"exec /bin/bertlab run 'it'\''s.toml' --trial"), "{script}");
         assert!(!script.contains("--account"));
+    }
+
+    #[test]
+    fn a_trial_on_several_devices_is_a_step_of_as_many_tasks() {
+        let command = vec!["/bin/bertlab".to_string(), "run".into(), "x.toml".into()];
+        let slurm = SlurmSection { gpus_per_task: Some(1), ..Default::default() };
+        let script = Script { job_name: "j", tasks: 2, ranks: 4, logs: Path::new("/l"), trial_list: Some(Path::new("/t")), workdir: Path::new("/w"), exports: &[], command: &command }.render(&slurm);
+        for line in ["#SBATCH --ntasks=4", "#SBATCH --gpus-per-task=1", "exec srun --kill-on-bad-exit=1 /bin/bertlab run x.toml --trial \"$trial\""] {
+            assert!(script.lines().any(|l| l == line), "{line} in\n{script}");
+        }
     }
 }

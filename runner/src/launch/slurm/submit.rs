@@ -24,6 +24,8 @@ pub struct Request<'a> {
     pub exports: Vec<(String, String)>,
     pub workdir: PathBuf,
     pub retry_failed: bool,
+    /// Each task's processes (`train.devices`): one rank of its trial each.
+    pub ranks: usize,
     /// Early stopping or a search: submit this many workers.
     pub workers: Option<usize>,
     /// A search has suggestions left to make (beyond `trials`).
@@ -97,6 +99,7 @@ fn submit_array(request: &Request, dir: &Path, number: usize, tasks: usize, tria
     let script = Script {
         job_name: &request.job_name,
         tasks,
+        ranks: request.ranks,
         logs: &dir.join(names::SLURM_LOGS),
         trial_list: trials.as_ref().map(|(list, _)| *list),
         workdir: &request.workdir,
