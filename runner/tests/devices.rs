@@ -62,20 +62,30 @@ fn a_two_rank_trial_killed_and_resumed_repeats_the_uninterrupted_series() {
     assert_same_series(&series_of(&out), &series_of(&uninterrupted), &format!("after {kills} kills"));
 }
 
-#[test]
-fn a_rank_killed_ends_the_trial_naming_it_and_a_re_run_resumes_it_on_as_many_devices() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "lost.toml", &long_two_rank_run("lost", 3000));
-    let out = dir.path().join("lost");
+/// A 2-rank trial of 3000 steps run without retries, once it has
+/// evaluated twice; then `signal` sent to its rank 1. Waits for the sweep
+/// to end (within a minute) and returns the trial's folder, its id and the
+/// error it was recorded `interrupted` with.
+fn signal_rank_1(dir: &Path, signal: i32) -> (PathBuf, PathBuf, String, String) {
+    let file = write(dir, "lost.toml", &long_two_rank_run("lost", 3000));
+    let out = dir.join("lost");
     let mut sweep = start(&file, &out, &["--retries", "0"]);
     let id = wait_for_evals(&out, &mut sweep, 2);
     let rank = rank_process(&out, &id).expect("rank 1's process");
     // SAFETY: kill(2) on rank 1 of this test's trial.
-    unsafe { libc::kill(rank, libc::SIGKILL) };
+    unsafe { libc::kill(rank, signal) };
     let took = wait_for_end(&mut sweep);
-    assert!(took < Duration::from_secs(60), "the trial went on {took:?} without its rank 1");
+    assert!(took < Duration::from_secs(60), "the trial went on {took:?} after signal {signal} to its rank 1");
     assert_eq!(statuses(&out), ["interrupted"]);
     let error = strings(&read_table(&out.join("trials.parquet")), "error").remove(0);
+    assert!(!Path::new(&format!("/proc/{rank}")).exists() || std::fs::read_to_string(format!("/proc/{rank}/stat")).is_ok_and(|s| s.contains(") Z ")), "rank 1 was ended");
+    (file, out, id, error)
+}
+
+#[test]
+fn a_rank_killed_ends_the_trial_naming_it_and_a_re_run_resumes_it_on_as_many_devices() {
+    let dir = tempfile::tempdir().unwrap();
+    let (file, out, id, error) = signal_rank_1(dir.path(), libc::SIGKILL);
     assert!(error.contains("rank 1") && error.contains("SIGKILL"), "{error}");
 
     // Another device count would not go on exactly: refused, checkpoint kept.
@@ -92,19 +102,9 @@ fn a_rank_killed_ends_the_trial_naming_it_and_a_re_run_resumes_it_on_as_many_dev
 #[test]
 fn a_hung_rank_ends_the_trial_within_a_minute_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "hung.toml", &long_two_rank_run("hung", 3000));
-    let out = dir.path().join("hung");
-    let mut sweep = start(&file, &out, &["--retries", "0"]);
-    let id = wait_for_evals(&out, &mut sweep, 2);
-    let rank = rank_process(&out, &id).expect("rank 1's process");
-    // SAFETY: kill(2) on rank 1 of this test's trial: stopped, not ended.
-    unsafe { libc::kill(rank, libc::SIGSTOP) };
-    let took = wait_for_end(&mut sweep);
-    assert!(took < Duration::from_secs(60), "the trial waited {took:?} on its hung rank 1");
-    assert_eq!(statuses(&out), ["interrupted"]);
-    let error = strings(&read_table(&out.join("trials.parquet")), "error").remove(0);
+    // Stopped, not ended: only the heartbeat it no longer counts tells.
+    let (_, _, _, error) = signal_rank_1(dir.path(), libc::SIGSTOP);
     assert!(error.contains("rank 1 stopped answering"), "{error}");
-    assert!(!Path::new(&format!("/proc/{rank}")).exists() || std::fs::read_to_string(format!("/proc/{rank}/stat")).is_ok_and(|s| s.contains(") Z ")), "the hung rank was ended");
 }
 
 #[test]

@@ -2,23 +2,13 @@
 //! bundled corpus, then fine-tuned from its trial folder (found by a glob)
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
-use common::{bertlab, experiment, floats, markdown_rows, read_table, run, strings, venv_python, workspace_root, write, TOPICS_DATA};
-use std::path::{Path, PathBuf};
-
-/// Runs the experiment `text` as `dir/<name>.toml` into `dir/<name>/`,
-/// which it returns; every trial must complete.
-fn run_experiment(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let file = write(dir, &format!("{name}.toml"), text);
-    let out = dir.join(name);
-    let done = run(bertlab().arg("run").arg(&file).arg("--out").arg(&out));
-    assert_eq!(done.code, 0, "{}", done.stderr);
-    out
-}
+use common::{bertlab, experiment, floats, markdown_rows, read_table, run, run_experiment, strings, venv_python, workspace_root, write, TOPICS_DATA};
+use std::path::Path;
 
 /// Pretrains a tiny model into `dir/pretrained` and returns the glob that
 /// finds its trial folder.
 fn pretrained(dir: &Path) -> String {
-    let out = run_experiment(dir, "pretrained", &experiment("pretrain", "steps = 150\neval_every = 0", "").replace("hidden = 32", "hidden = 64"));
+    let out = run_experiment(dir, "pretrained", &experiment("pretrain", "steps = 150\neval_every = 0", "").replace("hidden = 32", "hidden = 64"), &[]);
     format!("{}/trials/*", out.display())
 }
 
@@ -54,6 +44,7 @@ source = "the dev set is balanced: 100 sentences of each class"
 metrics = {{ "eval/accuracy" = 0.5 }}
 "#
         ),
+        &[],
     );
     let trials = read_table(&out.join("trials.parquet"));
     assert_eq!(strings(&trials, "task"), ["topics-train"]);
@@ -135,6 +126,7 @@ match = {{ "model.init" = "{checkpoint}" }}
 metrics = {{ "glue/score" = 50.0 }}
 "#
         ),
+        &[],
     );
     let trials = read_table(&out.join("trials.parquet"));
     let tasks = strings(&trials, "task");

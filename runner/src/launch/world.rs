@@ -67,7 +67,9 @@ impl Launched {
     /// Where this process was started, from its launcher's environment:
     /// torchrun's `RANK` and `WORLD_SIZE`, or srun's `SLURM_PROCID` and
     /// `SLURM_STEP_NUM_TASKS` (set in a job step, not in a batch script);
-    /// `None` alone, or among one.
+    /// `None` alone. One process torchrun started is a world of one (its
+    /// trials train through a process group all the same: NCCL's check
+    /// against one device); one srun task is alone.
     pub fn from_env() -> Result<Option<Launched>> {
         let (launcher, rank, size, local_rank) = match (number("RANK")?, number("WORLD_SIZE")?) {
             (Some(rank), Some(size)) => ("torchrun", rank, size, number("LOCAL_RANK")?.unwrap_or(0)),
@@ -76,7 +78,7 @@ impl Launched {
                 _ => return Ok(None),
             },
         };
-        Ok((size > 1).then_some(Launched { rank, size, local_rank, launcher }))
+        Ok((size > 1 || launcher == "torchrun").then_some(Launched { rank, size, local_rank, launcher }))
     }
 
     /// Whether trials of `train` train on every rank started.

@@ -56,7 +56,7 @@ pub fn measure(config: &TrialConfig, device: Device, ranks: Option<&Ranks>, warm
     }
     let (elapsed, final_loss) = prefetched(source, device, |next_batch| -> Result<_> {
         let micro = config.train.micro_batch_rows();
-        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, micro, device, ranks, lr);
+        let mut step = || pretraining_step(&mut stepper, &model, next_batch().0, micro, device, lr);
         for _ in 0..warmup {
             let _loss = step()?;
         }

@@ -5,7 +5,6 @@
 //! set with the task's metrics (`eval/<metric>`) and its GLUE score
 //! (`eval/score`: the mean of those metrics, in points out of 100).
 use super::out_of_memory;
-use super::ranks::Ranks;
 use super::step::Stepper;
 use super::trainer::{run_steps, state_of, Checkpoints, Objective, Observer, Outcome, Placement};
 use crate::data::labeled::batches::{batch, tokens, LabeledBatch, TrainRows};
@@ -29,7 +28,6 @@ struct FineTuner<'a> {
     model: &'a SequenceClassifier,
     vs: &'a VarStore,
     stepper: Stepper<'a>,
-    ranks: Option<&'a Ranks>,
     labeled: &'a Labeled,
     rows: TrainRows,
     regression: bool,
@@ -43,7 +41,8 @@ struct FineTuner<'a> {
 impl Objective for FineTuner<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let rows = self.rows.next_rows();
-        let (model, regression, device, train, stepper, ranks) = (self.model, self.regression, self.device, &self.labeled.train, &mut self.stepper, self.ranks);
+        let (model, regression, device, train, stepper) = (self.model, self.regression, self.device, &self.labeled.train, &mut self.stepper);
+        let ranks = stepper.ranks();
         let whole = tokens(train, &rows);
         // Over several ranks, this rank's rows (the last batch of an epoch
         // may leave a rank none).
@@ -101,9 +100,8 @@ pub fn train(config: &TrialConfig, vocab: &Vocab, labeled: &Labeled, placement: 
         rows.restore(&saved.cursor()?)?;
     }
     let micro = config.train.micro_batch_rows();
-    let ranks = placement.ranks;
-    let mut objective = FineTuner { model: &model, vs: &vs, stepper, ranks, labeled, rows, regression, device, micro, last: BTreeMap::new() };
-    let trained = run_steps(&config.train, device, ranks, &mut objective, plan, saved.map(|s| s.place), observer)?;
+    let mut objective = FineTuner { model: &model, vs: &vs, stepper, labeled, rows, regression, device, micro, last: BTreeMap::new() };
+    let trained = run_steps(&config.train, device, placement.ranks, &mut objective, plan, saved.map(|s| s.place), observer)?;
     let last = objective.last;
     let dir = placement.dir;
     if placement.leads() {

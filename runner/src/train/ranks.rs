@@ -103,16 +103,17 @@ impl Ranks {
     /// Joins the trial's ranks at `store` (the trial's own namespace) as
     /// rank `rank` of `size`, training on `device`: waits until all have
     /// come (asking `watch` between looks whether one ended first), then
-    /// connects the groups.
+    /// connects the groups. A rank that never comes stops the trial as a
+    /// lost one does: it goes on from its checkpoint next time.
     pub fn join(store: Store, rank: usize, size: usize, device: Device, watch: Watch) -> Result<Ranks> {
         store.add("joined", 1).context("joining the trial's ranks")?;
         let started = Instant::now();
         while store.add("joined", 0)? < size as i64 {
             if let Some(gone) = watch(Duration::ZERO) {
-                anyhow::bail!("{gone} before all {size} ranks had started");
+                return Err(Stopped::Peer(format!("{gone} before all {size} ranks had started")).into());
             }
             if started.elapsed() > JOIN_TIMEOUT {
-                anyhow::bail!("not all {size} ranks started within {}s", JOIN_TIMEOUT.as_secs());
+                return Err(Stopped::Peer(format!("not all {size} ranks started within {}s", JOIN_TIMEOUT.as_secs())).into());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -54,6 +54,11 @@ impl<'r> Stepper<'r> {
         self.precision
     }
 
+    /// The ranks the gradients are summed over, when the trial has several.
+    pub fn ranks(&self) -> Option<&'r Ranks> {
+        self.replicas.as_ref().map(|(ranks, _)| *ranks)
+    }
+
     /// The optimiser's and the loss scaler's state, named for a checkpoint:
     /// the tensors themselves, which a restore copies into.
     pub fn state(&self) -> Vec<(String, tch::Tensor)> {

@@ -177,7 +177,6 @@ struct Pretrainer<'a> {
     model: &'a Pretraining,
     vs: &'a VarStore,
     stepper: Stepper<'a>,
-    ranks: Option<&'a Ranks>,
     next_batch: &'a mut dyn FnMut() -> (Batch, Cursor),
     cursor: Cursor,
     held_out: &'a [Batch],
@@ -192,8 +191,9 @@ impl Objective for Pretrainer<'_> {
     fn step(&mut self, lr: f64) -> Result<(Tensor, usize)> {
         let (batch, cursor) = (self.next_batch)();
         self.cursor = cursor;
-        let (tokens, model, device, stepper, ranks) = (batch.tokens, self.model, self.device, &mut self.stepper, self.ranks);
-        let loss = out_of_memory::with_retries(&mut self.micro, device, ranks.is_none(), |micro| pretraining_step(stepper, model, batch.shallow_clone(), micro, device, ranks, lr))?;
+        let (tokens, model, device, stepper) = (batch.tokens, self.model, self.device, &mut self.stepper);
+        let alone = stepper.ranks().is_none();
+        let loss = out_of_memory::with_retries(&mut self.micro, device, alone, |micro| pretraining_step(stepper, model, batch.shallow_clone(), micro, device, lr))?;
         Ok((loss, tokens))
     }
 
@@ -223,11 +223,12 @@ impl Objective for Pretrainer<'_> {
 }
 
 /// One optimisation step of masked-LM pretraining on `batch` (drawn on the
-/// host), moved to `device`; over `ranks`, on this rank's rows of it; cut
-/// into micro-batches of `micro` rows when it has more, each trained on as
-/// its share of the whole batch's loss.
-pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, micro: usize, device: Device, ranks: Option<&Ranks>, lr: f64) -> Result<Tensor> {
+/// host), moved to `device`; over the stepper's ranks, on this rank's rows
+/// of it; cut into micro-batches of `micro` rows when it has more, each
+/// trained on as its share of the whole batch's loss.
+pub(super) fn pretraining_step(stepper: &mut Stepper, model: &Pretraining, batch: Batch, micro: usize, device: Device, lr: f64) -> Result<Tensor> {
     let whole = (batch.masked(), batch.pairs());
+    let ranks = stepper.ranks();
     let mine = match ranks {
         Some(ranks) => {
             let rows = batch.rows_len();
@@ -282,9 +283,8 @@ fn pretrain(
     let cursor = source.cursor();
     let place = saved.map(|s| s.place);
     let (trained, last) = prefetched(source, device, |next_batch| -> Result<_> {
-        let ranks = placement.ranks;
-        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, ranks, next_batch, cursor, held_out: &held_out, device, micro: train.micro_batch_rows(), last: None };
-        let trained = run_steps(train, device, ranks, &mut objective, plan, place, observer)?;
+        let mut objective = Pretrainer { model: &model, vs: &vs, stepper, next_batch, cursor, held_out: &held_out, device, micro: train.micro_batch_rows(), last: None };
+        let trained = run_steps(train, device, placement.ranks, &mut objective, plan, place, observer)?;
         Ok((trained, objective.last.expect("the loop evaluates at the end")))
     })?;
     if placement.leads() {
