@@ -2,7 +2,7 @@
 //! bundled corpus, then fine-tuned from its trial folder (found by a glob)
 //! on labelled examples, on real text and on every kind of GLUE layout.
 mod common;
-use common::{bertlab, experiment, floats, markdown_rows, read_table, run, run_experiment, strings, venv_python, workspace_root, write, TOPICS_DATA};
+use common::{bertlab, experiment, floats, markdown_rows, read_table, run, run_experiment, strings, topics_experiment, venv_python, workspace_root, write};
 use std::path::Path;
 
 /// Pretrains a tiny model into `dir/pretrained` and returns the glob that
@@ -19,30 +19,21 @@ fn a_pretrained_checkpoint_fine_tuned_on_real_sentences_beats_the_majority_class
     let out = run_experiment(
         dir.path(),
         "topics",
-        &format!(
-            r#"[experiment]
-name = "topics"
-task = "classification"
-metric = "eval/accuracy"
-goal = "maximize"
-
-[model]
-init = "{init}"
-
-{TOPICS_DATA}
-[train]
-epochs = 4
+        &topics_experiment(
+            "topics",
+            &init,
+            "",
+            r#"epochs = 4
 batch_size = 16
 lr = 1e-3
 warmup_steps = 10
 eval_every = 0
-device = "cpu"
 
 [[baseline]]
 name = "majority class"
 source = "the dev set is balanced: 100 sentences of each class"
-metrics = {{ "eval/accuracy" = 0.5 }}
-"#
+metrics = { "eval/accuracy" = 0.5 }
+"#,
         ),
         &[],
     );
@@ -175,25 +166,7 @@ fn fine_tuning_starts_from_a_hub_id_with_the_snapshots_tokenizer() {
     let file = write(
         dir.path(),
         "hub.toml",
-        &format!(
-            r#"[experiment]
-name = "hub"
-task = "classification"
-metric = "eval/accuracy"
-goal = "maximize"
-
-[model]
-init = "hf:org/pretrained"
-
-{TOPICS_DATA}
-[train]
-epochs = 1
-batch_size = 32
-lr = 1e-3
-eval_every = 0
-device = "cpu"
-"#
-        ),
+        &topics_experiment("hub", "hf:org/pretrained", "", "epochs = 1\nbatch_size = 32\nlr = 1e-3\neval_every = 0\n"),
     );
     let out = dir.path().join("hub");
     let done = run(bertlab().env("HF_HUB_CACHE", &cache).arg("run").arg(&file).arg("--out").arg(&out));

@@ -99,28 +99,33 @@ pub fn pretraining_without_dropout(name: &str, nsp: bool) -> String {
 pub fn fine_tuning_without_dropout(dir: &Path) -> String {
     let pretrained = run_experiment(dir, "pretrained", &experiment("pretrained", "steps = 5\neval_every = 0", ""), &[]);
     let init = std::fs::read_dir(pretrained.join("trials")).unwrap().next().unwrap().unwrap().path();
+    topics_experiment(
+        "topics",
+        &init.display().to_string(),
+        "dropout = 0.0\nattention_dropout = 0.0\n",
+        "epochs = 1\nbatch_size = 48\nlr = 1e-3\neval_every = 5\nlog_every = 1\n",
+    )
+}
+
+/// A classification experiment `name` fine-tuned on the bundled topic
+/// sentences from `init` (a path, glob or `hf:` name), on the CPU, with
+/// `model` and `train` lines added to those sections (`train` comes last,
+/// so it may go on with more sections).
+pub fn topics_experiment(name: &str, init: &str, model: &str, train: &str) -> String {
     format!(
         r#"[experiment]
-name = "topics"
+name = "{name}"
 task = "classification"
 metric = "eval/accuracy"
 goal = "maximize"
 
 [model]
-init = {:?}
-dropout = 0.0
-attention_dropout = 0.0
-
+init = {init:?}
+{model}
 {TOPICS_DATA}
 [train]
-epochs = 1
-batch_size = 48
-lr = 1e-3
-eval_every = 5
-log_every = 1
 device = "cpu"
-"#,
-        init.display().to_string()
+{train}"#
     )
 }
 
