@@ -31,16 +31,10 @@
 #include <vector>
 
 using torch_ops::guarded;
+using torch_ops::list;
 using Millis = std::chrono::milliseconds;
 
 namespace {
-std::vector<at::Tensor> list(at::Tensor** tensors, int n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
-  return out;
-}
-
 std::vector<uint8_t> bytes_of(const uint8_t* bytes, size_t len) { return std::vector<uint8_t>(bytes, bytes + len); }
 
 // One tensor through a collective, waited for: on the CPU the result is
@@ -212,6 +206,15 @@ extern "C" {
 // 1 when this build can make Gloo groups.
 int torch_ops_has_gloo() {
 #ifdef BERTLAB_GLOO
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+// 1 when this build can make NCCL groups.
+int torch_ops_has_nccl() {
+#ifdef BERTLAB_NCCL
   return 1;
 #else
   return 0;

@@ -17,13 +17,7 @@ thread_local std::string last_error;
 
 namespace {
 using torch_ops::guarded;
-
-std::vector<at::Tensor> list(at::Tensor** tensors, int n) {
-  std::vector<at::Tensor> out;
-  out.reserve(n);
-  for (int i = 0; i < n; ++i) out.push_back(*tensors[i]);
-  return out;
-}
+using torch_ops::list;
 
 std::optional<at::Tensor> maybe(at::Tensor* t) {
   return t ? std::optional<at::Tensor>(*t) : std::nullopt;

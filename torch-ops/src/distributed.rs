@@ -27,6 +27,7 @@ struct ReducerHandle {
 
 extern "C" {
     fn torch_ops_has_gloo() -> c_int;
+    fn torch_ops_has_nccl() -> c_int;
     fn torch_ops_store_tcp(host: *const i8, port: c_int, is_server: c_int, timeout_ms: i64, out: *mut *mut StoreHandle) -> c_int;
     fn torch_ops_store_port(store: *mut StoreHandle, port: *mut c_int) -> c_int;
     fn torch_ops_store_prefixed(store: *mut StoreHandle, prefix: *const i8, out: *mut *mut StoreHandle) -> c_int;
@@ -60,6 +61,13 @@ extern "C" {
 pub fn has_gloo() -> bool {
     // SAFETY: returns a constant.
     unsafe { torch_ops_has_gloo() != 0 }
+}
+
+/// Whether this build has NCCL's process groups (compiled with NCCL's and
+/// CUDA's headers from the nvidia wheels).
+pub fn has_nccl() -> bool {
+    // SAFETY: returns a constant.
+    unsafe { torch_ops_has_nccl() != 0 }
 }
 
 fn c_string(text: &str) -> Result<CString> {
@@ -165,7 +173,6 @@ impl Drop for Store {
 /// does not answer within the group's timeout.
 pub struct Group {
     handle: *mut GroupHandle,
-    rank: usize,
     size: usize,
 }
 
@@ -180,7 +187,7 @@ impl Group {
         let mut out = std::ptr::null_mut();
         // SAFETY: a live store; on success `out` is a new handle we own.
         check(unsafe { torch_ops_group_gloo(store.0, rank as c_int, size as c_int, millis(timeout), &mut out) })?;
-        Ok(Group { handle: out, rank, size })
+        Ok(Group { handle: out, size })
     }
 
     /// An NCCL group (CUDA tensors), this rank's on CUDA device `device`.
@@ -188,15 +195,7 @@ impl Group {
         let mut out = std::ptr::null_mut();
         // SAFETY: as in `gloo`.
         check(unsafe { torch_ops_group_nccl(store.0, rank as c_int, size as c_int, device as c_int, millis(timeout), &mut out) })?;
-        Ok(Group { handle: out, rank, size })
-    }
-
-    pub fn rank(&self) -> usize {
-        self.rank
-    }
-
-    pub fn size(&self) -> usize {
-        self.size
+        Ok(Group { handle: out, size })
     }
 
     /// Sums `tensor` over the ranks, in place.
