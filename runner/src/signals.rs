@@ -91,6 +91,14 @@ pub fn requested() -> Option<Signal> {
     Signal::from_number(received().load(Ordering::Relaxed))
 }
 
+/// Takes on a stop another process was asked for, as if `signal` had come
+/// here: rank 0 of a trial does, when the ranks agree to stop on another
+/// rank's signal, so that a sweep led by rank 0 (under torchrun or srun)
+/// ends too instead of starting its next trial on ranks that stop it.
+pub fn request(signal: Signal) {
+    received().store(signal.number() as usize, Ordering::Relaxed);
+}
+
 /// Makes a worker process die with the sweep that started it, whatever
 /// ends the sweep (a second signal, a kill), instead of training on
 /// unwatched. Called in the child between fork and exec.

@@ -7,7 +7,8 @@
 //! rank killed, or hung, ends the trial within a minute with a message
 //! naming it, and a re-run resumes it from its checkpoint (on as many
 //! devices: another count is refused, the checkpoint kept). Under torchrun
-//! the processes it starts are the ranks of every trial of the sweep.
+//! the processes it starts are the ranks of every trial of the sweep, and
+//! a signal to one of them stops the sweep.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -135,6 +136,44 @@ fn torchrun_starts_the_ranks_of_every_trial_of_a_sweep() {
     let r = launch(&dir.path().join("refused"), &[]);
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("train.devices: is 1, but this run is one of 2 ranks torchrun started") && r.stderr.contains("set train.devices = 2"), "{}", r.stderr);
+}
+
+#[test]
+fn under_torchrun_a_signal_to_rank_1_stops_the_trial_and_the_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = long_two_rank_run("signalled", 3000) + "\n[sweep.grid]\n\"train.lr\" = [2e-3, 1e-3]\n";
+    let file = write(dir.path(), "signalled.toml", &text);
+    let out = dir.path().join("signalled");
+    let torchrun = Path::new(&venv_python()).with_file_name("torchrun");
+    let mut cmd = launching_bertlab(&torchrun);
+    cmd.args(["--nproc-per-node", "2", "--no-python", env!("CARGO_BIN_EXE_bertlab"), "run"]).arg(&file).arg("--out").arg(&out);
+    let mut sweep = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for_evals(&out, &mut sweep, 2);
+    // torchrun's RANK=1 process of this run (tests run side by side).
+    let out_arg = out.to_string_lossy().into_owned();
+    let rank = std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok()).find(|pid| {
+        let read = |what: &str| std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+        let has = |bytes: Vec<u8>, part: &str| bytes.split(|&b| b == 0).any(|p| p == part.as_bytes());
+        has(read("cmdline"), &out_arg) && has(read("environ"), "RANK=1")
+    });
+    // SAFETY: kill(2) on rank 1 of this test's run.
+    unsafe { libc::kill(rank.expect("rank 1's process"), libc::SIGTERM) };
+    let took = wait_for_end(&mut sweep);
+    assert!(took < Duration::from_secs(60), "the sweep went on {took:?} after SIGTERM to rank 1");
+    // The first trial stopped at a checkpoint; the second never started
+    // (it used to, to be stopped at its first step by rank 1's old signal).
+    assert_eq!(statuses(&out), ["interrupted"]);
+    let error = strings(&read_table(&out.join("trials.parquet")), "error").remove(0);
+    assert!(error.contains("SIGTERM to rank 1"), "{error}");
+}
+
+#[test]
+fn a_launchers_rank_outside_its_world_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "e.toml", &long_two_rank_run("e", 10));
+    let r = run(bertlab().arg("run").arg(&file).envs([("RANK", "3"), ("WORLD_SIZE", "2"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "1")]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("RANK") && r.stderr.contains("is 3, not below WORLD_SIZE=2") && r.stderr.trim().lines().count() == 1, "{}", r.stderr);
 }
 
 fn start(file: &Path, out: &Path, args: &[&str]) -> Child {

@@ -209,6 +209,9 @@ fn check_world(world: &Launched, planned: &[Checked], args: &RunArgs, submits: b
     }
     for plan in planned {
         world.check(&plan.loaded.experiment.train).map_err(|m| plan.loaded.error_at("train.devices", m))?;
+        for trial in &plan.selected {
+            world.device(bind::device(&trial.config).map_err(|e| plan.loaded.locate(e))?)?;
+        }
     }
     Ok(())
 }

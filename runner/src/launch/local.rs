@@ -23,7 +23,7 @@ pub fn run(queue: &mut Queue, store: &Store, world: Option<&World>, sinks: &Sink
         let result = catch_panics(|| match world {
             None => train::train(config, job.data, &train::Placement { device: job.device, ranks: None, dir: &dir, resume, until }, &mut session),
             Some(world) => {
-                let device = world.device(job.device);
+                let device = world.launched.device(job.device)?;
                 let ranks = world.lead(World::assignment(config, &dir, resume, until), device)?;
                 train::train(config, job.data, &train::Placement { device, ranks: Some(&ranks), dir: &dir, resume, until }, &mut session)
             }

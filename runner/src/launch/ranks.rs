@@ -53,9 +53,22 @@ impl Assignment {
         }
     }
 
-    /// A rank other than 0's part of the work, on `device` with the
+    /// A rank other than 0's part: joins the trial's ranks at `store` as
+    /// `rank` of `size`, on `device`, and does the work. A failure of its
+    /// own (not a lost peer's, nor a stop) is said in the store, for rank 0
+    /// to record the trial as failed with it.
+    pub fn take_part(&self, store: Store, rank: usize, size: usize, device: Device) -> Result<()> {
+        crate::launch::local::catch_panics(|| {
+            let data = self.data()?;
+            // Rank 0 watches the processes; this one cannot.
+            let ranks = Ranks::join(store, rank, size, device, Box::new(|_| None))?;
+            self.perform(data.as_ref(), device, &ranks).inspect_err(|e| ranks.failed(e))
+        })
+    }
+
+    /// The part of the work of a rank other than 0, on `device` with the
     /// others in `ranks`: it trains on `data`, or times the steps.
-    pub fn perform(&self, data: Option<&Dataset>, device: Device, ranks: &Ranks) -> Result<()> {
+    fn perform(&self, data: Option<&Dataset>, device: Device, ranks: &Ranks) -> Result<()> {
         match (&self.work, data) {
             (Work::Train { dir, resume, until }, Some(data)) => {
                 let placement = Placement { device, ranks: Some(ranks), dir, resume: resume.as_deref(), until: *until };
@@ -91,17 +104,27 @@ fn see(log: Option<&Path>) -> String {
     log.map(|log| format!("; see {}", log.display())).unwrap_or_default()
 }
 
+/// The rank processes this one started: ended when dropped (an error, a
+/// panic), killed then if still running, unless [`Crew::end`] ended them.
+struct Crew(Arc<Mutex<Vec<Peer>>>);
+
+impl Drop for Crew {
+    fn drop(&mut self) {
+        self.end(true);
+    }
+}
+
 /// The other ranks of a trial, started and not yet met.
 struct Spawned {
     store: Store,
-    peers: Arc<Mutex<Vec<Peer>>>,
+    crew: Crew,
     size: usize,
 }
 
 /// The ranks of a trial this process leads, once they have all met.
 struct Team {
     ranks: Ranks,
-    peers: Arc<Mutex<Vec<Peer>>>,
+    crew: Crew,
 }
 
 /// How long the ranks may take to end once rank 0 is done.
@@ -122,19 +145,11 @@ pub fn lead<P, T>(
         1 => None,
         _ => Some(spawn(assignment, devices, threads, logs)?),
     };
-    let prepared = match prepare() {
-        Ok(prepared) => prepared,
-        Err(e) => {
-            if let Some(spawned) = spawned {
-                end(&spawned.peers, true);
-            }
-            return Err(e);
-        }
-    };
+    let prepared = prepare()?;
     let team = spawned.map(|spawned| spawned.join(devices[0])).transpose()?;
     let result = run(prepared, team.as_ref().map(|team| &team.ranks));
     if let Some(team) = team {
-        end(&team.peers, result.is_err());
+        team.crew.end(result.is_err());
     }
     result
 }
@@ -166,12 +181,9 @@ fn spawn(assignment: &Assignment, devices: &[Device], threads: i32, logs: Option
         peers.push(Peer { rank, child, log: log.clone() });
         sent.with_context(|| format!("sending the trial to rank {rank}{}", see(log.as_deref())))
     });
-    let peers = Arc::new(Mutex::new(peers));
-    if let Err(e) = result {
-        end(&peers, true);
-        return Err(e);
-    }
-    Ok(Spawned { store, peers, size: devices.len() })
+    let crew = Crew(Arc::new(Mutex::new(peers)));
+    result?;
+    Ok(Spawned { store, crew, size: devices.len() })
 }
 
 impl Spawned {
@@ -179,15 +191,10 @@ impl Spawned {
     /// (failing at once if one ends first), then joins them as rank 0 on
     /// `device`.
     fn join(self, device: Device) -> Result<Team> {
-        let watched = Arc::clone(&self.peers);
+        let watched = Arc::clone(&self.crew.0);
         let watch: Watch = Box::new(move |grace| ended(&watched, grace));
-        match Ranks::join(self.store, 0, self.size, device, watch) {
-            Ok(ranks) => Ok(Team { ranks, peers: self.peers }),
-            Err(e) => {
-                end(&self.peers, true);
-                Err(e)
-            }
-        }
+        let ranks = Ranks::join(self.store, 0, self.size, device, watch)?;
+        Ok(Team { ranks, crew: self.crew })
     }
 }
 
@@ -211,20 +218,22 @@ fn ended(peers: &Mutex<Vec<Peer>>, grace: Duration) -> Option<String> {
     }
 }
 
-/// Waits for `peers` to exit, for up to [`END_GRACE`]; kills them first
-/// when `now`, or when the grace runs out.
-fn end(peers: &Mutex<Vec<Peer>>, now: bool) {
-    let mut peers = peers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let deadline = Instant::now() + END_GRACE;
-    for peer in peers.iter_mut() {
-        while !now && Instant::now() < deadline && matches!(peer.child.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = peer.child.kill();
-        let _ = peer.child.wait();
-        // A log that says nothing is not kept.
-        if let Some(log) = peer.log.as_ref().filter(|log| std::fs::metadata(log).is_ok_and(|m| m.len() == 0)) {
-            let _ = std::fs::remove_file(log);
+impl Crew {
+    /// Waits for the ranks to exit, for up to [`END_GRACE`]; kills them
+    /// first when `now`, or when the grace runs out.
+    fn end(&self, now: bool) {
+        let mut peers = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let deadline = Instant::now() + END_GRACE;
+        for mut peer in peers.drain(..) {
+            while !now && Instant::now() < deadline && matches!(peer.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = peer.child.kill();
+            let _ = peer.child.wait();
+            // A log that says nothing is not kept.
+            if let Some(log) = peer.log.as_ref().filter(|log| std::fs::metadata(log).is_ok_and(|m| m.len() == 0)) {
+                let _ = std::fs::remove_file(log);
+            }
         }
     }
 }
@@ -240,13 +249,7 @@ pub fn serve(rank: usize, size: usize, store: &str, device: Device, threads: i32
     let assignment: Assignment = serde_json::from_str(&line).context("parsing the assignment")?;
     let (host, port) = store.rsplit_once(':').and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?))).ok_or_else(|| anyhow!("--store {store} is not host:port"))?;
     let store = Store::connect(host, port, COLLECTIVE_TIMEOUT)?;
-    let result = crate::launch::local::catch_panics(|| {
-        let data = assignment.data()?;
-        // Rank 0 watches the processes; this one cannot.
-        let ranks = Ranks::join(store, rank, size, device, Box::new(|_| None))?;
-        assignment.perform(data.as_ref(), device, &ranks)
-    });
-    match result {
+    match assignment.take_part(store, rank, size, device) {
         Ok(()) => Ok(0),
         Err(e) if e.downcast_ref::<Stopped>().is_some() => {
             eprintln!("rank {rank}: {e:#}");

@@ -12,6 +12,7 @@
 use super::ranks::{Assignment, Work};
 use crate::train::ranks::{Ranks, JOIN_TIMEOUT};
 use crate::train::Stopped;
+use crate::error::InputError;
 use crate::trial::TrialConfig;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -24,7 +25,7 @@ use torch_ops::distributed::Store;
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum Message {
-    Trial(Assignment),
+    Trial(Box<Assignment>),
     /// The sweep is over: the other ranks exit.
     Done,
 }
@@ -59,8 +60,13 @@ fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-fn number(name: &str) -> Result<Option<usize>> {
-    var(name).map(|v| v.parse::<usize>().with_context(|| format!("{name}={v} is not a number"))).transpose()
+/// What is wrong with the launcher's variable `name`, as bad input.
+fn wrong(name: &str, message: String) -> InputError {
+    InputError::at_key(name, message).from_source("the environment")
+}
+
+fn number(name: &str) -> Result<Option<usize>, InputError> {
+    var(name).map(|v| v.parse::<usize>().map_err(|_| wrong(name, format!("{v:?} is not a number")))).transpose()
 }
 
 impl Launched {
@@ -70,7 +76,7 @@ impl Launched {
     /// `None` alone. One process torchrun started is a world of one (its
     /// trials train through a process group all the same: NCCL's check
     /// against one device); one srun task is alone.
-    pub fn from_env() -> Result<Option<Launched>> {
+    pub fn from_env() -> Result<Option<Launched>, InputError> {
         let (launcher, rank, size, local_rank) = match (number("RANK")?, number("WORLD_SIZE")?) {
             (Some(rank), Some(size)) => ("torchrun", rank, size, number("LOCAL_RANK")?.unwrap_or(0)),
             _ => match (number("SLURM_PROCID")?, number("SLURM_STEP_NUM_TASKS")?) {
@@ -78,6 +84,10 @@ impl Launched {
                 _ => return Ok(None),
             },
         };
+        if rank >= size {
+            let (rank_var, size_var) = if launcher == "torchrun" { ("RANK", "WORLD_SIZE") } else { ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS") };
+            return Err(wrong(rank_var, format!("is {rank}, not below {size_var}={size}")));
+        }
         Ok((size > 1 || launcher == "torchrun").then_some(Launched { rank, size, local_rank, launcher }))
     }
 
@@ -89,6 +99,24 @@ impl Launched {
                 "is {}, but this run is one of {} ranks {} started, and every trial trains on all of them: set train.devices = {}",
                 train.devices, self.size, self.launcher, self.size
             )),
+        }
+    }
+
+    /// This rank's device for a trial that trains on `device`: its own GPU
+    /// among the node's (the only one it sees when Slurm binds one GPU to
+    /// each task), or the CPU.
+    pub fn device(&self, device: Device) -> Result<Device, InputError> {
+        let local = self.local_rank;
+        let count = tch::Cuda::device_count().max(0) as usize;
+        match device {
+            Device::Cuda(_) if local < count => Ok(Device::Cuda(local)),
+            Device::Cuda(_) if count == 1 => Ok(Device::Cuda(0)),
+            // Two ranks on one GPU: NCCL refuses them, later and less clearly.
+            Device::Cuda(_) => Err(wrong(
+                if self.launcher == "torchrun" { "LOCAL_RANK" } else { "SLURM_LOCALID" },
+                format!("is {local}, and this node has {count} GPUs: start one rank per GPU"),
+            )),
+            other => Ok(other),
         }
     }
 
@@ -110,18 +138,6 @@ impl Launched {
 const DISMISS_GRACE: Duration = Duration::from_secs(30);
 
 impl World {
-    /// This rank's device for a trial that trains on `device`: its own GPU
-    /// among the node's (the only one it sees when Slurm binds one GPU to
-    /// each task), or the CPU.
-    pub fn device(&self, device: Device) -> Device {
-        let local = self.launched.local_rank;
-        match device {
-            Device::Cuda(_) if local < tch::Cuda::device_count().max(0) as usize => Device::Cuda(local),
-            Device::Cuda(_) => Device::Cuda(0),
-            other => other,
-        }
-    }
-
     fn send(&self, message: &Message) -> Result<usize> {
         let index = self.sent.get();
         self.store.set(&format!("message/{index}"), serde_json::to_string(message)?.as_bytes())?;
@@ -132,7 +148,7 @@ impl World {
     /// Rank 0: hands `assignment` to the other ranks and meets them for
     /// it, on `device`.
     pub fn lead(&self, assignment: Assignment, device: Device) -> Result<Ranks> {
-        let index = self.send(&Message::Trial(assignment))?;
+        let index = self.send(&Message::Trial(Box::new(assignment)))?;
         Ranks::join(self.store.prefixed(&format!("trial/{index}"))?, 0, self.launched.size, device, Box::new(|_| None))
     }
 
@@ -166,12 +182,8 @@ impl World {
                 self.store.add(DISMISSED, 1).map_err(gone)?;
                 return Ok(0);
             };
-            let device = self.device(crate::trial::bind::device(&assignment.config)?);
-            let trained = super::local::catch_panics(|| {
-                let data = assignment.data()?;
-                let ranks = Ranks::join(self.store.prefixed(&format!("trial/{index}"))?, rank, size, device, Box::new(|_| None))?;
-                assignment.perform(data.as_ref(), device, &ranks)
-            });
+            let device = self.launched.device(crate::trial::bind::device(&assignment.config)?)?;
+            let trained = assignment.take_part(self.store.prefixed(&format!("trial/{index}"))?, rank, size, device);
             // Rank 0 records how the trial went; this one says it in its
             // log, then waits for the next.
             match trained {
@@ -194,7 +206,7 @@ impl World {
 /// its first node, and a port from the job id.
 fn rendezvous(launcher: &str) -> Result<(String, u16)> {
     let port = match var("MASTER_PORT") {
-        Some(port) => port.parse().with_context(|| format!("MASTER_PORT={port} is not a port"))?,
+        Some(port) => port.parse().map_err(|_| wrong("MASTER_PORT", format!("{port:?} is not a port")))?,
         None if launcher == "srun" => 20_000 + (number("SLURM_JOB_ID")?.unwrap_or(0) % 10_000) as u16,
         None => bail!("{launcher} set no MASTER_PORT"),
     };

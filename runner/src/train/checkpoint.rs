@@ -122,25 +122,29 @@ impl Plan {
                 Some(ranks) => tensors.extend(ranks.gather(&state)?.into_iter().enumerate().map(|(rank, state)| (generator_name(generator, rank), state))),
             }
         }
-        if ranks.is_some_and(|r| !r.leads()) {
-            return Ok(());
+        let write = || -> Result<()> {
+            let mut metadata = BTreeMap::from([
+                (FINGERPRINT.to_string(), self.fingerprint.to_string()),
+                (PLACE.to_string(), serde_json::to_string(place)?),
+                (CURSOR.to_string(), cursor.to_string()),
+            ]);
+            if self.ranks > 1 {
+                metadata.insert(RANKS.to_string(), self.ranks.to_string());
+            }
+            // Each tensor contiguous on the CPU, its bytes borrowed from there.
+            let on_cpu: Vec<(String, Tensor)> = tensors.into_iter().map(|(name, t)| (name, t.to_device(Device::Cpu).contiguous())).collect();
+            let stored = on_cpu.iter().map(|(name, t)| as_stored(name, t)).collect::<Result<Vec<_>>>()?;
+            let started = std::time::Instant::now();
+            let staged = checkpoints::stage(&self.dir, place.step, &metadata, &stored)?;
+            // What checkpointing costs, beside the numbers it protects.
+            observer.metric(place.step, "perf/checkpoint_s", started.elapsed().as_secs_f64());
+            observer.checkpoint(place.step, &staged)
+        };
+        match ranks {
+            // Rank 0 writes; the others wait for its word.
+            Some(ranks) => ranks.led(&format!("checkpoint/{}", place.step), write),
+            None => write(),
         }
-        let mut metadata = BTreeMap::from([
-            (FINGERPRINT.to_string(), self.fingerprint.to_string()),
-            (PLACE.to_string(), serde_json::to_string(place)?),
-            (CURSOR.to_string(), cursor.to_string()),
-        ]);
-        if self.ranks > 1 {
-            metadata.insert(RANKS.to_string(), self.ranks.to_string());
-        }
-        // Each tensor contiguous on the CPU, its bytes borrowed from there.
-        let on_cpu: Vec<(String, Tensor)> = tensors.into_iter().map(|(name, t)| (name, t.to_device(Device::Cpu).contiguous())).collect();
-        let stored = on_cpu.iter().map(|(name, t)| as_stored(name, t)).collect::<Result<Vec<_>>>()?;
-        let started = std::time::Instant::now();
-        let staged = checkpoints::stage(&self.dir, place.step, &metadata, &stored)?;
-        // What checkpointing costs, beside the numbers it protects.
-        observer.metric(place.step, "perf/checkpoint_s", started.elapsed().as_secs_f64());
-        observer.checkpoint(place.step, &staged)
     }
 
     /// Reads the checkpoint at `path` for this trial: refused when it was

@@ -38,15 +38,17 @@ pub fn with_retries<T>(micro: &mut usize, device: Device, alone: bool, mut attem
             },
         };
         let first_line = summary(&message);
-        if !alone {
-            bail!(
-                "out of memory on {device:?} with micro-batches of {micro}, one of train.devices: a rank cannot halve its micro-batches alone; set train.micro_batch_size = {} ({first_line})",
-                (*micro / 2).max(1),
-                micro = *micro
-            );
-        }
         if *micro <= 1 {
             bail!("out of memory on {device:?} even with micro-batches of 1 example: the model does not fit there ({first_line})");
+        }
+        if !alone {
+            // A rank's micro-batch divides its share of the batch, and so
+            // does this, the largest size below it that divides it.
+            let smaller = *micro / (2..=*micro).find(|&d| micro.is_multiple_of(d)).unwrap_or(*micro);
+            bail!(
+                "out of memory on {device:?} with micro-batches of {micro}, one of train.devices: a rank cannot make its micro-batches smaller alone; set train.micro_batch_size = {smaller} ({first_line})",
+                micro = *micro
+            );
         }
         let smaller = *micro / 2;
         tracing::warn!("out of memory with micro-batches of {micro}: the step runs again with micro-batches of {smaller} ({first_line})", micro = *micro);

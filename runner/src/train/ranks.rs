@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 use torch_ops::distributed::{Group, Reducer, Store};
 
-/// How long a rank waits in a collective for the others: longer than a
-/// checkpoint takes to write (rank 0 writes, the others wait; BERT-Base
-/// is 4 s) and short enough that a hung rank ends the trial within a minute.
+/// How long a rank waits in a collective for the others: short enough
+/// that a hung rank ends the trial within a minute. (While rank 0 writes a
+/// checkpoint the others wait in the store instead, [`Ranks::led`].)
 pub const COLLECTIVE_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// How long the ranks of a trial may take to all start (libtorch loading,
@@ -89,6 +89,11 @@ impl Drop for Ranks {
     }
 }
 
+/// The store key where `rank` says why it failed.
+fn failed_key(rank: usize) -> String {
+    format!("failed/{rank}")
+}
+
 fn beats_key(rank: usize) -> String {
     format!("beats/{rank}")
 }
@@ -136,10 +141,6 @@ impl Ranks {
 
     pub fn rank(&self) -> usize {
         self.rank
-    }
-
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     /// Rank 0 records the trial and writes its files.
@@ -203,7 +204,11 @@ impl Ranks {
         self.collective(|| self.control.all_reduce(&agreed))?;
         let values = Vec::<f64>::try_from(&agreed)?;
         let stop = values[..self.size].iter().position(|&n| n != 0.0).map(|rank| {
-            let name = crate::signals::Signal::from_number(values[rank] as usize).map_or("a signal", |s| s.name());
+            let signal = crate::signals::Signal::from_number(values[rank] as usize);
+            if let Some(signal) = signal.filter(|_| rank != self.rank && self.leads()) {
+                crate::signals::request(signal);
+            }
+            let name = signal.map_or("a signal", |s| s.name());
             if rank == self.rank { name.to_string() } else { format!("{name} to rank {rank}") }
         });
         Ok(Agreed { stop, clock: Duration::from_secs_f64(values[self.size]) })
@@ -216,9 +221,58 @@ impl Ranks {
         self.collective(|| self.control.all_gather(&state))
     }
 
-    /// A failed collective as the trial's end: which rank is gone, from
-    /// the processes this one watches, else from how far each rank got.
+    /// Rank 0 does `work` (writing a checkpoint) while the others wait for
+    /// its word under `key` in the store, not in a collective: the work may
+    /// take longer than [`COLLECTIVE_TIMEOUT`] (a large model, a slow
+    /// disk), and rank 0's heartbeat says it is still at it. Rank 0's
+    /// failure fails the others too.
+    pub fn led(&self, key: &str, work: impl FnOnce() -> Result<()>) -> Result<()> {
+        if self.leads() {
+            let done = work();
+            let word = done.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default();
+            self.store.set(key, word.as_bytes()).map_err(|e| self.lost(e))?;
+            return done;
+        }
+        let beat = || self.store.add(&beats_key(0), 0).ok();
+        let mut before = beat();
+        loop {
+            match self.store.get(key, BEATS_WATCHED) {
+                Ok(word) if word.is_empty() => return Ok(()),
+                Ok(word) => anyhow::bail!("rank 0: {}", String::from_utf8_lossy(&word)),
+                Err(e) => {
+                    let now = beat();
+                    if now.is_none() || now == before {
+                        return Err(self.lost(e));
+                    }
+                    before = now;
+                }
+            }
+        }
+    }
+
+    /// Says in the store why this rank failed, when it failed of itself
+    /// (not a peer lost, nor a stop): its peers then fail the trial with
+    /// that reason rather than stop it as one with a lost rank, which
+    /// would be retried to fail the same way.
+    pub fn failed(&self, error: &anyhow::Error) {
+        if error.downcast_ref::<Stopped>().is_none() {
+            // Best effort: the peers still stop when this rank goes.
+            let _ = self.store.set(&failed_key(self.rank), format!("{error:#}").as_bytes());
+        }
+    }
+
+    /// A failed collective as the trial's end: the failure a peer said it
+    /// had; else which rank is gone, from the processes this one watches,
+    /// else from how far each rank got.
     fn lost(&self, error: impl std::fmt::Display) -> anyhow::Error {
+        let said = (0..self.size).filter(|&rank| rank != self.rank).find_map(|rank| {
+            let key = failed_key(rank);
+            let why = self.store.has(&key).ok()?.then(|| self.store.get(&key, WATCH_GRACE).ok())??;
+            Some(anyhow::anyhow!("rank {rank} failed: {}", String::from_utf8_lossy(&why)))
+        });
+        if let Some(failure) = said {
+            return failure;
+        }
         let blamed = (self.watch)(WATCH_GRACE).or_else(|| self.laggards());
         let who = blamed.unwrap_or_else(|| "a rank of the trial was lost".into());
         Stopped::Peer(format!("{who} (rank {} of {}: {error})", self.rank, self.size)).into()

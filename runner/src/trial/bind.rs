@@ -65,6 +65,11 @@ pub fn devices(config: &TrialConfig, spread: bool) -> Result<Vec<Device>, InputE
     if ranks > 1 && !torch_ops::distributed::has_gloo() {
         return problem("this bertlab was built without Gloo's headers, which c10d's process groups need: install Debian's libgloo-dev (`make gloo`, or apt-get install libgloo-dev) and build again".into());
     }
+    // Between GPUs the ranks sum through NCCL (under a launcher even one
+    // rank does: its group is NCCL's).
+    if (ranks > 1 || spread) && first.is_cuda() && !torch_ops::distributed::has_nccl() {
+        return problem("this bertlab was built without NCCL's and CUDA's headers (the nvidia-nccl, nvidia-cuda-crt and nvidia-cuda-cccl wheels `make setup` installs beside torch), which training on several GPUs needs: build again where they are".into());
+    }
     if spread {
         return Ok(vec![first]);
     }

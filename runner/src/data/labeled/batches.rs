@@ -11,8 +11,6 @@ pub struct LabeledBatch {
     pub input: EncoderInput,
     /// `[batch]`: class indices (int64), or values (float) for regression.
     pub labels: Tensor,
-    /// Real (non-padding) tokens.
-    pub tokens: usize,
 }
 
 /// The examples `rows` of `split` as one batch on `device`.
@@ -41,7 +39,6 @@ pub fn batch(split: &Split, rows: &[usize], regression: bool, device: Device) ->
             attention_mask: (tokens < rows.len() * width).then(|| Tensor::from_slice(&mask).view(shape).to(device)),
         },
         labels: labels.to(device),
-        tokens,
     }
 }
 
