@@ -199,13 +199,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
 fn check_world(world: &Launched, planned: &[Checked], args: &RunArgs, submits: bool) -> Result<(), InputError> {
     let refuse = |flag: &str, why: String| Err(InputError::new(why).key(flag.to_string()));
     if args.jobs > 1 {
-        return refuse("--jobs", format!("under {} every trial trains on all {} ranks it started, one trial at a time", world.launcher, world.size));
+        return refuse("--jobs", format!("under {} every trial trains on all {} ranks it started, one trial at a time", world.launcher(), world.size));
     }
     if submits {
-        return refuse("--launcher", format!("submits to Slurm; under {} the trials train on the ranks it started", world.launcher));
+        return refuse("--launcher", format!("submits to Slurm; under {} the trials train on the ranks it started", world.launcher()));
     }
     if !torch_ops::distributed::has_gloo() {
-        return Err(InputError::new(format!("under {} the ranks meet through c10d's Gloo process groups, and this bertlab was built without Gloo's headers: install Debian's libgloo-dev (`make gloo`) and build again", world.launcher)));
+        return Err(InputError::new(format!("under {} the ranks meet through c10d's Gloo process groups, and this bertlab was built without Gloo's headers: install Debian's libgloo-dev (`make gloo`) and build again", world.launcher())));
     }
     for plan in planned {
         world.check(&plan.loaded.experiment.train).map_err(|m| plan.loaded.error_at("train.devices", m))?;

@@ -30,16 +30,31 @@ enum Message {
     Done,
 }
 
+/// A launcher and the variables it sets in each process it starts.
+struct Launcher {
+    /// For messages.
+    name: &'static str,
+    /// This process's rank, and how many there are.
+    rank: &'static str,
+    size: &'static str,
+    /// Its rank on its node: its GPU.
+    local_rank: &'static str,
+    /// Slurm's: where the ranks meet has defaults from the job step.
+    slurm: bool,
+}
+
+const TORCHRUN: Launcher = Launcher { name: "torchrun", rank: "RANK", size: "WORLD_SIZE", local_rank: "LOCAL_RANK", slurm: false };
+/// The step's task count, not `SLURM_NTASKS` (set in a batch script too).
+const SRUN: Launcher = Launcher { name: "srun", rank: "SLURM_PROCID", size: "SLURM_STEP_NUM_TASKS", local_rank: "SLURM_LOCALID", slurm: true };
+
 /// This process's place among the processes a launcher started, as its
 /// environment says.
 pub struct Launched {
     pub rank: usize,
     pub size: usize,
-    /// This process's GPU, where trials train on GPUs (`LOCAL_RANK`,
-    /// `SLURM_LOCALID`).
+    /// This process's GPU, where trials train on GPUs.
     local_rank: usize,
-    /// Which launcher, for messages: `torchrun` or `srun`.
-    pub launcher: &'static str,
+    launcher: &'static Launcher,
 }
 
 /// The launched processes, met at the launcher's store.
@@ -77,18 +92,20 @@ impl Launched {
     /// trials train through a process group all the same: NCCL's check
     /// against one device); one srun task is alone.
     pub fn from_env() -> Result<Option<Launched>, InputError> {
-        let (launcher, rank, size, local_rank) = match (number("RANK")?, number("WORLD_SIZE")?) {
-            (Some(rank), Some(size)) => ("torchrun", rank, size, number("LOCAL_RANK")?.unwrap_or(0)),
-            _ => match (number("SLURM_PROCID")?, number("SLURM_STEP_NUM_TASKS")?) {
-                (Some(rank), Some(size)) => ("srun", rank, size, number("SLURM_LOCALID")?.unwrap_or(0)),
-                _ => return Ok(None),
-            },
-        };
-        if rank >= size {
-            let (rank_var, size_var) = if launcher == "torchrun" { ("RANK", "WORLD_SIZE") } else { ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS") };
-            return Err(wrong(rank_var, format!("is {rank}, not below {size_var}={size}")));
+        for launcher in [&TORCHRUN, &SRUN] {
+            let (Some(rank), Some(size)) = (number(launcher.rank)?, number(launcher.size)?) else { continue };
+            let local_rank = number(launcher.local_rank)?.unwrap_or(0);
+            if rank >= size {
+                return Err(wrong(launcher.rank, format!("is {rank}, not below {}={size}", launcher.size)));
+            }
+            return Ok((size > 1 || !launcher.slurm).then_some(Launched { rank, size, local_rank, launcher }));
         }
-        Ok((size > 1 || launcher == "torchrun").then_some(Launched { rank, size, local_rank, launcher }))
+        Ok(None)
+    }
+
+    /// Which launcher started this process, for messages.
+    pub fn launcher(&self) -> &'static str {
+        self.launcher.name
     }
 
     /// Whether trials of `train` train on every rank started.
@@ -97,7 +114,7 @@ impl Launched {
             true => Ok(()),
             false => Err(format!(
                 "is {}, but this run is one of {} ranks {} started, and every trial trains on all of them: set train.devices = {}",
-                train.devices, self.size, self.launcher, self.size
+                train.devices, self.size, self.launcher.name, self.size
             )),
         }
     }
@@ -112,10 +129,7 @@ impl Launched {
             Device::Cuda(_) if local < count => Ok(Device::Cuda(local)),
             Device::Cuda(_) if count == 1 => Ok(Device::Cuda(0)),
             // Two ranks on one GPU: NCCL refuses them, later and less clearly.
-            Device::Cuda(_) => Err(wrong(
-                if self.launcher == "torchrun" { "LOCAL_RANK" } else { "SLURM_LOCALID" },
-                format!("is {local}, and this node has {count} GPUs: start one rank per GPU"),
-            )),
+            Device::Cuda(_) => Err(wrong(self.launcher.local_rank, format!("is {local}, and this node has {count} GPUs: start one rank per GPU"))),
             other => Ok(other),
         }
     }
@@ -126,7 +140,7 @@ impl Launched {
         let (host, port) = rendezvous(self.launcher)?;
         let agent = var("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let root = if self.rank == 0 && !agent { Store::serve(&host, port, JOIN_TIMEOUT) } else { Store::connect(&host, port, JOIN_TIMEOUT) };
-        let root = root.with_context(|| format!("meeting the other {} ranks {} started at {host}:{port}", self.size - 1, self.launcher))?;
+        let root = root.with_context(|| format!("meeting the other {} ranks {} started at {host}:{port}", self.size - 1, self.launcher.name))?;
         // Apart from what torchrun keeps there, and from an earlier attempt.
         let store = root.prefixed(&format!("bertlab/attempt_{}", var("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into())))?;
         Ok(World { launched: self, store, sent: Cell::new(0) })
@@ -204,17 +218,17 @@ impl World {
 /// Where the ranks meet: `MASTER_ADDR` and `MASTER_PORT` (torchrun sets
 /// both); under srun, defaults from the step: loopback on one node, else
 /// its first node, and a port from the job id.
-fn rendezvous(launcher: &str) -> Result<(String, u16)> {
+fn rendezvous(launcher: &Launcher) -> Result<(String, u16)> {
     let port = match var("MASTER_PORT") {
         Some(port) => port.parse().map_err(|_| wrong("MASTER_PORT", format!("{port:?} is not a port")))?,
-        None if launcher == "srun" => 20_000 + (number("SLURM_JOB_ID")?.unwrap_or(0) % 10_000) as u16,
-        None => bail!("{launcher} set no MASTER_PORT"),
+        None if launcher.slurm => 20_000 + (number("SLURM_JOB_ID")?.unwrap_or(0) % 10_000) as u16,
+        None => bail!("{} set no MASTER_PORT", launcher.name),
     };
     let host = match var("MASTER_ADDR") {
         Some(host) => host,
-        None if launcher == "srun" && number("SLURM_STEP_NUM_NODES")?.unwrap_or(1) <= 1 => "127.0.0.1".into(),
-        None if launcher == "srun" => first_node()?,
-        None => bail!("{launcher} set no MASTER_ADDR"),
+        None if launcher.slurm && number("SLURM_STEP_NUM_NODES")?.unwrap_or(1) <= 1 => "127.0.0.1".into(),
+        None if launcher.slurm => first_node()?,
+        None => bail!("{} set no MASTER_ADDR", launcher.name),
     };
     Ok((host, port))
 }
